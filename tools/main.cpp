@@ -1,0 +1,40 @@
+// kvforge: the command line front end. Subcommands live in tools/cmd_*.cpp.
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "command.h"
+
+namespace kvforge::cli {
+
+std::vector<Command>& command_registry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "kvforge: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace kvforge::cli
+
+int main(int argc, char** argv) {
+  using kvforge::cli::command_registry;
+  CLI::App app{"kvforge: LLM inference with a composable KV cache"};
+  app.set_version_flag("--version", std::string("kvforge ") + KVFORGE_VERSION);
+  app.require_subcommand(1);
+  std::function<int()> chosen;
+  for (auto& cmd : command_registry()) {
+    CLI::App* sub = app.add_subcommand(cmd.name, cmd.description);
+    auto run = std::make_shared<std::function<int()>>();
+    *run = cmd.setup(*sub);
+    sub->callback([run, &chosen] { chosen = *run; });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return chosen ? chosen() : 1;
+}
