@@ -10,9 +10,11 @@
 // names the problem and never an out-of-bounds read. A GgufFile owns its
 // mapping; tensor data pointers stay valid for the GgufFile's lifetime.
 // Reading is thread-compatible (const methods may be called concurrently).
+// The limits the reader enforces, and why, are described in docs/gguf.md.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +28,19 @@
 #include "util/tensor_type.h"
 
 namespace kvforge::gguf {
+
+class MappedFile;
+class ByteSink;  // where GgufWriter emits bytes (gguf_writer.cpp)
+
+// Limits beyond the format's own rules. The format allows arrays of arrays to
+// any depth; deeper nesting than this is rejected (kUnsupported) so that a
+// hostile file cannot exhaust the stack. The element budget bounds the memory
+// a file can make the reader allocate per metadata byte (each element becomes
+// a Value); real vocabularies use well under a million elements.
+inline constexpr uint32_t kMaxArrayNesting = 4;
+inline constexpr uint64_t kMaxMetadataElements = uint64_t{1} << 23;
+inline constexpr uint32_t kMaxTensorDims = 4;
+inline constexpr uint32_t kDefaultAlignment = 32;
 
 enum class ValueType : uint32_t {
   kUint8 = 0,
@@ -64,8 +79,8 @@ struct TensorInfo {
   std::string name;
   std::vector<uint64_t> dims;  // ggml order: dims[0] is the contiguous (row) length
   TensorType type = TensorType::kF32;
-  uint64_t offset = 0;         // from the start of the data section
-  uint64_t n_bytes = 0;        // validated against type geometry
+  uint64_t offset = 0;   // from the start of the data section
+  uint64_t n_bytes = 0;  // validated against type geometry
   const uint8_t* data = nullptr;
 
   [[nodiscard]] uint64_t n_elements() const;
@@ -76,7 +91,8 @@ class GgufFile {
   // Maps and validates the file at `path`.
   [[nodiscard]] static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
   // Validates an in-memory image; `bytes` must outlive the returned object.
-  [[nodiscard]] static Result<std::unique_ptr<GgufFile>> from_memory(std::span<const uint8_t> bytes);
+  [[nodiscard]] static Result<std::unique_ptr<GgufFile>> from_memory(
+      std::span<const uint8_t> bytes);
 
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
@@ -114,8 +130,7 @@ class GgufFile {
   Status parse();
 
   std::span<const uint8_t> bytes_;
-  void* mapping_ = nullptr;  // non-null when we own an mmap
-  size_t mapping_bytes_ = 0;
+  std::unique_ptr<MappedFile> mapping_;  // set when open() mapped the file
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<std::pair<std::string, Value>> kv_;
@@ -124,10 +139,23 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
 };
 
-// Builds a GGUF v3 file in memory and writes it. Keys keep insertion order;
-// setting a key twice replaces its value. Tensor data is copied.
+// Builds a GGUF v3 file and writes it. Keys keep insertion order; setting a
+// key twice replaces its value in place. write() streams header, metadata and
+// tensor data to disk one piece at a time, so the file image is never held in
+// memory; serialize() builds the image in memory for small files and tests.
+//
+// Tensor data can be given three ways: add_tensor copies the bytes,
+// add_tensor_view borrows them (they must stay valid until write/serialize
+// return), add_tensor_fill produces them on demand, one tensor at a time, so
+// a model larger than memory can be written. When `alignment` differs from the
+// default, the writer records it as general.alignment (uint32); a
+// general.alignment key set by the caller is overwritten with `alignment`.
+// Not thread-safe; a writer is used by one thread.
 class GgufWriter {
  public:
+  // Produces one tensor's bytes into `out` (exactly the tensor's n_bytes).
+  using TensorFill = std::function<Status(std::span<uint8_t> out)>;
+
   void set_uint32(std::string key, uint32_t v);
   void set_int32(std::string key, int32_t v);
   void set_uint64(std::string key, uint64_t v);
@@ -140,20 +168,41 @@ class GgufWriter {
   void set_value(std::string key, Value v);  // any value, e.g. copied from a GgufFile
 
   // dims in ggml order (dims[0] contiguous). bytes.size() must equal the
-  // type's size for dims; a mismatch is reported by write().
+  // type's size for dims; a mismatch is reported by validate() and write().
   void add_tensor(std::string name, TensorType type, std::vector<uint64_t> dims,
                   std::span<const uint8_t> bytes);
+  void add_tensor_view(std::string name, TensorType type, std::vector<uint64_t> dims,
+                       std::span<const uint8_t> bytes);
+  void add_tensor_fill(std::string name, TensorType type, std::vector<uint64_t> dims,
+                       TensorFill fill);
 
-  [[nodiscard]] std::vector<uint8_t> serialize(uint32_t alignment = 32) const;
-  [[nodiscard]] Status write(const std::string& path, uint32_t alignment = 32) const;
+  // Checks everything write() would reject: the alignment (a non-zero power
+  // of two), keys (non-empty), values (type tag matching the stored
+  // alternative and range, array nesting within kMaxArrayNesting), tensors
+  // (unique non-empty names, 1..4 dims each > 0, a known type, dims[0] a
+  // multiple of the block size, byte count matching the geometry).
+  [[nodiscard]] Status validate(uint32_t alignment = kDefaultAlignment) const;
+
+  // The whole file in memory. Invalid contents are a programmer error here
+  // (KVF_CHECK); call validate() first when they come from outside, and use
+  // write() for anything large. A failing TensorFill is also a check failure.
+  [[nodiscard]] std::vector<uint8_t> serialize(uint32_t alignment = kDefaultAlignment) const;
+  // Writes to `path` + ".partial" and renames it over `path` when complete, so
+  // a failed write never leaves a truncated file under the final name.
+  [[nodiscard]] Status write(const std::string& path, uint32_t alignment = kDefaultAlignment) const;
 
  private:
   struct PendingTensor {
     std::string name;
     TensorType type;
     std::vector<uint64_t> dims;
-    std::vector<uint8_t> bytes;
+    std::vector<uint8_t> owned_bytes;         // add_tensor
+    std::span<const uint8_t> borrowed_bytes;  // add_tensor_view
+    TensorFill fill;                          // add_tensor_fill
+    enum class Source { kOwned, kBorrowed, kFill } source = Source::kOwned;
   };
+  [[nodiscard]] Status emit(ByteSink& sink, uint32_t alignment) const;
+
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<PendingTensor> tensors_;
 };
