@@ -1,0 +1,97 @@
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace kvforge::kernels {
+namespace {
+
+TEST(RmsNorm, MatchesDefinition) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-3, 3);
+  std::vector<float> x(97), w(97), y(97);
+  for (auto& v : x) v = u(rng);
+  for (auto& v : w) v = u(rng);
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  const double inv = 1.0 / std::sqrt(ss / 97 + 1e-5);
+  rms_norm(x.data(), w.data(), y.data(), 97, 1e-5f);
+  for (int i = 0; i < 97; ++i) EXPECT_NEAR(y[i], x[i] * inv * w[i], 1e-5);
+  // In place, without weights: the result has unit root-mean-square.
+  rms_norm(x.data(), nullptr, x.data(), 97, 0.0f);
+  double ms = 0;
+  for (float v : x) ms += double(v) * v;
+  EXPECT_NEAR(ms / 97, 1.0, 1e-5);
+}
+
+// RoPE is a rotation: it preserves each pair's norm, rotating by 0 is the
+// identity, and the dot product of q at position m with k at position n
+// depends only on m - n (the property RoPE is built for).
+TEST(Rope, RotationProperties) {
+  const int d = 16, half = 8;
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; ++i) inv_freq[i] = float(std::pow(10000.0, -2.0 * i / d));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> n01;
+  std::vector<float> q(d), k(d);
+  for (auto& v : q) v = n01(rng);
+  for (auto& v : k) v = n01(rng);
+  for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kHalves}) {
+    auto rotated_dot = [&](int pq, int pk) {
+      std::vector<float> a = q, b = k, cs(d);
+      rope_cos_sin(pq, inv_freq.data(), half, cs.data());
+      rope_apply(a.data(), 1, d, d, layout, cs.data());
+      rope_cos_sin(pk, inv_freq.data(), half, cs.data());
+      rope_apply(b.data(), 1, d, d, layout, cs.data());
+      double s = 0;
+      for (int i = 0; i < d; ++i) s += double(a[i]) * b[i];
+      return s;
+    };
+    EXPECT_NEAR(rotated_dot(5, 2), rotated_dot(103, 100), 1e-4);
+    EXPECT_NEAR(rotated_dot(0, 0), [&] {
+      double s = 0;
+      for (int i = 0; i < d; ++i) s += double(q[i]) * k[i];
+      return s;
+    }(), 1e-5);
+  }
+}
+
+// Known values: pairing (0,1) for interleaved and (0, d/2) for halves.
+TEST(Rope, PairingLayouts) {
+  const float inv_freq[2] = {1.0f, 0.5f};  // angles pos*1, pos*0.5
+  float cs[4];
+  rope_cos_sin(1, inv_freq, 2, cs);
+  const float c0 = std::cos(1.0f), s0 = std::sin(1.0f), c1 = std::cos(0.5f), s1 = std::sin(0.5f);
+  float a[4] = {1, 2, 3, 4};
+  rope_apply(a, 1, 4, 4, RopeLayout::kInterleaved, cs);
+  EXPECT_NEAR(a[0], 1 * c0 - 2 * s0, 1e-6);
+  EXPECT_NEAR(a[1], 1 * s0 + 2 * c0, 1e-6);
+  EXPECT_NEAR(a[2], 3 * c1 - 4 * s1, 1e-6);
+  EXPECT_NEAR(a[3], 3 * s1 + 4 * c1, 1e-6);
+  float b[4] = {1, 2, 3, 4};
+  rope_apply(b, 1, 4, 4, RopeLayout::kHalves, cs);
+  EXPECT_NEAR(b[0], 1 * c0 - 3 * s0, 1e-6);
+  EXPECT_NEAR(b[2], 1 * s0 + 3 * c0, 1e-6);
+  EXPECT_NEAR(b[1], 2 * c1 - 4 * s1, 1e-6);
+  EXPECT_NEAR(b[3], 2 * s1 + 4 * c1, 1e-6);
+}
+
+TEST(SwiGlu, MatchesDefinition) {
+  const float g[3] = {-2.0f, 0.0f, 3.0f}, u[3] = {1.5f, 2.0f, -1.0f};
+  float out[3];
+  swiglu(g, u, out, 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
+  }
+}
+
+TEST(LogSumExp, StableForLargeValues) {
+  const float x[3] = {1000.0f, 1000.0f, -1e30f};
+  EXPECT_NEAR(log_sum_exp(x, 3), 1000.0 + std::log(2.0), 1e-9);
+}
+
+}  // namespace
+}  // namespace kvforge::kernels
