@@ -1,0 +1,68 @@
+// KvCache: the seam between the model's forward pass and KV storage.
+//
+// The model computes keys and values for new tokens and hands them to the
+// cache (store), then asks the cache to compute attention for the new
+// queries (attend). The model never sees how KV is laid out, encoded or
+// shared; a paged, quantized or evicting cache implements the same interface.
+//
+// Positions: a sequence's tokens occupy positions 0, 1, 2, ... A forward
+// call covers positions [pos0, pos0 + n_tokens); query i attends causally to
+// every cached position <= pos0 + i of the same sequence.
+//
+// Shapes (f32, row-major):
+//   k, v:   [n_tokens, n_kv_heads, head_dim]   (keys already rotated by RoPE)
+//   q, out: [n_tokens, n_heads, head_dim]
+//
+// Thread-safety: none; one forward pass at a time. attend() may use the pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kv/ids.h"
+#include "kvforge/status.h"
+
+namespace kvforge {
+
+class ThreadPool;
+
+struct KvShape {
+  int32_t n_layers = 0;
+  int32_t n_heads = 0;     // query heads
+  int32_t n_kv_heads = 0;  // key/value heads (GQA: n_heads % n_kv_heads == 0)
+  int32_t head_dim = 0;
+};
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+
+  [[nodiscard]] virtual const KvShape& shape() const = 0;
+
+  // Makes room for positions [pos0, pos0 + n_tokens) of `seq`. pos0 must equal
+  // the number of tokens the sequence holds (append-only; use truncate to go
+  // back). Fails with kOutOfRange if the cache cannot hold them; nothing
+  // changes then.
+  [[nodiscard]] virtual Status begin_append(SeqId seq, int32_t pos0, int32_t n_tokens) = 0;
+
+  // Stores k/v of the tokens announced by the last begin_append, for one layer.
+  virtual void store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* k,
+                     const float* v) = 0;
+
+  // out[i] = softmax(q[i] K^T * scale) V over positions <= pos0 + i.
+  virtual void attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
+                      float scale, float* out, ThreadPool& pool) = 0;
+
+  // Number of positions the sequence holds.
+  [[nodiscard]] virtual int32_t n_tokens(SeqId seq) const = 0;
+  // Drops positions >= n_tokens (rollback).
+  virtual void truncate(SeqId seq, int32_t n_tokens) = 0;
+
+  // Bytes one token occupies across all layers, and bytes in use now.
+  [[nodiscard]] virtual size_t bytes_per_token() const = 0;
+  [[nodiscard]] virtual size_t bytes_used() const = 0;
+  [[nodiscard]] virtual std::string describe() const = 0;
+};
+
+}  // namespace kvforge

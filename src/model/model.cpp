@@ -1,0 +1,202 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "gguf/gguf.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+#include "util/thread_pool.h"
+
+namespace kvforge {
+
+Model::~Model() = default;
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& options) {
+  auto file = gguf::GgufFile::open(path);
+  if (!file.ok()) return file.status();
+  auto model = from_file(std::move(file).value(), options);
+  if (!model.ok()) return model.status().with_context(path);
+  return model;
+}
+
+Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::GgufFile> file,
+                                                const ModelOptions& options) {
+  if (options.max_batch <= 0 || options.n_threads < 0) {
+    return invalid_argument("model options: max_batch must be > 0 and n_threads >= 0");
+  }
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::move(file);
+  KVF_ASSIGN_OR_RETURN(m->config_, read_model_config(*m->file_));
+  KVF_ASSIGN_OR_RETURN(m->weights_, bind_weights(*m->file_, m->config_));
+  m->options_ = options;
+  const ModelConfig& c = m->config_;
+
+  const int32_t n_threads =
+      options.n_threads > 0 ? options.n_threads : ThreadPool::hardware_threads();
+  m->pool_ = std::make_unique<ThreadPool>(n_threads);
+  const int64_t b = options.max_batch;
+  const int64_t max_cols = std::max({c.n_embd, c.n_ff, c.q_dim()});
+  m->scratch_ = std::make_unique<kernels::MatmulScratch>(n_threads, b, max_cols);
+
+  // Rotary frequencies: base^(-2i/rope_dim), divided by the optional
+  // per-frequency factors of Llama 3.1-style scaling.
+  const int32_t half = c.rope_dim / 2;
+  m->inv_freq_.resize(static_cast<size_t>(half));
+  for (int32_t i = 0; i < half; ++i) {
+    double f = std::pow(static_cast<double>(c.rope_freq_base), -2.0 * i / c.rope_dim);
+    if (m->weights_.rope_freqs) f /= m->weights_.rope_freqs[i];
+    m->inv_freq_[static_cast<size_t>(i)] = static_cast<float>(f);
+  }
+
+  auto sized = [b](std::vector<float>& v, int64_t width) { v.assign(static_cast<size_t>(b * width), 0.0f); };
+  sized(m->x_, c.n_embd);
+  sized(m->h_, c.n_embd);
+  sized(m->q_, c.q_dim());
+  sized(m->k_, c.kv_dim());
+  sized(m->v_, c.kv_dim());
+  sized(m->attn_, c.q_dim());
+  sized(m->gate_, c.n_ff);
+  sized(m->up_, c.n_ff);
+  sized(m->cos_sin_, c.rope_dim);
+  return m;
+}
+
+KvShape Model::kv_shape() const {
+  return KvShape{config_.n_layers, config_.n_heads, config_.n_kv_heads, config_.head_dim};
+}
+
+int32_t Model::n_threads() const { return pool_->n_threads(); }
+
+uint64_t Model::weight_bytes_per_token() const {
+  auto bytes = [](const kernels::MatrixView& m) {
+    return static_cast<uint64_t>(m.row_bytes) * static_cast<uint64_t>(m.n_rows);
+  };
+  uint64_t total = bytes(weights_.output) + weights_.token_embd.row_bytes;
+  for (const LayerWeights& l : weights_.layers) {
+    total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) + bytes(l.w_gate) +
+             bytes(l.w_up) + bytes(l.w_down);
+  }
+  return total;
+}
+
+uint64_t Model::n_params() const {
+  uint64_t n = 0;
+  for (const gguf::TensorInfo& t : file_->tensors()) n += t.n_elements();
+  return n;
+}
+
+void Model::matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y) {
+  kernels::matmul(w, x, n, y, *pool_, *scratch_);
+}
+
+Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv, SeqId seq,
+                      LogitsFor which, float* logits) {
+  const auto n_total = static_cast<int64_t>(tokens.size());
+  if (n_total == 0) return invalid_argument("forward: no tokens");
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= config_.n_vocab) {
+      return invalid_argument(
+          fmt::format("token id {} is outside the vocabulary [0, {})", id, config_.n_vocab));
+    }
+  }
+  if (n_total > INT32_MAX - pos0) return out_of_range("forward: position overflow");
+  KVF_RETURN_IF_ERROR(kv.begin_append(seq, pos0, static_cast<int32_t>(n_total)));
+
+  const int32_t b = options_.max_batch;
+  for (int64_t start = 0; start < n_total; start += b) {
+    const auto n = static_cast<int32_t>(std::min<int64_t>(b, n_total - start));
+    const int32_t pos = pos0 + static_cast<int32_t>(start);
+    forward_chunk(tokens.data() + start, n, pos, kv, seq);
+    if (which == LogitsFor::kAllTokens) {
+      output_logits(0, n, logits + start * config_.n_vocab);
+    } else if (which == LogitsFor::kLastToken && start + n == n_total) {
+      output_logits(n - 1, 1, logits);
+    }
+  }
+  return Status();
+}
+
+void Model::forward_chunk(const int32_t* tokens, int32_t n, int32_t pos0, KvCache& kv, SeqId seq) {
+  const ModelConfig& c = config_;
+  const kernels::MatrixView& embd = weights_.token_embd;
+  for (int32_t t = 0; t < n; ++t) {
+    const auto* row = static_cast<const uint8_t*>(embd.data) +
+                      static_cast<size_t>(tokens[t]) * embd.row_bytes;
+    kernels::dequantize_row(embd.type, row, x_.data() + static_cast<size_t>(t) * c.n_embd, c.n_embd);
+    kernels::rope_cos_sin(pos0 + t, inv_freq_.data(), c.rope_dim / 2,
+                          cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim);
+  }
+  for (int32_t i = 0; i < c.n_layers; ++i) {
+    const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+    attention_block(l, LayerId{i}, n, pos0, kv, seq);
+    feed_forward_block(l, n);
+  }
+}
+
+void Model::attention_block(const LayerWeights& l, LayerId layer, int32_t n, int32_t pos0,
+                            KvCache& kv, SeqId seq) {
+  const ModelConfig& c = config_;
+  for (int32_t t = 0; t < n; ++t) {
+    const size_t off = static_cast<size_t>(t) * c.n_embd;
+    kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
+  }
+  matmul(l.wq, h_.data(), n, q_.data());
+  matmul(l.wk, h_.data(), n, k_.data());
+  matmul(l.wv, h_.data(), n, v_.data());
+  if (l.q_bias) {
+    kernels::add_bias_rows(q_.data(), l.q_bias, n, c.q_dim());
+    kernels::add_bias_rows(k_.data(), l.k_bias, n, c.kv_dim());
+    kernels::add_bias_rows(v_.data(), l.v_bias, n, c.kv_dim());
+  }
+  for (int32_t t = 0; t < n; ++t) {
+    float* q = q_.data() + static_cast<size_t>(t) * c.q_dim();
+    float* k = k_.data() + static_cast<size_t>(t) * c.kv_dim();
+    if (l.q_norm) {
+      for (int32_t h = 0; h < c.n_heads; ++h) {
+        float* head = q + static_cast<size_t>(h) * c.head_dim;
+        kernels::rms_norm(head, l.q_norm, head, c.head_dim, c.rms_eps);
+      }
+      for (int32_t h = 0; h < c.n_kv_heads; ++h) {
+        float* head = k + static_cast<size_t>(h) * c.head_dim;
+        kernels::rms_norm(head, l.k_norm, head, c.head_dim, c.rms_eps);
+      }
+    }
+    const float* cs = cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim;
+    kernels::rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
+    kernels::rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
+  }
+  kv.store(seq, layer, pos0, n, k_.data(), v_.data());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  kv.attend(seq, layer, pos0, n, q_.data(), scale, attn_.data(), *pool_);
+  matmul(l.wo, attn_.data(), n, h_.data());
+  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+}
+
+void Model::feed_forward_block(const LayerWeights& l, int32_t n) {
+  const ModelConfig& c = config_;
+  for (int32_t t = 0; t < n; ++t) {
+    const size_t off = static_cast<size_t>(t) * c.n_embd;
+    kernels::rms_norm(x_.data() + off, l.ffn_norm, h_.data() + off, c.n_embd, c.rms_eps);
+  }
+  matmul(l.w_gate, h_.data(), n, gate_.data());
+  matmul(l.w_up, h_.data(), n, up_.data());
+  kernels::swiglu(gate_.data(), up_.data(), gate_.data(), static_cast<int64_t>(n) * c.n_ff);
+  matmul(l.w_down, gate_.data(), n, h_.data());
+  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+}
+
+void Model::output_logits(int32_t first_row, int32_t n, float* logits) {
+  const ModelConfig& c = config_;
+  for (int32_t t = 0; t < n; ++t) {
+    const size_t src = static_cast<size_t>(first_row + t) * c.n_embd;
+    const size_t dst = static_cast<size_t>(t) * c.n_embd;
+    kernels::rms_norm(x_.data() + src, weights_.output_norm, h_.data() + dst, c.n_embd, c.rms_eps);
+  }
+  matmul(weights_.output, h_.data(), n, logits);
+}
+
+}  // namespace kvforge

@@ -1,0 +1,92 @@
+// Model: a loaded GGUF model and its forward pass.
+//
+// A Model owns the memory-mapped file, the weight views into it, a thread
+// pool and every activation buffer, all sized at load time: forward() does
+// not allocate. KV storage is not part of the model; the caller passes a
+// KvCache (kv/kv_cache.h), so any storage/codec plugs in unchanged.
+//
+// Thread-safety: forward() must not run concurrently on one Model.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "kvforge/status.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace kvforge {
+
+namespace gguf {
+class GgufFile;
+}
+class ThreadPool;
+namespace kernels {
+class MatmulScratch;
+}
+
+struct ModelOptions {
+  int32_t n_threads = 0;   // 0: all cores available to the process
+  int32_t max_batch = 256; // tokens per internal forward chunk (prefill batch)
+};
+
+enum class LogitsFor {
+  kNone,       // only fill the KV cache
+  kLastToken,  // logits: [n_vocab]
+  kAllTokens,  // logits: [n_tokens, n_vocab]
+};
+
+class Model {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Model>> load(const std::string& path,
+                                                           const ModelOptions& options);
+  // Takes ownership of an opened file (e.g. built in memory by tests).
+  [[nodiscard]] static Result<std::unique_ptr<Model>> from_file(std::unique_ptr<gguf::GgufFile> file,
+                                                                const ModelOptions& options);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  [[nodiscard]] const ModelConfig& config() const { return config_; }
+  [[nodiscard]] const gguf::GgufFile& file() const { return *file_; }
+  [[nodiscard]] KvShape kv_shape() const;
+  [[nodiscard]] ThreadPool& pool() { return *pool_; }
+  [[nodiscard]] int32_t n_threads() const;
+  // Bytes of weights that one decode step reads (every matrix once, plus the
+  // one embedding row).
+  [[nodiscard]] uint64_t weight_bytes_per_token() const;
+  [[nodiscard]] uint64_t n_params() const;
+
+  // Runs `tokens` at positions [pos0, pos0 + tokens.size()) of `seq`,
+  // appending their keys and values to `kv`, and writes logits as `which`
+  // says. Fails without side effects if a token id is out of range or the
+  // cache cannot hold the tokens.
+  [[nodiscard]] Status forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv,
+                               SeqId seq, LogitsFor which, float* logits);
+
+ private:
+  Model() = default;
+  void forward_chunk(const int32_t* tokens, int32_t n, int32_t pos0, KvCache& kv, SeqId seq);
+  void attention_block(const LayerWeights& l, LayerId layer, int32_t n, int32_t pos0, KvCache& kv,
+                       SeqId seq);
+  void feed_forward_block(const LayerWeights& l, int32_t n);
+  void output_logits(int32_t first_row, int32_t n, float* logits);
+  void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
+
+  std::unique_ptr<gguf::GgufFile> file_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  ModelOptions options_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<kernels::MatmulScratch> scratch_;
+  std::vector<float> inv_freq_;  // [rope_dim/2] rotary frequencies incl. scaling
+
+  // Activations for up to max_batch tokens, row-major [tokens, width].
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, cos_sin_;
+};
+
+}  // namespace kvforge
