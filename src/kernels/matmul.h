@@ -48,8 +48,8 @@ class MatmulScratch {
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
 
-// Scalar reference of the same product (dequantize each row, double-free f32
-// dot in order). Used by tests to bound the optimized kernels' error.
+// Scalar reference of the same product (dequantize each row, accumulate in
+// double, in column order). Used by tests to bound the optimized kernels' error.
 void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, float* y);
 
 }  // namespace kvforge::kernels

@@ -1,0 +1,117 @@
+// The optimized matmul against matmul_reference (double accumulation), for
+// every weight type, decode and prefill token counts, odd row counts and 1-3
+// threads; and results identical across thread counts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+#include "util/thread_pool.h"
+
+namespace kvforge::kernels {
+namespace {
+
+struct Shape {
+  int64_t n_rows, n_cols;
+};
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequantized;  // [n_rows, n_cols]
+  MatrixView view;
+};
+
+Weights make_weights(TensorType type, Shape shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(shape.n_rows * shape.n_cols));
+  for (float& v : w) v = uniform(rng);
+  Weights out;
+  const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(shape.n_cols));
+  out.bytes.resize(row_bytes * static_cast<size_t>(shape.n_rows));
+  out.dequantized.resize(w.size());
+  for (int64_t r = 0; r < shape.n_rows; ++r) {
+    quantize_row(type, &w[static_cast<size_t>(r * shape.n_cols)], &out.bytes[r * row_bytes],
+                 shape.n_cols);
+    dequantize_row(type, &out.bytes[r * row_bytes], &out.dequantized[r * shape.n_cols],
+                   shape.n_cols);
+  }
+  out.view = {type, out.bytes.data(), shape.n_rows, shape.n_cols, row_bytes};
+  return out;
+}
+
+std::vector<float> make_activations(int64_t n_tokens, int64_t n_cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n_tokens * n_cols));
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+class MatmulTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
+  const TensorType type = GetParam();
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  ThreadPool* pools[] = {&pool1, &pool2, &pool3};
+  for (Shape shape : {Shape{37, 512}, Shape{70, 256}, Shape{1, 768}}) {
+    const Weights w = make_weights(type, shape, 11);
+    MatmulScratch scratch(3, 64, shape.n_cols);
+    for (int64_t n_tokens : {1, 3, 17, 64}) {
+      const std::vector<float> x = make_activations(n_tokens, shape.n_cols, 12);
+      std::vector<float> expected(static_cast<size_t>(n_tokens * shape.n_rows));
+      matmul_reference(w.view, x.data(), n_tokens, expected.data());
+      std::vector<float> first;
+      for (ThreadPool* pool : pools) {
+        std::vector<float> y(expected.size(), NAN);
+        matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          for (int64_t r = 0; r < shape.n_rows; ++r) {
+            // f32 accumulation of n_cols products in any order errs by at
+            // most about n_cols * 2^-24 * sum |w| |x|.
+            double magnitude = 0.0;
+            for (int64_t c = 0; c < shape.n_cols; ++c) {
+              magnitude += std::fabs(w.dequantized[r * shape.n_cols + c] * x[t * shape.n_cols + c]);
+            }
+            const double tolerance = static_cast<double>(shape.n_cols) * 0x1p-24 * magnitude;
+            const size_t i = static_cast<size_t>(t * shape.n_rows + r);
+            ASSERT_NEAR(y[i], expected[i], tolerance)
+                << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens " << n_tokens
+                << " threads " << pool->n_threads() << " t " << t << " r " << r;
+          }
+        }
+        if (first.empty()) {
+          first = y;
+        } else {
+          ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest,
+                         ::testing::Values(TensorType::kF32, TensorType::kF16, TensorType::kBF16,
+                                           TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
+                                           TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K),
+                         [](const auto& info) {
+                           return std::string(tensor_type_name(info.param));
+                         });
+
+TEST(MatmulReference, ComputesTheDefinitionOnASmallF32Matrix) {
+  // W = [[1, 2], [3, 4], [5, 6]] (3 rows, 2 cols), x = [[1, -1], [0.5, 2]].
+  const float w[] = {1, 2, 3, 4, 5, 6};
+  const float x[] = {1, -1, 0.5f, 2};
+  const MatrixView view{TensorType::kF32, w, 3, 2, 8};
+  float y[6];
+  matmul_reference(view, x, 2, y);
+  const float expected[] = {-1, -1, -1, 4.5f, 9.5f, 14.5f};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(y[i], expected[i]) << i;
+}
+
+}  // namespace
+}  // namespace kvforge::kernels
