@@ -50,7 +50,6 @@ class ByteLevelBpeModel final : public SubwordModel {
       const auto it = token_ids_.find(byte_to_unicode_text(static_cast<uint8_t>(byte)));
       byte_token_[byte] = it == token_ids_.end() ? -1 : it->second;
     }
-    if (vocabulary_.unknown_id.has_value()) unknown_id_ = *vocabulary_.unknown_id;
 
     merges_.reserve(vocabulary_.merges.size());
     for (size_t rank = 0; rank < vocabulary_.merges.size(); ++rank) {
@@ -108,7 +107,7 @@ class ByteLevelBpeModel final : public SubwordModel {
 
  private:
   struct Symbol {
-    TokenId id;  // -1: byte without a token; kMerged: absorbed by its left neighbour
+    TokenId id;  // -1: a byte without a token; kMerged: absorbed by its left neighbour
     int32_t prev;
     int32_t next;
   };
@@ -182,11 +181,10 @@ class ByteLevelBpeModel final : public SubwordModel {
       consider_pair(candidate.left, left.next);
     }
     for (int32_t i = 0; i >= 0; i = symbols[i].next) {
-      if (symbols[i].id >= 0) {
-        ids.push_back(symbols[i].id);
-      } else if (unknown_id_ >= 0) {
-        ids.push_back(unknown_id_);  // a byte the vocabulary cannot spell
-      }
+      // A byte the vocabulary cannot spell is dropped: the unknown id of
+      // these vocabularies is often a control token such as <|endoftext|>,
+      // which would end the text for the model.
+      if (symbols[i].id >= 0) ids.push_back(symbols[i].id);
     }
   }
 
@@ -196,7 +194,6 @@ class ByteLevelBpeModel final : public SubwordModel {
   std::unordered_map<std::string_view, TokenId> token_ids_;  // first of duplicates wins
   std::unordered_map<uint64_t, MergeResult> merges_;
   std::array<TokenId, 256> byte_token_{};
-  TokenId unknown_id_ = -1;
 };
 
 }  // namespace
