@@ -1,0 +1,56 @@
+// A steady-state decode step must not touch the heap. This binary replaces
+// the global allocation functions with counting ones and runs decode steps
+// on the real stories260K model after a warm-up.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "kv/contiguous_kv_cache.h"
+#include "model/model.h"
+#include "test_models.h"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}
+
+// GCC flags free() in a replaced operator delete as mismatched with new; the
+// pairing is exactly what a replacement allocator is meant to do.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+namespace kvforge {
+namespace {
+
+TEST(DecodeAllocations, SteadyStateDecodeAllocatesNothing) {
+  for (int threads : {1, 2}) {
+    auto m = Model::load(testing::stories260k_gguf(), ModelOptions{threads, 32});
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    ContiguousKvCache kv((*m)->kv_shape(), 1, 128, ContiguousKvType::kF16);
+    std::vector<float> logits(512);
+    std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+    ASSERT_TRUE((*m)->forward(prompt, 0, kv, SeqId{0}, LogitsFor::kLastToken, logits.data()).ok());
+    const long before = g_allocations.load();
+    for (int32_t pos = 5; pos < 60; ++pos) {
+      const int32_t one[1] = {300 + pos};
+      Status s = (*m)->forward(one, pos, kv, SeqId{0}, LogitsFor::kLastToken, logits.data());
+      ASSERT_TRUE(s.ok());
+    }
+    EXPECT_EQ(g_allocations.load() - before, 0) << threads << " threads";
+  }
+}
+
+}  // namespace
+}  // namespace kvforge

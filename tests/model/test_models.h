@@ -1,0 +1,17 @@
+// Paths of the models the model tests run on.
+#pragma once
+
+#include <string>
+
+namespace kvforge::testing {
+
+// The bundled default model (converted from llama2.c's stories260K).
+inline std::string stories260k_gguf() {
+  return std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf";
+}
+
+inline std::string stories260k_reference_json() {
+  return std::string(KVFORGE_SHARED_DIR) + "/models/stories260K/reference_outputs.json";
+}
+
+}  // namespace kvforge::testing

@@ -1,0 +1,98 @@
+// kvforge run: generate text from a prompt, streaming it as it is produced.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "command.h"
+#include "common.h"
+#include "engine/generator.h"
+#include "engine/sampler.h"
+
+namespace kvforge::cli {
+namespace {
+
+struct RunArgs {
+  ModelArgs model;
+  std::string prompt;
+  std::string prompt_file;
+  int32_t n_predict = 128;
+  bool ignore_eos = false;
+  bool no_display_prompt = false;
+  SamplingParams sampling;
+};
+
+int run(const RunArgs& a) {
+  if (!a.prompt.empty() && !a.prompt_file.empty()) return fail("give either -p or -f, not both");
+  if (auto s = a.sampling.validate(); !s.ok()) return fail(s.message());
+  std::string prompt = a.prompt;
+  if (!a.prompt_file.empty()) {
+    auto text = read_text_file(a.prompt_file);
+    if (!text.ok()) return fail(text.status().message());
+    prompt = std::move(text).value();
+  }
+  auto loaded = load_model(a.model);
+  if (!loaded.ok()) return fail(loaded.status().to_string());
+  Model& model = *loaded->model;
+  const Tokenizer& tok = *loaded->tokenizer;
+
+  std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true, /*parse_special=*/true);
+  if (ids.empty()) return fail("the prompt tokenized to nothing; give a prompt with -p");
+  auto kv = make_kv_cache(model, loaded->n_ctx, a.model.kv_type);
+  if (!kv.ok()) return fail(kv.status().message());
+
+  Sampler sampler(a.sampling, model.config().n_vocab);
+  if (!a.no_display_prompt) {
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  GenerationOptions options;
+  options.n_predict = a.n_predict;
+  options.stop_at_end_of_generation = !a.ignore_eos;
+  GenerationCallbacks callbacks;
+  callbacks.on_token = [&](int32_t id) {
+    if (!tok.is_end_of_generation(id)) {
+      const std::string piece = tok.token_to_piece(id);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  };
+  callbacks.is_end_of_generation = [&](int32_t id) { return tok.is_end_of_generation(id); };
+  auto stats = generate(model, **kv, SeqId{0}, loaded->n_ctx, ids, options, sampler, callbacks);
+  std::fputs("\n", stdout);
+  if (!stats.ok()) return fail(stats.status().message());
+  std::fprintf(stderr,
+               "\nprompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | KV cache: %s "
+               "(%s/token, %s) | threads: %d | seed: %llu\n",
+               stats->n_prompt_tokens, stats->prompt_tokens_per_second(), stats->n_generated,
+               stats->decode_tokens_per_second(), format_bytes(double((*kv)->bytes_used())).c_str(),
+               format_bytes(double((*kv)->bytes_per_token())).c_str(), a.model.kv_type.c_str(),
+               model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
+  if (stats->context_full) std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
+  return 0;
+}
+
+KVFORGE_REGISTER_COMMAND(
+    run_command, "run", "Generate text from a prompt", [](CLI::App& app) -> std::function<int()> {
+      auto a = std::make_shared<RunArgs>();
+      add_model_options(app, a->model);
+      app.add_option("-p,--prompt", a->prompt, "Prompt text");
+      app.add_option("-f,--file", a->prompt_file, "Read the prompt from a file");
+      app.add_option("-n,--n-predict", a->n_predict, "Tokens to generate (-1: until end)")
+          ->check(CLI::Range(-1, 1 << 24));
+      app.add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
+      app.add_flag("--no-display-prompt", a->no_display_prompt, "Do not echo the prompt");
+      app.add_option("--temp", a->sampling.temperature, "Temperature (0: greedy)");
+      app.add_option("--top-k", a->sampling.top_k, "Top-k (0: off)");
+      app.add_option("--top-p", a->sampling.top_p, "Top-p (1: off)");
+      app.add_option("--min-p", a->sampling.min_p, "Min-p (0: off)");
+      app.add_option("--repeat-penalty", a->sampling.repeat_penalty, "Repetition penalty (1: off)");
+      app.add_option("--repeat-last-n", a->sampling.repeat_last_n, "Tokens the penalty looks at");
+      app.add_option("--presence-penalty", a->sampling.presence_penalty, "Presence penalty");
+      app.add_option("--frequency-penalty", a->sampling.frequency_penalty, "Frequency penalty");
+      app.add_option("-s,--seed", a->sampling.seed, "Random seed");
+      return [a] { return run(*a); };
+    });
+
+}  // namespace
+}  // namespace kvforge::cli
