@@ -10,10 +10,13 @@
 // when the vocabulary has none.
 //
 // The pairs live in a priority queue and the symbols in a doubly linked list
-// over the text, so encoding n code points costs O(n log n).
+// over the text, so encoding n code points costs O(n log n); the text is
+// first cut where no piece can span two neighbouring code points, which
+// keeps the queues small without changing the result.
+#include <algorithm>
 #include <array>
-#include <queue>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "tokenizer/subword_model.h"
 #include "tokenizer/utf8.h"
@@ -65,6 +68,16 @@ class SentencePieceBpeModel final : public SubwordModel {
       }
     }
     if (vocabulary.unknown_id.has_value()) unknown_id_ = *vocabulary.unknown_id;
+    for (const auto& [piece, id] : piece_ids_) {
+      uint64_t previous_unit = 0;
+      for (size_t pos = 0; pos < piece.size();) {
+        const size_t length = utf8_unit_length(piece, pos);
+        const uint64_t unit = unit_key(piece, pos, length);
+        if (pos > 0) adjacent_units_.insert((previous_unit << 32) | unit);
+        previous_unit = unit;
+        pos += length;
+      }
+    }
     add_space_prefix_ = vocabulary.add_space_prefix.value_or(true);
   }
 
@@ -82,64 +95,24 @@ class SentencePieceBpeModel final : public SubwordModel {
     }
     if (text.empty()) return;
 
-    // Symbols form a linked list over `text`; a merged-away symbol has length 0.
-    std::vector<Symbol> symbols;
-    symbols.reserve(text.size());
+    // Cut the text where no piece can span the boundary (see
+    // adjacent_units_): merges on either side never interact, so each
+    // segment is merged on its own with a small queue.
+    Scratch scratch;
+    size_t segment_start = 0;
+    uint64_t previous_unit = 0;
     for (size_t pos = 0; pos < text.size();) {
       const size_t length = utf8_unit_length(text, pos);
-      const auto index = static_cast<int32_t>(symbols.size());
-      symbols.push_back(
-          {static_cast<uint32_t>(pos), static_cast<uint32_t>(length), index - 1, index + 1});
+      const uint64_t unit = unit_key(text, pos, length);
+      if (pos > segment_start && !adjacent_units_.contains((previous_unit << 32) | unit)) {
+        encode_segment(std::string_view(text).substr(segment_start, pos - segment_start), scratch,
+                       ids);
+        segment_start = pos;
+      }
+      previous_unit = unit;
       pos += length;
     }
-    symbols.back().next = -1;
-
-    std::priority_queue<Candidate> queue;
-    auto consider_pair = [&](int32_t left, int32_t right) {
-      if (left < 0 || right < 0) return;
-      const uint32_t size = symbols[left].length + symbols[right].length;
-      const auto it = piece_ids_.find(std::string_view(text).substr(symbols[left].start, size));
-      if (it == piece_ids_.end()) return;
-      queue.push({score_of(it->second), left, size});
-    };
-    for (size_t i = 1; i < symbols.size(); ++i) {
-      consider_pair(static_cast<int32_t>(i - 1), static_cast<int32_t>(i));
-    }
-
-    while (!queue.empty()) {
-      const Candidate candidate = queue.top();
-      queue.pop();
-      Symbol& left = symbols[candidate.left];
-      // Stale: one side was merged into something else since it was queued.
-      if (left.length == 0 || left.next < 0) continue;
-      Symbol& right = symbols[left.next];
-      if (left.length + right.length != candidate.size) continue;
-      left.length += right.length;
-      right.length = 0;
-      left.next = right.next;
-      if (left.next >= 0) symbols[left.next].prev = candidate.left;
-      consider_pair(left.prev, candidate.left);
-      consider_pair(candidate.left, left.next);
-    }
-
-    for (int32_t i = 0; i >= 0; i = symbols[i].next) {
-      const std::string_view piece =
-          std::string_view(text).substr(symbols[i].start, symbols[i].length);
-      const auto it = piece_ids_.find(piece);
-      if (it != piece_ids_.end()) {
-        ids.push_back(it->second);
-        continue;
-      }
-      for (char c : piece) {
-        const TokenId byte_id = byte_token_[static_cast<uint8_t>(c)];
-        if (byte_id >= 0) {
-          ids.push_back(byte_id);
-        } else if (unknown_id_ >= 0) {
-          ids.push_back(unknown_id_);
-          break;  // one unknown token stands for the whole symbol
-        }
-      }
-    }
+    encode_segment(std::string_view(text).substr(segment_start), scratch, ids);
   }
 
   void append_piece(TokenId id, std::string& out) const override {
@@ -183,6 +156,85 @@ class SentencePieceBpeModel final : public SubwordModel {
     }
   };
 
+  // Buffers reused across the segments of one call.
+  struct Scratch {
+    std::vector<Symbol> symbols;
+    std::vector<Candidate> queue;
+  };
+
+  // A code point, or 0x80000000 | byte for a byte outside valid UTF-8.
+  static uint64_t unit_key(std::string_view text, size_t pos, size_t length) {
+    if (length == 1 && static_cast<unsigned char>(text[pos]) >= 0x80) {
+      return 0x80000000u | static_cast<unsigned char>(text[pos]);
+    }
+    return decode_utf8_unit(text, pos, length);
+  }
+
+  // Merges one segment of escaped text and appends its ids.
+  void encode_segment(std::string_view text, Scratch& scratch, std::vector<TokenId>& ids) const {
+    // Symbols form a linked list over `text`; a merged-away symbol has length 0.
+    std::vector<Symbol>& symbols = scratch.symbols;
+    symbols.clear();
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t length = utf8_unit_length(text, pos);
+      const auto index = static_cast<int32_t>(symbols.size());
+      symbols.push_back(
+          {static_cast<uint32_t>(pos), static_cast<uint32_t>(length), index - 1, index + 1});
+      pos += length;
+    }
+    symbols.back().next = -1;
+
+    // A max-heap on (score, leftmost) kept in a reused vector.
+    std::vector<Candidate>& queue = scratch.queue;
+    queue.clear();
+    auto consider_pair = [&](int32_t left, int32_t right) {
+      if (left < 0 || right < 0) return;
+      const uint32_t size = symbols[left].length + symbols[right].length;
+      const auto it = piece_ids_.find(text.substr(symbols[left].start, size));
+      if (it == piece_ids_.end()) return;
+      queue.push_back({score_of(it->second), left, size});
+      std::push_heap(queue.begin(), queue.end());
+    };
+    for (size_t i = 1; i < symbols.size(); ++i) {
+      consider_pair(static_cast<int32_t>(i - 1), static_cast<int32_t>(i));
+    }
+
+    while (!queue.empty()) {
+      std::pop_heap(queue.begin(), queue.end());
+      const Candidate candidate = queue.back();
+      queue.pop_back();
+      Symbol& left = symbols[candidate.left];
+      // Stale: one side was merged into something else since it was queued.
+      if (left.length == 0 || left.next < 0) continue;
+      Symbol& right = symbols[left.next];
+      if (left.length + right.length != candidate.size) continue;
+      left.length += right.length;
+      right.length = 0;
+      left.next = right.next;
+      if (left.next >= 0) symbols[left.next].prev = candidate.left;
+      consider_pair(left.prev, candidate.left);
+      consider_pair(candidate.left, left.next);
+    }
+
+    for (int32_t i = 0; i >= 0; i = symbols[i].next) {
+      const std::string_view piece = text.substr(symbols[i].start, symbols[i].length);
+      const auto it = piece_ids_.find(piece);
+      if (it != piece_ids_.end()) {
+        ids.push_back(it->second);
+        continue;
+      }
+      for (char c : piece) {
+        const TokenId byte_id = byte_token_[static_cast<uint8_t>(c)];
+        if (byte_id >= 0) {
+          ids.push_back(byte_id);
+        } else if (unknown_id_ >= 0) {
+          ids.push_back(unknown_id_);
+          break;  // one unknown token stands for the whole symbol
+        }
+      }
+    }
+  }
+
   [[nodiscard]] TokenType type_of(TokenId id) const {
     return vocabulary_.types.empty() ? TokenType::kNormal : vocabulary_.types[id];
   }
@@ -192,6 +244,10 @@ class SentencePieceBpeModel final : public SubwordModel {
 
   const Vocabulary& vocabulary_;
   std::unordered_map<std::string_view, TokenId> piece_ids_;
+  // Every pair of adjacent units (code points) inside some piece, as
+  // (first << 32) | second. Where two neighbouring units of the text are not
+  // such a pair, no piece can span them.
+  std::unordered_set<uint64_t> adjacent_units_;
   std::array<TokenId, 256> byte_token_;
   TokenId unknown_id_ = -1;
   bool add_space_prefix_ = true;
