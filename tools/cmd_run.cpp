@@ -37,6 +37,11 @@ int run(const RunArgs& a) {
 
   std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true, /*parse_special=*/true);
   if (ids.empty()) return fail("the prompt tokenized to nothing; give a prompt with -p");
+  if (static_cast<int64_t>(ids.size()) > loaded->n_ctx) {
+    return fail(fmt::format("the prompt has {} tokens but the context holds {} (raise "
+                            "-c/--ctx-size or shorten the prompt)",
+                            ids.size(), loaded->n_ctx));
+  }
   auto kv = make_kv_cache(model, loaded->n_ctx, a.model.kv_type);
   if (!kv.ok()) return fail(kv.status().message());
 

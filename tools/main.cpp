@@ -31,6 +31,19 @@ int main(int argc, char** argv) {
     *run = cmd.setup(*sub);
     sub->callback([run, &chosen] { chosen = *run; });
   }
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const auto& cmd : command_registry()) {
+      known = known || cmd.name == argv[1];
+      names += (names.empty() ? "" : ", ") + cmd.name;
+    }
+    if (!known) {
+      std::fprintf(stderr, "kvforge: unknown command '%s' (commands: %s; see --help)\n", argv[1],
+                   names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -42,7 +42,6 @@ Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t c
   stats.n_prompt_tokens = static_cast<int32_t>(prompt.size());
 
   int32_t pos = start_pos + stats.n_prompt_tokens;
-  t0 = std::chrono::steady_clock::now();
   while (options.n_predict < 0 || stats.n_generated < options.n_predict) {
     const int32_t id = sampler.sample(logits, history);
     history.push_back(id);
@@ -57,10 +56,12 @@ Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t c
       break;
     }
     const int32_t next[1] = {id};
+    t0 = std::chrono::steady_clock::now();
     KVF_RETURN_IF_ERROR(model.forward(next, pos, kv, seq, LogitsFor::kLastToken, logits.data()));
+    stats.decode_seconds += seconds_since(t0);
+    ++stats.n_decode_steps;
     ++pos;
   }
-  stats.decode_seconds = seconds_since(t0);
   return stats;
 }
 

@@ -25,15 +25,16 @@ struct GenerationOptions {
 struct GenerationStats {
   int32_t n_prompt_tokens = 0;
   int32_t n_generated = 0;
-  double prompt_seconds = 0;
-  double decode_seconds = 0;
+  int32_t n_decode_steps = 0;  // single-token forward passes (n_generated - 1 or fewer)
+  double prompt_seconds = 0;   // prefill forward pass
+  double decode_seconds = 0;   // the decode forward passes
   bool context_full = false;  // stopped because the KV cache had no room left
 
   [[nodiscard]] double prompt_tokens_per_second() const {
     return prompt_seconds > 0 ? n_prompt_tokens / prompt_seconds : 0;
   }
   [[nodiscard]] double decode_tokens_per_second() const {
-    return decode_seconds > 0 ? n_generated / decode_seconds : 0;
+    return decode_seconds > 0 ? n_decode_steps / decode_seconds : 0;
   }
 };
 

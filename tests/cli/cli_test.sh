@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Usage: cli_test.sh KVFORGE_BINARY SOURCE_DIR SHARED_DIR
+# Runs the kvforge command line on good and bad input and checks exit codes
+# and messages. Bad input must give exit status 1 or 2 (never a crash: a
+# signal gives 128+N) and a one-line message naming the problem.
+set -u
+bin=$1
+src=$2
+shared=$3
+model="$src/models/stories260K.gguf"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+passes=0
+
+# expect NAME EXPECTED_STATUS REGEX -- ARGS...
+expect() {
+  local name=$1 want=$2 regex=$3
+  shift 4
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [[ "$want" == "fail" ]]; then
+    [[ $got -eq 1 || $got -eq 2 || ($got -ge 100 && $got -lt 128) ]] || {
+      echo "FAIL $name: exit $got, expected a clean failure"; failures=$((failures + 1)); return; }
+  elif [[ $got -ne $want ]]; then
+    echo "FAIL $name: exit $got, expected $want"; cat "$tmp/err"; failures=$((failures + 1)); return
+  fi
+  if ! grep -qE -- "$regex" "$tmp/out" "$tmp/err"; then
+    echo "FAIL $name: output does not match /$regex/"; head -5 "$tmp/out" "$tmp/err"
+    failures=$((failures + 1)); return
+  fi
+  passes=$((passes + 1))
+}
+
+# Greedy generation on the bundled model reproduces the reference story.
+expect greedy_story 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park" -- \
+  run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1
+expect timing_line 0 "prompt: [0-9]+ tokens, .* decode: [0-9]+ tokens" -- run -m "$model" -p "Hi" -n 4 -t 1
+expect info_model 0 "KV cache per token: 640.00 B \(f16\)" -- info "$model"
+expect info_vocab 0 "tokenizer.ggml.model +\"gpt2\"" -- info "$shared/vocab/ggml-vocab-gpt-2.gguf"
+expect tokenize_ids 0 "^\[1, 403, 407, 261, 378\]$" -- tokenize -m "$model" -p "Once upon a time" --ids
+expect tokenize_vocab_only 0 "15496" -- tokenize -m "$shared/vocab/ggml-vocab-gpt-2.gguf" -p "Hello world" --ids
+head -c 20000 "$shared/text/tinystories-valid-sample/tinystories_val.txt" >"$tmp/text.txt"
+expect ppl 0 "perplexity: [0-9.]+ \+/- " -- ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1
+expect bench_json 0 "\"tokens_per_second_mean\"" -- bench -m "$model" -p 16 -n 4 -r 1 -o json -t 1
+expect convert 0 "wrote" -- convert llama2c "$shared/models/stories260K/stories260K.bin" \
+  "$shared/models/stories260K/tok512.bin" -o "$tmp/s.gguf"
+cmp -s "$tmp/s.gguf" "$model" || { echo "FAIL convert: output differs from the bundled model"; failures=$((failures + 1)); }
+
+# Bad input: clear message, non-zero exit, no crash.
+expect unknown_command fail "unknown command 'bogus'" -- bogus
+expect unknown_flag fail "not expected: --bogus" -- run -m "$model" --bogus
+expect missing_model fail "cannot open '/nonexistent.gguf'" -- run -m /nonexistent.gguf -p hi
+expect not_gguf fail "not a GGUF file" -- run -m "$shared/text/README.md" -p hi
+head -c 5000 "$model" >"$tmp/truncated.gguf"
+expect truncated_model fail "truncated|past the end|extends" -- run -m "$tmp/truncated.gguf" -p hi
+expect prompt_too_long fail "prompt has [0-9]+ tokens but the context holds 4" -- \
+  run -m "$model" -p "Once upon a time there was a girl" -c 4
+expect bad_top_p fail "top-p must be in" -- run -m "$model" -p hi --top-p 3
+expect vocab_is_not_model fail "architecture 'gpt2' is not supported" -- \
+  run -m "$shared/vocab/ggml-vocab-gpt-2.gguf" -p hi
+expect missing_text fail "cannot open" -- ppl -m "$model" -f "$tmp/none.txt"
+echo "Once upon a time." >"$tmp/short.txt"
+expect short_text fail "fewer than one window" -- ppl -m "$model" -f "$tmp/short.txt" -c 512
+expect bad_output fail "xml not in" -- bench -m "$model" -o xml
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
