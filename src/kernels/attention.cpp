@@ -1,45 +1,68 @@
-#include "kernels/attention.h"
+// Compiled once per SIMD target (Highway foreach_target) and dispatched at
+// run time; the scalar reference at the end is compiled once.
+#include "kernels/simd_targets.h"
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/attention.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// clang-format on
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kvforge/status.h"
 #include "util/fp16.h"
 #include "util/thread_pool.h"
 
+HWY_BEFORE_NAMESPACE();
 namespace kvforge::kernels {
-namespace {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxGroup = 16;   // query heads per KV head
 constexpr int kKeyChunk = 128;  // keys scored per softmax update
 
-inline float load(const float* p, int64_t i) {
-  return p[i];
-}
-inline float load(const uint16_t* p, int64_t i) {
-  return fp16_to_fp32(p[i]);
-}
+using DF = hn::ScalableTag<float>;
 
-template <class T>
-inline void load_row(const T* src, float* dst, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) dst[i] = load(src, i);
-}
-
-inline float dot(const float* a, const float* b, int32_t n) {
-  // Four independent sums so the loop pipelines (and vectorizes where allowed).
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+// dst[0, n) = f16 src[0, n) as f32.
+HWY_INLINE void load_row(const uint16_t* src, float* dst, int32_t n) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(src);
   int32_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
+  for (; i + static_cast<int32_t>(hn::Lanes(df)) <= n; i += static_cast<int32_t>(hn::Lanes(df))) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, dst + i);
   }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
+  for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+}
+
+HWY_INLINE float dot(const float* a, const float* b, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  auto sum = hn::Zero(df);
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    sum = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum);
+  float s = hn::GetLane(hn::SumOfLanes(df, sum));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y[0, n) += p * x[0, n)
+HWY_INLINE void axpy(float p, const float* x, float* y, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto vp = hn::Set(df, p);
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  for (; i < n; ++i) y[i] += p * x[i];
 }
 
 // One task: all query heads of one KV-head group for one query token.
@@ -101,11 +124,7 @@ void attend_group(const AttentionArgs& a, int32_t token, int32_t kv_head) {
         load_row(v, row, d);
         vrow = row;
       }
-      for (int32_t g = 0; g < group; ++g) {
-        const float p = scores[g][j];
-        float* out = acc[g];
-        for (int32_t i = 0; i < d; ++i) out[i] += p * vrow[i];
-      }
+      for (int32_t g = 0; g < group; ++g) axpy(scores[g][j], vrow, acc[g], d);
     }
   }
 
@@ -116,12 +135,7 @@ void attend_group(const AttentionArgs& a, int32_t token, int32_t kv_head) {
   }
 }
 
-}  // namespace
-
-void attention(const AttentionArgs& a, ThreadPool& pool) {
-  KVF_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0);
-  KVF_CHECK(a.n_heads / a.n_kv_heads <= kMaxGroup);
-  KVF_CHECK(a.head_dim > 0 && a.head_dim <= kMaxHeadDim);
+void attention_impl(const AttentionArgs& a, ThreadPool& pool) {
   const int64_t n_tasks = static_cast<int64_t>(a.n_tokens) * a.n_kv_heads;
   pool.parallel_for(n_tasks, [&](int64_t task, int) {
     const auto token = static_cast<int32_t>(task / a.n_kv_heads);
@@ -132,6 +146,22 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       attend_group<uint16_t>(a, token, kv_head);
     }
   });
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvforge::kernels {
+
+HWY_EXPORT(attention_impl);
+
+void attention(const AttentionArgs& a, ThreadPool& pool) {
+  KVF_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0);
+  KVF_CHECK(a.n_heads / a.n_kv_heads <= 16);
+  KVF_CHECK(a.head_dim > 0 && a.head_dim <= 256);
+  HWY_DYNAMIC_DISPATCH(attention_impl)(a, pool);
 }
 
 void attention_reference(const AttentionArgs& a) {
@@ -173,3 +203,4 @@ void attention_reference(const AttentionArgs& a) {
 }
 
 }  // namespace kvforge::kernels
+#endif  // HWY_ONCE

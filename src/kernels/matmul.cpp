@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "hwy/aligned_allocator.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/weight_format.h"
 #include "kvforge/status.h"
 #include "util/thread_pool.h"
@@ -13,7 +15,13 @@ struct MatmulScratch::Impl {
   int n_threads = 0;
   int64_t max_tokens = 0;
   int64_t max_cols = 0;
-  std::vector<std::vector<float>> row_buffers;  // one dequantized row per thread
+  // One ThreadScratch region (kThreadScratchFloats) per thread, 64-byte aligned.
+  hwy::AlignedFreeUniquePtr<float[]> buffer;
+
+  ThreadScratch for_thread(int thread) {
+    float* base = buffer.get() + static_cast<size_t>(thread) * kThreadScratchFloats;
+    return {base, base + kMaxPanelRows * kColumnChunk, base + 2 * kMaxPanelRows * kColumnChunk};
+  }
 };
 
 MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols)
@@ -22,8 +30,9 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->n_threads = n_threads;
   impl_->max_tokens = max_tokens;
   impl_->max_cols = max_cols;
-  impl_->row_buffers.assign(static_cast<size_t>(n_threads),
-                            std::vector<float>(static_cast<size_t>(max_cols)));
+  impl_->buffer =
+      hwy::AllocateAligned<float>(static_cast<size_t>(n_threads) * kThreadScratchFloats);
+  KVF_CHECK(impl_->buffer != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -41,23 +50,32 @@ const WeightFormat& checked_format(const MatrixView& w) {
 
 }  // namespace
 
+// Rows per decode task: small enough that 2-3 threads balance, large enough
+// that taking a task (one atomic increment) is negligible next to streaming
+// rows * row_bytes of weights.
+constexpr int64_t kDecodeRowsPerTask = 16;
+
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch) {
   const WeightFormat& format = checked_format(w);
   MatmulScratch::Impl& s = *scratch.impl();
   KVF_CHECK(pool.n_threads() <= s.n_threads);
   KVF_CHECK(n_tokens <= s.max_tokens && w.n_cols <= s.max_cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  pool.parallel_for(w.n_rows, [&](int64_t r, int thread) {
-    float* row = s.row_buffers[static_cast<size_t>(thread)].data();
-    format.dequantize_blocks(base + static_cast<size_t>(r) * w.row_bytes, row,
-                             w.n_cols / format.block_elems);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const float* xt = x + t * w.n_cols;
-      float sum = 0.0f;
-      for (int64_t c = 0; c < w.n_cols; ++c) sum += row[c] * xt[c];
-      y[t * w.n_rows + r] = sum;
-    }
+  if (n_tokens <= 0 || w.n_rows <= 0) return;
+  const MatmulArgs args{&w, &format, x, n_tokens, y};
+  if (n_tokens <= kMaxDecodeTokens) {
+    const int64_t n_tasks = (w.n_rows + kDecodeRowsPerTask - 1) / kDecodeRowsPerTask;
+    pool.parallel_for(n_tasks, [&](int64_t task, int thread) {
+      const int64_t begin = task * kDecodeRowsPerTask;
+      decode_rows(args, begin, std::min(begin + kDecodeRowsPerTask, w.n_rows),
+                  s.for_thread(thread));
+    });
+    return;
+  }
+  const int64_t panel_rows = prefill_panel_rows();
+  const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
+  pool.parallel_for(n_panels, [&](int64_t panel, int thread) {
+    prefill_panel(args, panel * panel_rows, s.for_thread(thread));
   });
 }
 

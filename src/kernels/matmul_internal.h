@@ -1,0 +1,58 @@
+// Internal seam between matmul.cpp (argument checks, threading, scratch) and
+// the SIMD kernel files, which Highway compiles once per target and
+// dispatches at run time.
+//
+// A kernel call covers a contiguous range of weight rows and writes only
+// those rows' outputs, so threads can run disjoint ranges concurrently; each
+// output is computed by one call in a fixed order, which keeps results
+// identical for any thread count.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/matmul.h"
+#include "kernels/weight_format.h"
+
+namespace kvforge::kernels {
+
+// Columns of weights unpacked at a time in the prefill kernel and in the
+// decode fallback: a multiple of every block size (32, 256).
+constexpr int64_t kColumnChunk = 256;
+// Largest number of weight rows one prefill panel holds (2 vectors of up to
+// 16 f32 lanes), and tokens per register tile.
+constexpr int64_t kMaxPanelRows = 32;
+constexpr int64_t kMaxTileTokens = 6;
+// Up to this many tokens use the decode kernels (weights streamed once, each
+// decoded weight reused from registers for every token).
+constexpr int64_t kMaxDecodeTokens = 4;
+
+// Per-thread scratch for one kernel call, all 64-byte aligned:
+//   rows   [kMaxPanelRows][kColumnChunk]  dequantized weight rows
+//   panel  [kColumnChunk][kMaxPanelRows]  the same, interleaved by column
+//   tile   [kMaxTileTokens][kMaxPanelRows] micro-kernel results
+struct ThreadScratch {
+  float* rows;
+  float* panel;
+  float* tile;
+};
+constexpr size_t kThreadScratchFloats =
+    2 * kMaxPanelRows * kColumnChunk + kMaxTileTokens * kMaxPanelRows;
+
+struct MatmulArgs {
+  const MatrixView* w;
+  const WeightFormat* format;
+  const float* x;  // [n_tokens, n_cols]
+  int64_t n_tokens;
+  float* y;  // [n_tokens, n_rows]
+};
+
+// Rows [row_begin, row_end) for n_tokens <= kMaxDecodeTokens.
+void decode_rows(const MatmulArgs& args, int64_t row_begin, int64_t row_end, ThreadScratch scratch);
+
+// Rows [row_begin, min(row_begin + prefill_panel_rows(), n_rows)).
+void prefill_panel(const MatmulArgs& args, int64_t row_begin, ThreadScratch scratch);
+// Rows per prefill panel on this machine's SIMD target (<= kMaxPanelRows).
+int64_t prefill_panel_rows();
+
+}  // namespace kvforge::kernels

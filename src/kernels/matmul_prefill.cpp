@@ -1,0 +1,133 @@
+// Prefill kernel (many tokens): compute bound. A panel of R = 2 vectors of
+// weight rows is unpacked to f32 once per kColumnChunk columns and reused by
+// every token through a register-blocked FMA micro-kernel:
+//
+//   panel [k][R] (interleaved)     x rows of up to 6 tokens
+//   acc[t][0..1] += panel[k][0..R) * broadcast(x[t][k])    for k in the chunk
+//
+// On AVX2 (8 lanes) that is 16 rows x 6 tokens = 12 accumulator registers,
+// 2 weight vectors and 1 broadcast of the 16 available; each k costs 2 loads,
+// 6 broadcasts and 12 FMAs, so the FMA units stay the bottleneck.
+//
+// Compiled once per SIMD target (Highway foreach_target) and dispatched at
+// run time; see matmul_internal.h for the contract.
+#include "kernels/simd_targets.h"
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul_prefill.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// clang-format on
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/matmul_internal.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvforge::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::CappedTag<float, kMaxPanelRows / 2>;
+using VF = hn::Vec<DF>;
+
+// tile[t][0..R) = sum over k < len of panel[k][0..R) * x[t * x_stride + k].
+template <int kTokens>
+void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_RESTRICT x,
+                 int64_t x_stride, float* HWY_RESTRICT tile) {
+  const DF df;
+  const size_t n = hn::Lanes(df);
+  VF acc0[kTokens], acc1[kTokens];
+  for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = hn::Zero(df);
+  for (int64_t k = 0; k < len; ++k) {
+    const VF w0 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n);
+    const VF w1 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n + n);
+    for (int t = 0; t < kTokens; ++t) {
+      const VF xv = hn::Set(df, x[t * x_stride + k]);
+      acc0[t] = hn::MulAdd(w0, xv, acc0[t]);
+      acc1[t] = hn::MulAdd(w1, xv, acc1[t]);
+    }
+  }
+  for (int t = 0; t < kTokens; ++t) {
+    hn::Store(acc0[t], df, tile + t * 2 * n);
+    hn::Store(acc1[t], df, tile + t * 2 * n + n);
+  }
+}
+
+using TileKernel = void (*)(const float*, int64_t, const float*, int64_t, float*);
+// Indexed by token count - 1.
+constexpr TileKernel kTileKernels[kMaxTileTokens] = {
+    tile_kernel<1>, tile_kernel<2>, tile_kernel<3>, tile_kernel<4>, tile_kernel<5>, tile_kernel<6>};
+
+// rows[r][0..len) -> panel[k][r], R rows. The transpose runs once per panel
+// and chunk, amortized over all tokens.
+void interleave(const float* rows, int64_t len, size_t panel_rows, float* panel) {
+  for (int64_t k = 0; k < len; ++k) {
+    float* out = panel + static_cast<size_t>(k) * panel_rows;
+    for (size_t r = 0; r < panel_rows; ++r) out[r] = rows[r * kColumnChunk + k];
+  }
+}
+
+int64_t prefill_panel_rows_impl() {
+  return static_cast<int64_t>(2 * hn::Lanes(DF()));
+}
+
+void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch scratch) {
+  const MatrixView& w = *a.w;
+  const WeightFormat& format = *a.format;
+  const size_t panel_rows = 2 * hn::Lanes(DF());
+  const int64_t n_live = std::min<int64_t>(static_cast<int64_t>(panel_rows), w.n_rows - row_begin);
+  for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {
+    const int64_t len = std::min<int64_t>(kColumnChunk, w.n_cols - col);
+    const size_t col_bytes = static_cast<size_t>(col / format.block_elems) * format.block_bytes;
+    for (size_t r = 0; r < panel_rows; ++r) {
+      float* dst = scratch.rows + r * kColumnChunk;
+      if (static_cast<int64_t>(r) < n_live) {
+        const uint8_t* row = static_cast<const uint8_t*>(w.data) +
+                             static_cast<size_t>(row_begin + static_cast<int64_t>(r)) * w.row_bytes;
+        format.dequantize_blocks(row + col_bytes, dst, len / format.block_elems);
+      } else {
+        std::memset(dst, 0, static_cast<size_t>(len) * sizeof(float));
+      }
+    }
+    interleave(scratch.rows, len, panel_rows, scratch.panel);
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxTileTokens) {
+      const int64_t n_tile_tokens = std::min<int64_t>(kMaxTileTokens, a.n_tokens - t0);
+      kTileKernels[n_tile_tokens - 1](scratch.panel, len, a.x + t0 * w.n_cols + col, w.n_cols,
+                                      scratch.tile);
+      // Chunks add up in column order, so every output sees the same
+      // sequence of additions whatever the thread count.
+      for (int64_t t = 0; t < n_tile_tokens; ++t) {
+        float* y = a.y + (t0 + t) * w.n_rows + row_begin;
+        const float* tile = scratch.tile + static_cast<size_t>(t) * panel_rows;
+        if (col == 0) {
+          for (int64_t r = 0; r < n_live; ++r) y[r] = tile[r];
+        } else {
+          for (int64_t r = 0; r < n_live; ++r) y[r] += tile[r];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvforge::kernels {
+
+HWY_EXPORT(prefill_panel_impl);
+HWY_EXPORT(prefill_panel_rows_impl);
+
+void prefill_panel(const MatmulArgs& args, int64_t row_begin, ThreadScratch scratch) {
+  HWY_DYNAMIC_DISPATCH(prefill_panel_impl)(args, row_begin, scratch);
+}
+
+int64_t prefill_panel_rows() {
+  return HWY_DYNAMIC_DISPATCH(prefill_panel_rows_impl)();
+}
+
+}  // namespace kvforge::kernels
+#endif
