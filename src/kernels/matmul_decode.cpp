@@ -22,6 +22,9 @@ namespace kvforge::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Loops over tokens and accumulator chains below are unrolled by pragma: GCC
+// -O2 keeps arrays of vectors in registers only when every index is constant.
+
 // At most 16 lanes so that a 32-element block is a whole number of vectors.
 using DF = hn::CappedTag<float, 16>;
 using VF = hn::Vec<DF>;
@@ -110,7 +113,9 @@ void dot_block_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, Thr
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
     VF acc[kTokens][kC];
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 16
       for (int c = 0; c < kC; ++c) acc[t][c] = hn::Zero(df);
     }
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -120,13 +125,16 @@ void dot_block_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, Thr
       for (size_t i = 0; i < static_cast<size_t>(Format::kBlockElems); i += n) {
         const VF wv = Format::weights(df, block, i);
         const size_t chain = (i / n) % kC;
+#pragma GCC unroll 16
         for (int t = 0; t < kTokens; ++t) {
           acc[t][chain] = hn::MulAdd(wv, hn::LoadU(df, xb + t * w.n_cols + i), acc[t][chain]);
         }
       }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       VF sum = acc[t][0];
+#pragma GCC unroll 16
       for (int c = 1; c < kC; ++c) sum = hn::Add(sum, acc[t][c]);
       a.y[t * w.n_rows + r] = hn::GetLane(hn::SumOfLanes(df, sum));
     }
@@ -165,20 +173,26 @@ void dot_plain_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, Thr
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
     VF acc[kTokens][kC];
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 16
       for (int c = 0; c < kC; ++c) acc[t][c] = hn::Zero(df);
     }
     for (int64_t col = 0; col < n_body; col += n * kC) {
+#pragma GCC unroll 16
       for (int c = 0; c < kC; ++c) {
         const VF wv = Format::load(df, row, col + c * n);
+#pragma GCC unroll 16
         for (int t = 0; t < kTokens; ++t) {
           acc[t][c] = hn::MulAdd(wv, hn::LoadU(df, a.x + t * w.n_cols + col + c * n), acc[t][c]);
         }
       }
     }
     float sums[kTokens];
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       VF sum = acc[t][0];
+#pragma GCC unroll 16
       for (int c = 1; c < kC; ++c) sum = hn::Add(sum, acc[t][c]);
       sums[t] = hn::GetLane(hn::SumOfLanes(df, sum));
     }
@@ -188,11 +202,13 @@ void dot_plain_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, Thr
       const WeightFormat& format = *a.format;
       format.dequantize_blocks(row + static_cast<size_t>(n_body) * format.block_bytes, tail_row,
                                n_tail);
+#pragma GCC unroll 16
       for (int t = 0; t < kTokens; ++t) {
         const float* xt = a.x + t * w.n_cols + n_body;
         for (int64_t c = 0; c < n_tail; ++c) sums[t] += tail_row[c] * xt[c];
       }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) a.y[t * w.n_rows + r] = sums[t];
   }
 }
@@ -213,7 +229,9 @@ void dot_unpacked_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end,
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
     VF acc[kTokens][kC];
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 16
       for (int c = 0; c < kC; ++c) acc[t][c] = hn::Zero(df);
     }
     for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {
@@ -224,18 +242,22 @@ void dot_unpacked_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end,
       // len is a multiple of 32 (the smallest block), and n * kC divides 32
       // unless n == 16 and kC == 4; then the chains just take turns.
       for (int64_t i = 0; i < len; i += static_cast<int64_t>(n * kC)) {
+#pragma GCC unroll 16
         for (int c = 0; c < kC; ++c) {
           const int64_t k = i + c * static_cast<int64_t>(n);
           if (k >= len) break;
           const VF wv = hn::LoadU(df, unpacked + k);
+#pragma GCC unroll 16
           for (int t = 0; t < kTokens; ++t) {
             acc[t][c] = hn::MulAdd(wv, hn::LoadU(df, a.x + t * w.n_cols + col + k), acc[t][c]);
           }
         }
       }
     }
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       VF sum = acc[t][0];
+#pragma GCC unroll 16
       for (int c = 1; c < kC; ++c) sum = hn::Add(sum, acc[t][c]);
       a.y[t * w.n_rows + r] = hn::GetLane(hn::SumOfLanes(df, sum));
     }

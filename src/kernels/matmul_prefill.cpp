@@ -29,6 +29,9 @@ namespace kvforge::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Loops over tokens and accumulator chains below are unrolled by pragma: GCC
+// -O2 keeps arrays of vectors in registers only when every index is constant.
+
 using DF = hn::CappedTag<float, kMaxPanelRows / 2>;
 using VF = hn::Vec<DF>;
 
@@ -39,16 +42,19 @@ void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_
   const DF df;
   const size_t n = hn::Lanes(df);
   VF acc0[kTokens], acc1[kTokens];
+#pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = hn::Zero(df);
   for (int64_t k = 0; k < len; ++k) {
     const VF w0 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n);
     const VF w1 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n + n);
+#pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       const VF xv = hn::Set(df, x[t * x_stride + k]);
       acc0[t] = hn::MulAdd(w0, xv, acc0[t]);
       acc1[t] = hn::MulAdd(w1, xv, acc1[t]);
     }
   }
+#pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) {
     hn::Store(acc0[t], df, tile + t * 2 * n);
     hn::Store(acc1[t], df, tile + t * 2 * n + n);
