@@ -236,9 +236,9 @@ void dot_unpacked_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end,
     }
     for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {
       const int64_t len = std::min<int64_t>(kColumnChunk, w.n_cols - col);
-      format.dequantize_blocks(
-          row + static_cast<size_t>(col / format.block_elems) * format.block_bytes, unpacked,
-          len / format.block_elems);
+      unpack_blocks(format,
+                    row + static_cast<size_t>(col / format.block_elems) * format.block_bytes,
+                    unpacked, len / format.block_elems);
       // len is a multiple of 32 (the smallest block), and n * kC divides 32
       // unless n == 16 and kC == 4; then the chains just take turns.
       for (int64_t i = 0; i < len; i += static_cast<int64_t>(n * kC)) {

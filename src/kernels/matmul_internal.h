@@ -47,6 +47,10 @@ struct MatmulArgs {
   float* y;  // [n_tokens, n_rows]
 };
 
+// format.dequantize_blocks, with SIMD decoders where a format has one
+// (bit-identical results).
+void unpack_blocks(const WeightFormat& format, const uint8_t* src, float* dst, int64_t n_blocks);
+
 // Rows [row_begin, row_end) for n_tokens <= kMaxDecodeTokens.
 void decode_rows(const MatmulArgs& args, int64_t row_begin, int64_t row_end, ThreadScratch scratch);
 

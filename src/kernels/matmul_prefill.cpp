@@ -92,7 +92,7 @@ void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch sc
       if (static_cast<int64_t>(r) < n_live) {
         const uint8_t* row = static_cast<const uint8_t*>(w.data) +
                              static_cast<size_t>(row_begin + static_cast<int64_t>(r)) * w.row_bytes;
-        format.dequantize_blocks(row + col_bytes, dst, len / format.block_elems);
+        unpack_blocks(format, row + col_bytes, dst, len / format.block_elems);
       } else {
         std::memset(dst, 0, static_cast<size_t>(len) * sizeof(float));
       }
