@@ -387,6 +387,10 @@ Status GgufWriter::emit(ByteSink& sink, uint32_t alignment) const {
     KVF_RETURN_IF_ERROR(put<uint64_t>(sink, offset));
     offset = align_up(offset + n_bytes, alignment);
   }
+  // Without tensors there is no data section to align, and a file ends after
+  // its metadata (as llama.cpp's vocab-only files do); padding would cost up
+  // to alignment - 1 bytes for nothing.
+  if (tensors_.empty()) return Status::ok_status();
   KVF_RETURN_IF_ERROR(pad_to(sink, alignment));
 
   std::vector<uint8_t> fill_buffer;  // reused: one produced tensor in memory at a time

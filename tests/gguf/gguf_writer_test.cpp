@@ -287,5 +287,18 @@ TEST(GgufWriter, ReportsInvalidContentsAndIoErrors) {
   EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
 }
 
+// Found by fuzzing: a metadata-only file with general.alignment 2^31 made the
+// writer pad to 2 GiB. Without tensors nothing is padded.
+TEST(GgufWriter, MetadataOnlyFileIsNotPadded) {
+  GgufWriter writer;
+  writer.set_string("k", "v");
+  const std::vector<uint8_t> image = writer.serialize(uint32_t{1} << 31);
+  // header 24, "k" = "v" (9 + 4 + 9), general.alignment (8 + 17 + 4 + 4)
+  EXPECT_EQ(image.size(), 24u + 22u + 33u);
+  auto file = GgufFile::from_memory(image);
+  ASSERT_TRUE(file.ok()) << file.status().to_string();
+  EXPECT_EQ((*file)->alignment(), uint64_t{1} << 31);
+}
+
 }  // namespace
 }  // namespace kvforge::gguf
