@@ -133,6 +133,7 @@ int bench(const BenchArgs& a) {
     j["model_bytes"] = size;
     j["n_params"] = model.n_params();
     j["weight_bytes_per_token"] = model.weight_bytes_per_token();
+    j["matmul_params_per_token"] = model.matmul_params_per_token();
     j["threads"] = model.n_threads();
     j["batch"] = a.model.n_batch;
     j["kv_type"] = a.model.kv_type;

@@ -83,6 +83,18 @@ uint64_t Model::weight_bytes_per_token() const {
   return total;
 }
 
+uint64_t Model::matmul_params_per_token() const {
+  auto params = [](const kernels::MatrixView& m) {
+    return static_cast<uint64_t>(m.n_rows) * static_cast<uint64_t>(m.n_cols);
+  };
+  uint64_t total = params(weights_.output);
+  for (const LayerWeights& l : weights_.layers) {
+    total += params(l.wq) + params(l.wk) + params(l.wv) + params(l.wo) + params(l.w_gate) +
+             params(l.w_up) + params(l.w_down);
+  }
+  return total;
+}
+
 uint64_t Model::n_params() const {
   uint64_t n = 0;
   for (const gguf::TensorInfo& t : file_->tensors()) n += t.n_elements();

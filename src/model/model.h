@@ -60,6 +60,8 @@ class Model {
   // one embedding row).
   [[nodiscard]] uint64_t weight_bytes_per_token() const;
   [[nodiscard]] uint64_t n_params() const;
+  // Weights one token multiplies with (every matrix once, incl. the output).
+  [[nodiscard]] uint64_t matmul_params_per_token() const;
 
   // Runs `tokens` at positions [pos0, pos0 + tokens.size()) of `seq`,
   // appending their keys and values to `kv`, and writes logits as `which`
