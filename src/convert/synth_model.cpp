@@ -14,6 +14,10 @@ namespace {
 constexpr double kLogitSpread = 6.0;     // std of logits of a unit-RMS hidden state
 constexpr double kNormWeightSpread = 0.1;
 constexpr double kBiasStd = 0.1;
+// Attention and MLP outputs are drawn larger than 1/sqrt(fan_in) so that the
+// residual stream is not dominated by the token's own embedding: with a tied
+// output that would make every model predict its input token again.
+constexpr double kResidualBranchGain = 3.0;
 
 // llama.cpp's llama_ftype numbers for general.file_type.
 uint32_t file_type_for(TensorType type) {
@@ -231,15 +235,21 @@ Result<std::vector<SynthTensor>> plan_synth_tensors(const ModelShape& s, uint32_
       vector(p + "attn_q_norm.weight", s.head_dim, SynthInit::kNearOne, kNormWeightSpread);
       vector(p + "attn_k_norm.weight", s.head_dim, SynthInit::kNearOne, kNormWeightSpread);
     }
-    matrix(p + "attn_output.weight", q_width, embd, 1.0 / std::sqrt(double(q_width)));
+    matrix(p + "attn_output.weight", q_width, embd, kResidualBranchGain / std::sqrt(double(q_width)));
     vector(p + "ffn_norm.weight", embd, SynthInit::kNearOne, kNormWeightSpread);
     matrix(p + "ffn_gate.weight", embd, ff, 1.0 / std::sqrt(double(embd)));
     matrix(p + "ffn_up.weight", embd, ff, 1.0 / std::sqrt(double(embd)));
-    matrix(p + "ffn_down.weight", ff, embd, 1.0 / std::sqrt(double(ff)));
+    matrix(p + "ffn_down.weight", ff, embd, kResidualBranchGain / std::sqrt(double(ff)));
   }
   vector("output_norm.weight", embd, SynthInit::kNearOne, kNormWeightSpread);
   if (!s.tied_output) matrix("output.weight", embd, vocab, embedding_std);
   return out;
+}
+
+Result<std::vector<SynthTensor>> plan_synth_model(const SynthOptions& options,
+                                                  gguf::GgufWriter& writer) {
+  KVF_ASSIGN_OR_RETURN(SynthPlan plan, plan_model(options, writer));
+  return std::move(plan.tensors);
 }
 
 Status synth_model(const SynthOptions& options, const std::string& out_path) {

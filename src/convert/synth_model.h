@@ -4,7 +4,8 @@
 //
 // Weights are drawn from a seeded, platform-independent normal generator
 // (random_normal.h), one independent stream per tensor, scaled like a trained
-// model's initialisation: matrices N(0, 1/fan_in); token embedding and output
+// model's initialisation: matrices N(0, 1/fan_in), attention and MLP output
+// projections 3 times larger (see kResidualBranchGain); token embedding and output
 // N(0, (6 / sqrt(n_embd))^2) so that logits have a spread of about 6 and the
 // next-token distribution is peaked (greedy decoding stays stable under small
 // numeric differences); norm weights 1 + N(0, 0.1^2); biases N(0, 0.1^2).
@@ -25,6 +26,10 @@
 #include "convert/synth_presets.h"
 #include "kvforge/status.h"
 #include "util/tensor_type.h"
+
+namespace kvforge::gguf {
+class GgufWriter;
+}
 
 namespace kvforge::convert {
 
@@ -64,6 +69,12 @@ struct SynthTensor {
 [[nodiscard]] Result<std::vector<SynthTensor>> plan_synth_tensors(const ModelShape& shape,
                                                                   uint32_t n_vocab,
                                                                   TensorType type);
+
+// Sets all metadata of the model described by `options` on `writer` (no
+// tensors) and returns the tensor plan: everything but the weights, cheap
+// even for the 7B presets.
+[[nodiscard]] Result<std::vector<SynthTensor>> plan_synth_model(const SynthOptions& options,
+                                                                gguf::GgufWriter& writer);
 
 // Writes the model to `out_path`.
 [[nodiscard]] Status synth_model(const SynthOptions& options, const std::string& out_path);
