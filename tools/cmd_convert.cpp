@@ -33,8 +33,7 @@ KVFORGE_REGISTER_COMMAND(
     [](CLI::App& sub) -> std::function<int()> {
       auto args = std::make_shared<ConvertArgs>();
       sub.add_option("format", args->format, "Source format: llama2c")->required();
-      sub.add_option("model", args->model_path, "llama2.c float32 checkpoint (.bin)")
-          ->required();
+      sub.add_option("model", args->model_path, "llama2.c float32 checkpoint (.bin)")->required();
       sub.add_option("tokenizer", args->tokenizer_path, "llama2.c tokenizer (.bin)")->required();
       sub.add_option("-o,--output", args->out_path, "Output GGUF file")->required();
       return [args] { return run_convert(*args); };

@@ -38,8 +38,7 @@ KVFORGE_REGISTER_COMMAND(
       sub.add_option("--arch", o.arch,
                      "llama, qwen2 or qwen3 (default: the preset's; llama for tiny presets)");
       sub.add_option("--preset", o.preset, "Model shape: " + preset_list())->required();
-      sub.add_option("--type", o.type,
-                     "Matrix type: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q5_k q6_k")
+      sub.add_option("--type", o.type, "Matrix type: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q5_k q6_k")
           ->default_val("f32");
       sub.add_option("--seed", o.seed, "Random seed")->default_val(0);
       sub.add_option("--vocab", o.vocab_path,

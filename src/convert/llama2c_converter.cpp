@@ -16,7 +16,7 @@ static_assert(std::endian::native == std::endian::little,
               "llama2.c checkpoints are little-endian and are copied as they are");
 
 constexpr size_t kHeaderBytes = 7 * sizeof(int32_t);
-constexpr float kRmsNormEpsilon = 1e-5f;  // llama2.c's fixed RMSNorm epsilon
+constexpr float kRmsNormEpsilon = 1e-5f;   // llama2.c's fixed RMSNorm epsilon
 constexpr float kRopeFreqBase = 10000.0f;  // llama2.c's fixed RoPE theta
 constexpr uint32_t kFileTypeAllF32 = 0;    // llama.cpp's LLAMA_FTYPE_ALL_F32
 
@@ -156,8 +156,8 @@ Status plan_conversion(std::span<const uint8_t> checkpoint, std::span<const uint
   for (PlannedTensor& t : plan_tensors(config, layout)) {
     uint64_t n_floats = 1;
     for (uint64_t d : t.dims) n_floats *= d;  // cannot overflow: the layout fit in the file
-    const auto bytes = checkpoint.subspan(kHeaderBytes + t.first_float * sizeof(float),
-                                          n_floats * sizeof(float));
+    const auto bytes =
+        checkpoint.subspan(kHeaderBytes + t.first_float * sizeof(float), n_floats * sizeof(float));
     writer.add_tensor_view(std::move(t.name), TensorType::kF32, std::move(t.dims), bytes);
   }
   return writer.validate();
@@ -181,15 +181,13 @@ Result<Llama2cConfig> parse_llama2c_config(std::span<const uint8_t> checkpoint) 
   c.shared_classifier = header[5] > 0;
   c.vocab_size = header[5] == INT32_MIN ? 0 : (header[5] < 0 ? -header[5] : header[5]);
   c.seq_len = header[6];
-  const std::string values = "header (dim " + std::to_string(c.dim) + ", hidden_dim " +
-                             std::to_string(c.hidden_dim) + ", n_layers " +
-                             std::to_string(c.n_layers) + ", n_heads " +
-                             std::to_string(c.n_heads) + ", n_kv_heads " +
-                             std::to_string(c.n_kv_heads) + ", vocab_size " +
-                             std::to_string(header[5]) + ", seq_len " + std::to_string(c.seq_len) +
-                             ")";
-  if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
-      c.n_kv_heads <= 0 || c.vocab_size <= 0 || c.seq_len <= 0) {
+  const std::string values =
+      "header (dim " + std::to_string(c.dim) + ", hidden_dim " + std::to_string(c.hidden_dim) +
+      ", n_layers " + std::to_string(c.n_layers) + ", n_heads " + std::to_string(c.n_heads) +
+      ", n_kv_heads " + std::to_string(c.n_kv_heads) + ", vocab_size " + std::to_string(header[5]) +
+      ", seq_len " + std::to_string(c.seq_len) + ")";
+  if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
+      c.vocab_size <= 0 || c.seq_len <= 0) {
     return corrupt("llama2.c " + values + " has a value that is not positive");
   }
   if (c.dim % c.n_heads != 0 || c.head_dim() % 2 != 0) {
@@ -205,10 +203,10 @@ Result<Llama2cConfig> parse_llama2c_config(std::span<const uint8_t> checkpoint) 
     return corrupt("llama2.c " + values + " implies a model larger than 2^64 bytes");
   }
   if (checkpoint.size() != expected) {
-    return corrupt("llama2.c checkpoint is " + std::to_string(checkpoint.size()) +
-                   " bytes but its " + values + " implies " + std::to_string(expected) +
-                   (checkpoint.size() < expected ? " (truncated?)" :
-                                                   " (not a float32 legacy-format file?)"));
+    return corrupt(
+        "llama2.c checkpoint is " + std::to_string(checkpoint.size()) + " bytes but its " + values +
+        " implies " + std::to_string(expected) +
+        (checkpoint.size() < expected ? " (truncated?)" : " (not a float32 legacy-format file?)"));
   }
   return c;
 }

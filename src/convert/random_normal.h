@@ -61,7 +61,8 @@ class NormalGenerator {
     int64_t sum = 0;
     for (int word = 0; word < 3; ++word) {
       const uint64_t bits = next_u64();
-      for (int part = 0; part < 4; ++part) sum += static_cast<int64_t>((bits >> (16 * part)) & 0xFFFF);
+      for (int part = 0; part < 4; ++part)
+        sum += static_cast<int64_t>((bits >> (16 * part)) & 0xFFFF);
     }
     // Twelve uniforms on [0, 65535] have mean 12 * 32767.5 and variance
     // about 2^32; the difference below is an exact integer.

@@ -11,7 +11,7 @@
 namespace kvforge::convert {
 namespace {
 
-constexpr double kLogitSpread = 6.0;     // std of logits of a unit-RMS hidden state
+constexpr double kLogitSpread = 6.0;  // std of logits of a unit-RMS hidden state
 constexpr double kNormWeightSpread = 0.1;
 constexpr double kBiasStd = 0.1;
 // Attention and MLP outputs are drawn larger than 1/sqrt(fan_in) so that the
@@ -22,16 +22,26 @@ constexpr double kResidualBranchGain = 3.0;
 // llama.cpp's llama_ftype numbers for general.file_type.
 uint32_t file_type_for(TensorType type) {
   switch (type) {
-    case TensorType::kF32: return 0;
-    case TensorType::kF16: return 1;
-    case TensorType::kQ4_0: return 2;
-    case TensorType::kQ4_1: return 3;
-    case TensorType::kQ8_0: return 7;
-    case TensorType::kQ4_K: return 14;  // Q4_K_S: every matrix q4_K
-    case TensorType::kQ5_K: return 16;  // Q5_K_S
-    case TensorType::kQ6_K: return 18;
-    case TensorType::kBF16: return 32;
-    default: return 0;
+    case TensorType::kF32:
+      return 0;
+    case TensorType::kF16:
+      return 1;
+    case TensorType::kQ4_0:
+      return 2;
+    case TensorType::kQ4_1:
+      return 3;
+    case TensorType::kQ8_0:
+      return 7;
+    case TensorType::kQ4_K:
+      return 14;  // Q4_K_S: every matrix q4_K
+    case TensorType::kQ5_K:
+      return 16;  // Q5_K_S
+    case TensorType::kQ6_K:
+      return 18;
+    case TensorType::kBF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 
@@ -115,9 +125,9 @@ void set_model_metadata(const ModelShape& s, uint32_t n_vocab, TensorType type,
   const std::string a = s.arch + ".";
   w.set_string("general.architecture", s.arch);
   w.set_string("general.name", "synth-" + s.preset + "-" + s.arch);
-  w.set_string("general.description",
-               "random weights: synth --arch " + s.arch + " --preset " + s.preset + " --type " +
-                   options.type + " --seed " + std::to_string(options.seed));
+  w.set_string("general.description", "random weights: synth --arch " + s.arch + " --preset " +
+                                          s.preset + " --type " + options.type + " --seed " +
+                                          std::to_string(options.seed));
   w.set_uint32("general.file_type", file_type_for(type));
   w.set_uint32(a + "context_length", s.context_length);
   w.set_uint32(a + "embedding_length", s.n_embd);
@@ -235,7 +245,8 @@ Result<std::vector<SynthTensor>> plan_synth_tensors(const ModelShape& s, uint32_
       vector(p + "attn_q_norm.weight", s.head_dim, SynthInit::kNearOne, kNormWeightSpread);
       vector(p + "attn_k_norm.weight", s.head_dim, SynthInit::kNearOne, kNormWeightSpread);
     }
-    matrix(p + "attn_output.weight", q_width, embd, kResidualBranchGain / std::sqrt(double(q_width)));
+    matrix(p + "attn_output.weight", q_width, embd,
+           kResidualBranchGain / std::sqrt(double(q_width)));
     vector(p + "ffn_norm.weight", embd, SynthInit::kNearOne, kNormWeightSpread);
     matrix(p + "ffn_gate.weight", embd, ff, 1.0 / std::sqrt(double(embd)));
     matrix(p + "ffn_up.weight", embd, ff, 1.0 / std::sqrt(double(embd)));

@@ -34,8 +34,8 @@ class GgufWriter;
 namespace kvforge::convert {
 
 struct SynthOptions {
-  std::string arch;    // "llama", "qwen2", "qwen3"; empty: the preset's own
-  std::string preset;  // see synth_preset_names()
+  std::string arch;          // "llama", "qwen2", "qwen3"; empty: the preset's own
+  std::string preset;        // see synth_preset_names()
   std::string type = "f32";  // f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q5_k q6_k
   uint64_t seed = 0;
   std::string vocab_path;  // empty: default_vocab_path(arch)

@@ -34,26 +34,26 @@ ModelShape tiny_shape(const std::string& preset, const std::string& arch, uint32
 }
 
 ModelShape llama32_1b() {
-  ModelShape s{"llama3.2-1b", "llama", 2048, 16, 32, 8, 64, 8192, 128256, 131072,
-               500000.0f, 1e-5f, true, false, false, Llama3RopeScaling{}};
+  ModelShape s{"llama3.2-1b", "llama", 2048,      16,    32,   8,     64,    8192,
+               128256,        131072,  500000.0f, 1e-5f, true, false, false, Llama3RopeScaling{}};
   return s;
 }
 ModelShape llama2_7b() {
-  return {"llama2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096,
-          10000.0f, 1e-5f, false, false, false, std::nullopt};
+  return {"llama2-7b", "llama", 4096,     32,    32,    32,    128,   11008,
+          32000,       4096,    10000.0f, 1e-5f, false, false, false, std::nullopt};
 }
 // Mistral-7B-v0.2 shapes (theta 1e6, no sliding window).
 ModelShape mistral_7b() {
-  return {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768,
-          1e6f, 1e-5f, false, false, false, std::nullopt};
+  return {"mistral-7b", "llama", 4096, 32,    32,    8,     128,   14336,
+          32000,        32768,   1e6f, 1e-5f, false, false, false, std::nullopt};
 }
 ModelShape qwen25_05b() {
-  return {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 64, 4864, 151936, 32768,
-          1e6f, 1e-6f, true, true, false, std::nullopt};
+  return {"qwen2.5-0.5b", "qwen2", 896,  24,    14,   2,    64,    4864,
+          151936,         32768,   1e6f, 1e-6f, true, true, false, std::nullopt};
 }
 ModelShape qwen3_06b() {
-  return {"qwen3-0.6b", "qwen3", 1024, 28, 16, 8, 128, 3072, 151936, 40960,
-          1e6f, 1e-6f, true, false, true, std::nullopt};
+  return {"qwen3-0.6b", "qwen3", 1024, 28,    16,   8,     128,  3072,
+          151936,       40960,   1e6f, 1e-6f, true, false, true, std::nullopt};
 }
 
 }  // namespace
@@ -77,7 +77,8 @@ Result<ModelShape> find_synth_preset(const std::string& preset, const std::strin
   if (preset == "qwen3-0.6b") shape = qwen3_06b();
   if (!shape) {
     std::string names;
-    for (const std::string& name : synth_preset_names()) names += (names.empty() ? "" : ", ") + name;
+    for (const std::string& name : synth_preset_names())
+      names += (names.empty() ? "" : ", ") + name;
     return invalid_argument("unknown preset '" + preset + "' (known: " + names + ")");
   }
   if (!arch.empty() && arch != shape->arch) {

@@ -153,7 +153,9 @@ TEST(Llama2cConverter, NegativeVocabSizeMeansSeparateOutputMatrix) {
   float first = 0;
   std::memcpy(&first, output->data, 4);
   EXPECT_EQ(first, static_cast<float>(floats - 40));  // the last 40 floats of the file
-  EXPECT_EQ((*file)->get_string_array("tokenizer.ggml.tokens").value()[3], "\xE2\x96\x81" "d");
+  EXPECT_EQ((*file)->get_string_array("tokenizer.ggml.tokens").value()[3],
+            "\xE2\x96\x81"
+            "d");
 }
 
 TEST(Llama2cConverter, RejectsTruncatedCheckpoint) {
@@ -215,7 +217,8 @@ TEST(Llama2cConverter, RejectsTokenizerOfTheWrongSize) {
 TEST(Llama2cConverter, ParsesTokenizerPieces) {
   const auto vocab = parse_llama2c_tokenizer(read_or_die(kStoriesTokenizer), 512);
   ASSERT_TRUE(vocab.ok());
-  EXPECT_EQ(vocab->pieces[259 + 0].substr(0, 3), "\xE2\x96\x81");  // first merge starts with a space
+  EXPECT_EQ(vocab->pieces[259 + 0].substr(0, 3),
+            "\xE2\x96\x81");  // first merge starts with a space
   EXPECT_FLOAT_EQ(vocab->scores[260], -1.0f);
 }
 
