@@ -83,36 +83,37 @@ class ValueReader {
  public:
   explicit ValueReader(ByteCursor& cursor) : cursor_(cursor) {}
 
-  // `nesting` is the number of arrays enclosing this value.
-  Result<Value> read(ValueType type, uint32_t nesting) {
-    Value value;
-    value.type = type;
+  // Reads a value of `type` into `out`; `nesting` is the number of arrays
+  // enclosing it. Values are filled in place rather than returned as
+  // Result<Value>, which saves a move per array element.
+  Status read(ValueType type, uint32_t nesting, Value& out) {
+    out.type = type;
     switch (type) {
       case ValueType::kUint8:
-        return unsigned_value<uint8_t>(type);
+        return read_unsigned<uint8_t>(out);
       case ValueType::kUint16:
-        return unsigned_value<uint16_t>(type);
+        return read_unsigned<uint16_t>(out);
       case ValueType::kUint32:
-        return unsigned_value<uint32_t>(type);
+        return read_unsigned<uint32_t>(out);
       case ValueType::kUint64:
-        return unsigned_value<uint64_t>(type);
+        return read_unsigned<uint64_t>(out);
       case ValueType::kInt8:
-        return signed_value<int8_t>(type);
+        return read_signed<int8_t>(out);
       case ValueType::kInt16:
-        return signed_value<int16_t>(type);
+        return read_signed<int16_t>(out);
       case ValueType::kInt32:
-        return signed_value<int32_t>(type);
+        return read_signed<int32_t>(out);
       case ValueType::kInt64:
-        return signed_value<int64_t>(type);
+        return read_signed<int64_t>(out);
       case ValueType::kFloat32: {
         KVF_ASSIGN_OR_RETURN(float v, cursor_.read<float>("float32 value"));
-        value.data = static_cast<double>(v);
-        return value;
+        out.data = static_cast<double>(v);
+        return Status::ok_status();
       }
       case ValueType::kFloat64: {
         KVF_ASSIGN_OR_RETURN(double v, cursor_.read<double>("float64 value"));
-        value.data = v;
-        return value;
+        out.data = v;
+        return Status::ok_status();
       }
       case ValueType::kBool: {
         KVF_ASSIGN_OR_RETURN(uint8_t v, cursor_.read<uint8_t>("bool value"));
@@ -120,42 +121,40 @@ class ValueReader {
           return corrupt("bool value at offset " + std::to_string(cursor_.position() - 1) + " is " +
                          std::to_string(v) + "; the format allows only 0 and 1");
         }
-        value.data = v == 1;
-        return value;
+        out.data = v == 1;
+        return Status::ok_status();
       }
       case ValueType::kString: {
         KVF_ASSIGN_OR_RETURN(std::string s, cursor_.read_string("string value"));
-        value.data = std::move(s);
-        return value;
+        out.data = std::move(s);
+        return Status::ok_status();
       }
-      case ValueType::kArray: {
-        KVF_ASSIGN_OR_RETURN(Array array, read_array(nesting + 1));
-        value.data = std::move(array);
-        return value;
-      }
+      case ValueType::kArray:
+        return read_array(nesting + 1, out.data.emplace<Array>());
     }
     return internal_error("unhandled value type");
   }
 
  private:
   template <class T>
-  Result<Value> unsigned_value(ValueType type) {
-    KVF_ASSIGN_OR_RETURN(T v, cursor_.read<T>(value_type_name(type)));
-    return Value{type, static_cast<uint64_t>(v)};
+  Status read_unsigned(Value& out) {
+    KVF_ASSIGN_OR_RETURN(T v, cursor_.read<T>(value_type_name(out.type)));
+    out.data = static_cast<uint64_t>(v);
+    return Status::ok_status();
   }
   template <class T>
-  Result<Value> signed_value(ValueType type) {
-    KVF_ASSIGN_OR_RETURN(T v, cursor_.read<T>(value_type_name(type)));
-    return Value{type, static_cast<int64_t>(v)};
+  Status read_signed(Value& out) {
+    KVF_ASSIGN_OR_RETURN(T v, cursor_.read<T>(value_type_name(out.type)));
+    out.data = static_cast<int64_t>(v);
+    return Status::ok_status();
   }
 
   // `nesting` is this array's level: 1 for an array that is a key's value.
-  Result<Array> read_array(uint32_t nesting) {
+  Status read_array(uint32_t nesting, Array& array) {
     if (nesting > kMaxArrayNesting) {
       return unsupported("arrays nested more than " + std::to_string(kMaxArrayNesting) +
                          " levels deep (at offset " + std::to_string(cursor_.position()) + ")");
     }
-    Array array;
     KVF_ASSIGN_OR_RETURN(array.elem_type, read_value_type(cursor_, "array element type"));
     KVF_ASSIGN_OR_RETURN(uint64_t count, cursor_.read<uint64_t>("array length"));
     const uint64_t min_bytes = min_encoded_bytes(array.elem_type);
@@ -174,13 +173,12 @@ class ValueReader {
     }
     elements_read_ += count;
     // Bounded by the remaining bytes and the element budget, checked above.
-    array.items.reserve(count);
+    array.items.resize(count);
     for (uint64_t i = 0; i < count; ++i) {
-      auto item = read(array.elem_type, nesting);
-      if (!item.ok()) return item.status().with_context("element " + std::to_string(i));
-      array.items.push_back(std::move(item).value());
+      Status s = read(array.elem_type, nesting, array.items[i]);
+      if (!s.ok()) return s.with_context("element " + std::to_string(i));
     }
-    return array;
+    return Status::ok_status();
   }
 
   ByteCursor& cursor_;
@@ -352,12 +350,12 @@ Status GgufFile::parse() {
     const std::string context = "key " + quoted(*key);
     auto type = read_value_type(cursor, "value type");
     if (!type.ok()) return type.status().with_context(context);
-    auto value = values.read(*type, 0);
-    if (!value.ok()) return value.status().with_context(context);
+    Value value;
+    KVF_RETURN_IF_ERROR(values.read(*type, 0, value).with_context(context));
     if (!kv_index_.emplace(*key, kv_.size()).second) {
       return corrupt("duplicate key " + quoted(*key) + " (" + entry + " repeats an earlier key)");
     }
-    kv_.emplace_back(std::move(key).value(), std::move(value).value());
+    kv_.emplace_back(std::move(key).value(), std::move(value));
   }
 
   if (const Value* align = find("general.alignment")) {

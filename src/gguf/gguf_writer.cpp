@@ -265,22 +265,36 @@ void GgufWriter::set_string(std::string key, std::string v) {
 
 void GgufWriter::set_string_array(std::string key, std::vector<std::string> v) {
   Array array{ValueType::kString, {}};
+  // Elements are filled in place; constructing temporaries here trips a
+  // GCC 12 -Wmaybe-uninitialized false positive on the variant's Array member.
   array.items.reserve(v.size());
-  for (std::string& s : v) array.items.push_back(Value{ValueType::kString, std::move(s)});
+  for (std::string& s : v) {
+    Value& item = array.items.emplace_back();
+    item.type = ValueType::kString;
+    item.data = std::move(s);
+  }
   set_value(std::move(key), Value{ValueType::kArray, std::move(array)});
 }
 
 void GgufWriter::set_float32_array(std::string key, std::vector<float> v) {
   Array array{ValueType::kFloat32, {}};
   array.items.reserve(v.size());
-  for (float f : v) array.items.push_back(Value{ValueType::kFloat32, double{f}});
+  for (float f : v) {
+    Value& item = array.items.emplace_back();
+    item.type = ValueType::kFloat32;
+    item.data = double{f};
+  }
   set_value(std::move(key), Value{ValueType::kArray, std::move(array)});
 }
 
 void GgufWriter::set_int32_array(std::string key, std::vector<int32_t> v) {
   Array array{ValueType::kInt32, {}};
   array.items.reserve(v.size());
-  for (int32_t i : v) array.items.push_back(Value{ValueType::kInt32, int64_t{i}});
+  for (int32_t i : v) {
+    Value& item = array.items.emplace_back();
+    item.type = ValueType::kInt32;
+    item.data = int64_t{i};
+  }
   set_value(std::move(key), Value{ValueType::kArray, std::move(array)});
 }
 
