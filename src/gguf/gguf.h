@@ -88,7 +88,10 @@ struct TensorInfo {
 
 class GgufFile {
  public:
-  // Maps and validates the file at `path`.
+  // Maps and validates the file at `path`. Errors: kNotFound (no such file),
+  // kIoError (a directory, unreadable, mmap failed), kCorrupt (empty,
+  // truncated or self-contradicting), kUnsupported (version 1, big-endian,
+  // an unknown tensor type id, or beyond the limits above).
   [[nodiscard]] static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
   // Validates an in-memory image; `bytes` must outlive the returned object.
   [[nodiscard]] static Result<std::unique_ptr<GgufFile>> from_memory(
