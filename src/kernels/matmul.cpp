@@ -17,6 +17,10 @@ struct MatmulScratch::Impl {
   int64_t max_cols = 0;
   // One ThreadScratch region (kThreadScratchFloats) per thread, 64-byte aligned.
   hwy::AlignedFreeUniquePtr<float[]> buffer;
+  // Decode activations rounded to int8 (QuantizedActivations), shared by all
+  // threads: up to kMaxDecodeTokens rows of max_cols.
+  hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
+  hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
 
   ThreadScratch for_thread(int thread) {
     float* base = buffer.get() + static_cast<size_t>(thread) * kThreadScratchFloats;
@@ -33,6 +37,12 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->buffer =
       hwy::AllocateAligned<float>(static_cast<size_t>(n_threads) * kThreadScratchFloats);
   KVF_CHECK(impl_->buffer != nullptr);
+  const auto act_rows = static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens));
+  const auto act_blocks = static_cast<size_t>((max_cols + kActivationBlock - 1) / kActivationBlock);
+  impl_->act_q = hwy::AllocateAligned<int8_t>(act_rows * act_blocks * kActivationBlock);
+  impl_->act_d = hwy::AllocateAligned<float>(act_rows * act_blocks);
+  impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
+  KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -50,10 +60,13 @@ const WeightFormat& checked_format(const MatrixView& w) {
 
 }  // namespace
 
-// Rows per decode task: small enough that 2-3 threads balance, large enough
-// that taking a task (one atomic increment) is negligible next to streaming
-// rows * row_bytes of weights.
-constexpr int64_t kDecodeRowsPerTask = 16;
+// Decode tasks are contiguous row ranges, so each thread streams its part of
+// the weights front to back. A few tasks per thread let a thread whose core
+// is busy with other work fall behind without stalling the call, but a task
+// never covers fewer than kMinDecodeTaskBytes of weights: waking a worker
+// costs more than multiplying a small matrix on the calling thread.
+constexpr int64_t kDecodeTasksPerThread = 4;
+constexpr int64_t kMinDecodeTaskBytes = int64_t{64} << 10;
 
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch) {
@@ -62,13 +75,20 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   KVF_CHECK(pool.n_threads() <= s.n_threads);
   KVF_CHECK(n_tokens <= s.max_tokens && w.n_cols <= s.max_cols);
   if (n_tokens <= 0 || w.n_rows <= 0) return;
-  const MatmulArgs args{&w, &format, x, n_tokens, y};
+  MatmulArgs args{&w, &format, x, n_tokens, y, {}};
   if (n_tokens <= kMaxDecodeTokens) {
-    const int64_t n_tasks = (w.n_rows + kDecodeRowsPerTask - 1) / kDecodeRowsPerTask;
+    if (decode_uses_quantized_activations(w.type)) {
+      quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get());
+      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get()};
+    }
+    const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
+    const int64_t max_tasks = std::min<int64_t>(w.n_rows, kDecodeTasksPerThread * pool.n_threads());
+    const int64_t wanted = std::clamp<int64_t>(total_bytes / kMinDecodeTaskBytes, 1, max_tasks);
+    const int64_t rows_per_task = (w.n_rows + wanted - 1) / wanted;
+    const int64_t n_tasks = (w.n_rows + rows_per_task - 1) / rows_per_task;
     pool.parallel_for(n_tasks, [&](int64_t task, int thread) {
-      const int64_t begin = task * kDecodeRowsPerTask;
-      decode_rows(args, begin, std::min(begin + kDecodeRowsPerTask, w.n_rows),
-                  s.for_thread(thread));
+      const int64_t begin = task * rows_per_task;
+      decode_rows(args, begin, std::min(begin + rows_per_task, w.n_rows), s.for_thread(thread));
     });
     return;
   }

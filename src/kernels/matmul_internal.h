@@ -39,13 +39,36 @@ struct ThreadScratch {
 constexpr size_t kThreadScratchFloats =
     2 * kMaxPanelRows * kColumnChunk + kMaxTileTokens * kMaxPanelRows;
 
+// Activations rounded to int8 in blocks of kActivationBlock columns, for the
+// integer decode kernels: x[t, c] ~ d[t, b] * q[t, c] with b = c / 32,
+// d = amax / 127 of the block (f32), and sum[t, b] = d[t, b] * (sum of the
+// block's q), which the kernels need for the formats' offsets (Q4_0's -8,
+// Q4_1's and the K-quants' mins).
+constexpr int64_t kActivationBlock = 32;
+struct QuantizedActivations {
+  const int8_t* q;   // [n_tokens, n_cols]
+  const float* d;    // [n_tokens, n_cols / 32]
+  const float* sum;  // [n_tokens, n_cols / 32]
+};
+
 struct MatmulArgs {
   const MatrixView* w;
   const WeightFormat* format;
   const float* x;  // [n_tokens, n_cols]
   int64_t n_tokens;
   float* y;  // [n_tokens, n_rows]
+  // Filled in (by matmul.cpp) when decode_uses_quantized_activations(type).
+  QuantizedActivations xq;
 };
+
+// Whether the decode kernels for `type` on this machine's SIMD target read
+// args.xq instead of args.x.
+bool decode_uses_quantized_activations(TensorType type);
+
+// Rounds n_values (a multiple of kActivationBlock) consecutive activations
+// to int8 blocks: q[n_values], d and sum[n_values / 32]. Every block's error
+// is at most its amax / 254 (plus f32 rounding of d) per element.
+void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum);
 
 // format.dequantize_blocks, with SIMD decoders where a format has one
 // (bit-identical results).
