@@ -361,62 +361,78 @@ HWY_INLINE __m256i split_nibbles(const uint8_t* p) {
   return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
 }
 
-// Q8_0: d_w * d_x * (q_w . q_x). Two accumulators per token (even, odd
-// blocks) hide the FMA latency.
+// Q8_0: d_w * d_x * (q_w . q_x), block b into acc[t].
 template <int kTokens>
-HWY_INLINE void int8_row_q8_0(const uint8_t* row, const Int8Rows& x, float* out) {
-  __m256 acc[kTokens][2];
+HWY_INLINE void int8_block_q8_0(const uint8_t* row, const Int8Rows& x, int64_t b,
+                                __m256 (&acc)[kTokens]) {
+  const uint8_t* block = row + static_cast<size_t>(b) * 34;
+  const float dw = half_at(block);
+  const __m256i w = load32(block + 2);
+  const __m256i w_abs = abs_s8(w);
 #pragma GCC unroll 16
-  for (int t = 0; t < kTokens; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < x.n_blocks; ++b) {
-    const uint8_t* block = row + static_cast<size_t>(b) * 34;
-    const float dw = half_at(block);
-    const __m256i w = load32(block + 2);
-    const __m256i w_abs = abs_s8(w);
-    const int k = static_cast<int>(b & 1);
-#pragma GCC unroll 16
-    for (int t = 0; t < kTokens; ++t) {
-      const __m256i xv = load32(x.q + t * x.n_cols + b * 32);
-      const __m256i dot = _mm256_madd_epi16(signed_pairs(w_abs, w, xv), _mm256_set1_epi16(1));
-      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot),
-                                  _mm256_set1_ps(dw * x.d[t * x.n_blocks + b]), acc[t][k]);
-    }
+  for (int t = 0; t < kTokens; ++t) {
+    const __m256i xv = load32(x.q + t * x.n_cols + b * 32);
+    const __m256i dot = _mm256_madd_epi16(signed_pairs(w_abs, w, xv), _mm256_set1_epi16(1));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw * x.d[t * x.n_blocks + b]),
+                             acc[t]);
   }
-#pragma GCC unroll 16
-  for (int t = 0; t < kTokens; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 // Q4_0 and Q4_1 (value d * q + m with q in 0..15; Q4_0 has m = -8 d):
-// d_w * d_x * (q_w . q_x) + m * (d_x * sum q_x), the second term per block
-// from the precomputed activation sums.
+// d_w * d_x * (q_w . q_x) + m * (d_x * sum q_x), the second term from the
+// precomputed activation sums.
+template <bool kHasMin, int kTokens>
+HWY_INLINE void int8_block_q4(const uint8_t* row, const Int8Rows& x, int64_t b,
+                              __m256 (&acc)[kTokens], float (&offset)[kTokens]) {
+  constexpr size_t kBytes = kHasMin ? 20 : 18;
+  const uint8_t* block = row + static_cast<size_t>(b) * kBytes;
+  const float dw = half_at(block);
+  const float m = kHasMin ? half_at(block + 2) : -8.0f * dw;
+  const __m256i w = split_nibbles(block + (kHasMin ? 4 : 2));
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) {
+    const __m256i dot = dot_u8_s8(w, load32(x.q + t * x.n_cols + b * 32));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw * x.d[t * x.n_blocks + b]),
+                             acc[t]);
+    offset[t] += m * x.sum[t * x.n_blocks + b];
+  }
+}
+
+// Rows of 32-element blocks: even and odd blocks go to separate accumulators
+// (two chains hide the FMA latency).
+template <int kTokens>
+HWY_INLINE void int8_row_q8_0(const uint8_t* row, const Int8Rows& x, float* out) {
+  __m256 acc0[kTokens], acc1[kTokens];
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < x.n_blocks; b += 2) {
+    int8_block_q8_0<kTokens>(row, x, b, acc0);
+    int8_block_q8_0<kTokens>(row, x, b + 1, acc1);
+  }
+  if (b < x.n_blocks) int8_block_q8_0<kTokens>(row, x, b, acc0);
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
 template <bool kHasMin, int kTokens>
 HWY_INLINE void int8_row_q4(const uint8_t* row, const Int8Rows& x, float* out) {
-  constexpr size_t kBytes = kHasMin ? 20 : 18;
-  constexpr size_t kQs = kHasMin ? 4 : 2;
-  __m256 acc[kTokens][2];
-  float offset[kTokens][2];
+  __m256 acc0[kTokens], acc1[kTokens];
+  float offset0[kTokens], offset1[kTokens];
 #pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) {
-    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    offset[t][0] = offset[t][1] = 0.0f;
+    acc0[t] = acc1[t] = _mm256_setzero_ps();
+    offset0[t] = offset1[t] = 0.0f;
   }
-  for (int64_t b = 0; b < x.n_blocks; ++b) {
-    const uint8_t* block = row + static_cast<size_t>(b) * kBytes;
-    const float dw = half_at(block);
-    const float m = kHasMin ? half_at(block + 2) : -8.0f * dw;
-    const __m256i w = split_nibbles(block + kQs);
-    const int k = static_cast<int>(b & 1);
-#pragma GCC unroll 16
-    for (int t = 0; t < kTokens; ++t) {
-      const __m256i dot = dot_u8_s8(w, load32(x.q + t * x.n_cols + b * 32));
-      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot),
-                                  _mm256_set1_ps(dw * x.d[t * x.n_blocks + b]), acc[t][k]);
-      offset[t][k] += m * x.sum[t * x.n_blocks + b];
-    }
+  int64_t b = 0;
+  for (; b + 1 < x.n_blocks; b += 2) {
+    int8_block_q4<kHasMin, kTokens>(row, x, b, acc0, offset0);
+    int8_block_q4<kHasMin, kTokens>(row, x, b + 1, acc1, offset1);
   }
+  if (b < x.n_blocks) int8_block_q4<kHasMin, kTokens>(row, x, b, acc0, offset0);
 #pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) {
-    out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (offset[t][0] + offset[t][1]);
+    out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + (offset0[t] + offset1[t]);
   }
 }
 
