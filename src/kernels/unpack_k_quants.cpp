@@ -1,7 +1,8 @@
-// SIMD decoders for the K-quant formats (Q4_K, Q5_K, Q6_K), used by the
-// matmul kernels to unpack weights into f32 scratch. They compute exactly
-// what the scalar decoders in format_q*_k.cpp compute (same operations, no
-// fused multiply-add), so either may be used for any row.
+// SIMD decoders for F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quant formats
+// (Q4_K, Q5_K, Q6_K), used by the matmul kernels to unpack weights into f32
+// scratch. They compute exactly what the scalar decoders in format_*.cpp
+// compute (same operations, no fused multiply-add), so either may be used
+// for any row.
 //
 // Compiled once per SIMD target (Highway foreach_target) and dispatched at
 // run time.
@@ -12,6 +13,9 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // clang-format on
+
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/block_io.h"
 #include "kernels/k_quant_scales.h"
@@ -91,8 +95,89 @@ void unpack_q6_k(const uint8_t* src, float* dst, int64_t n_blocks) {
   }
 }
 
+// F16 and BF16 (one element per block): hardware conversion where the
+// target has it; exact either way, so equal to the scalar decoders.
+template <class T>
+void unpack_half(const uint8_t* src, float* dst, int64_t n) {
+  const DF df;
+  const hn::Rebind<T, DF> dh;
+  const auto* h = reinterpret_cast<const T*>(src);
+  const auto lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, dst + i);
+  for (; i < n; ++i) {
+    if constexpr (std::is_same_v<T, hwy::float16_t>) {
+      dst[i] = load_f16(src + 2 * i);
+    } else {
+      uint16_t bits;
+      std::memcpy(&bits, src + 2 * i, sizeof bits);
+      const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+      std::memcpy(&dst[i], &wide, sizeof wide);
+    }
+  }
+}
+
+// Q8_0, Q4_0 and Q4_1 (layouts in format_q8_0.cpp, format_q4_0.cpp,
+// format_q4_1.cpp), with the scalar decoders' operations: d * q,
+// d * (q - 8), d * q + m.
+void unpack_q8_0(const uint8_t* src, float* dst, int64_t n_blocks) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> d8;
+  const size_t n = hn::Lanes(df);
+  for (int64_t b = 0; b < n_blocks; ++b, src += 34, dst += 32) {
+    const auto d = hn::Set(df, load_f16(src));
+    const auto* q = reinterpret_cast<const int8_t*>(src + 2);
+    for (size_t l = 0; l < 32; l += n) {
+      hn::StoreU(hn::Mul(d, hn::ConvertTo(df, hn::PromoteTo(DI(), hn::LoadU(d8, q + l)))), df,
+                 dst + l);
+    }
+  }
+}
+
+template <bool kHasMin>
+void unpack_q4(const uint8_t* src, float* dst, int64_t n_blocks) {
+  const DF df;
+  const DI di;
+  const D8 d8;
+  const size_t n = hn::Lanes(df);
+  constexpr size_t kBytes = kHasMin ? 20 : 18;
+  for (int64_t b = 0; b < n_blocks; ++b, src += kBytes, dst += 32) {
+    const auto d = hn::Set(df, load_f16(src));
+    const auto m = hn::Set(df, kHasMin ? load_f16(src + 2) : 0.0f);
+    const uint8_t* qs = src + (kHasMin ? 4 : 2);
+    for (size_t l = 0; l < 16; l += n) {
+      const auto bytes = hn::PromoteTo(di, hn::LoadU(d8, qs + l));
+      auto lo = hn::And(bytes, hn::Set(di, 0x0f));
+      auto hi = hn::ShiftRight<4>(bytes);
+      if (!kHasMin) {
+        lo = hn::Sub(lo, hn::Set(di, 8));
+        hi = hn::Sub(hi, hn::Set(di, 8));
+      }
+      auto lo_f = hn::Mul(d, hn::ConvertTo(df, lo));
+      auto hi_f = hn::Mul(d, hn::ConvertTo(df, hi));
+      if (kHasMin) {
+        lo_f = hn::Add(lo_f, m);
+        hi_f = hn::Add(hi_f, m);
+      }
+      hn::StoreU(lo_f, df, dst + l);
+      hn::StoreU(hi_f, df, dst + 16 + l);
+    }
+  }
+}
+
 bool unpack_blocks_impl(TensorType type, const uint8_t* src, float* dst, int64_t n_blocks) {
-  if (type == TensorType::kQ4_K) {
+  if (type == TensorType::kF16) {
+    unpack_half<hwy::float16_t>(src, dst, n_blocks);
+  } else if (type == TensorType::kBF16) {
+    unpack_half<hwy::bfloat16_t>(src, dst, n_blocks);
+  } else if (type == TensorType::kQ8_0) {
+    unpack_q8_0(src, dst, n_blocks);
+  } else if (type == TensorType::kQ4_0) {
+    unpack_q4<false>(src, dst, n_blocks);
+  } else if (type == TensorType::kQ4_1) {
+    unpack_q4<true>(src, dst, n_blocks);
+  } else if (type == TensorType::kQ4_K) {
     unpack_q4_q5_k(src, dst, n_blocks, 144, false);
   } else if (type == TensorType::kQ5_K) {
     unpack_q4_q5_k(src, dst, n_blocks, 176, true);
