@@ -184,6 +184,7 @@ void BM_Prefill(benchmark::State& state, TensorType type) {
   BENCHMARK_CAPTURE(BM_Prefill, Type, TensorType::k##Type)   \
       ->Args({1, 128})                                       \
       ->Args({2, 128})                                       \
+      ->Args({1, 512})                                       \
       ->Args({2, 512})                                       \
       ->UseRealTime()                                        \
       ->Unit(benchmark::kMillisecond)

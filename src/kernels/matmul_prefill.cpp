@@ -147,7 +147,14 @@ void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch sc
       for (int64_t t = 0; t < n_tile_tokens; ++t) {
         float* y = a.y + (t0 + t) * w.n_rows + row_begin;
         const float* tile = scratch.tile + static_cast<size_t>(t) * panel_rows;
-        if (col == 0) {
+        if (n_live == static_cast<int64_t>(panel_rows)) {
+          const DF df;
+          const size_t n = hn::Lanes(df);
+          for (size_t r = 0; r < panel_rows; r += n) {
+            const VF v = hn::Load(df, tile + r);
+            hn::StoreU(col == 0 ? v : hn::Add(hn::LoadU(df, y + r), v), df, y + r);
+          }
+        } else if (col == 0) {
           for (int64_t r = 0; r < n_live; ++r) y[r] = tile[r];
         } else {
           for (int64_t r = 0; r < n_live; ++r) y[r] += tile[r];
