@@ -4,8 +4,8 @@
 //   BM_FmaPeak         independent AVX2 FMA chains (x86 with AVX2+FMA only)
 //   BM_Decode/<type>   matvec, n_tokens = 1; reports weight bytes/s
 //   BM_DecodeHot/<type> the same with weights in L2 (compute limit)
-//   BM_Prefill/<type>  GEMM, n_tokens = 128; reports FLOP/s (2 per MAC)
-// The last argument of each case is the thread count.
+//   BM_Prefill/<type>  GEMM, n_tokens = 128 or 512; reports FLOP/s (2 per MAC)
+// The first argument of each case is the thread count.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>

@@ -404,10 +404,13 @@ HWY_INLINE void int8_block_q4(const uint8_t* row, const Int8Rows& x, int64_t b,
 // the last row, is a harmless hint).
 constexpr int64_t kPrefetchBytes = 2048;
 
-// Prefetches the lines kPrefetchBytes past [p, p + bytes).
+// Prefetches the lines kPrefetchBytes past [p, p + bytes). The address is
+// formed as an integer: it may lie past the weights, where a pointer may
+// not point, and a prefetch never faults.
 HWY_INLINE void prefetch_ahead(const uint8_t* p, size_t bytes) {
+  const uintptr_t ahead = reinterpret_cast<uintptr_t>(p) + kPrefetchBytes;
   for (size_t i = 0; i < bytes; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
   }
 }
 
@@ -420,7 +423,7 @@ HWY_INLINE void int8_row_q8_0(const uint8_t* row, const Int8Rows& x, float* out)
   for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 1 < x.n_blocks; b += 2) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + b * 34 + kPrefetchBytes), _MM_HINT_T0);
+    prefetch_ahead(row + b * 34, 1);
     int8_block_q8_0<kTokens>(row, x, b, acc0);
     int8_block_q8_0<kTokens>(row, x, b + 1, acc1);
   }
@@ -440,8 +443,7 @@ HWY_INLINE void int8_row_q4(const uint8_t* row, const Int8Rows& x, float* out) {
   }
   int64_t b = 0;
   for (; b + 1 < x.n_blocks; b += 2) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + b * (kHasMin ? 20 : 18) + kPrefetchBytes),
-                 _MM_HINT_T0);
+    prefetch_ahead(row + b * (kHasMin ? 20 : 18), 1);
     int8_block_q4<kHasMin, kTokens>(row, x, b, acc0, offset0);
     int8_block_q4<kHasMin, kTokens>(row, x, b + 1, acc1, offset1);
   }
