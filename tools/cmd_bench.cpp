@@ -67,7 +67,7 @@ double now_seconds() {
 Result<double> run_once(Model& model, KvCache& kv, bool prompt_test, int32_t n, int32_t depth,
                         std::vector<float>& logits) {
   const int32_t n_vocab = model.config().n_vocab;
-  kv.truncate(SeqId{0}, 0);
+  KVF_RETURN_IF_ERROR(kv.truncate(SeqId{0}, 0));
   if (depth > 0) {
     auto ctx = bench_tokens(depth, n_vocab, 1);
     KVF_RETURN_IF_ERROR(model.forward(ctx, 0, kv, SeqId{0}, LogitsFor::kNone, nullptr));

@@ -43,7 +43,7 @@ Result<PerplexityResult> perplexity(Model& model, KvCache& kv, std::span<const i
   for (int32_t w = 0; w < n_windows; ++w) {
     std::copy_n(tokens.begin() + static_cast<int64_t>(w) * o.n_ctx, o.n_ctx, window.begin());
     if (o.bos_id >= 0) window[0] = o.bos_id;
-    kv.truncate(SeqId{0}, 0);
+    KVF_RETURN_IF_ERROR(kv.truncate(SeqId{0}, 0));
     for (int32_t start = 0; start < o.n_ctx; start += chunk) {
       const int32_t n = std::min(chunk, o.n_ctx - start);
       const bool needs_logits = start + n > first_scored;
@@ -62,7 +62,7 @@ Result<PerplexityResult> perplexity(Model& model, KvCache& kv, std::span<const i
     r.n_windows = w + 1;
     if (progress) progress(w + 1, n_windows, r);
   }
-  kv.truncate(SeqId{0}, 0);
+  KVF_RETURN_IF_ERROR(kv.truncate(SeqId{0}, 0));
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // clang-format on
+#include "kernels/vector_ops-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,43 +28,6 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kMaxGroup = 16;   // query heads per KV head
 constexpr int kKeyChunk = 128;  // keys scored per softmax update
 
-using DF = hn::ScalableTag<float>;
-
-// dst[0, n) = f16 src[0, n) as f32.
-HWY_INLINE void load_row(const uint16_t* src, float* dst, int32_t n) {
-  const DF df;
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  const auto* h = reinterpret_cast<const hwy::float16_t*>(src);
-  int32_t i = 0;
-  for (; i + static_cast<int32_t>(hn::Lanes(df)) <= n; i += static_cast<int32_t>(hn::Lanes(df))) {
-    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, dst + i);
-  }
-  for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
-}
-
-HWY_INLINE float dot(const float* a, const float* b, int32_t n) {
-  const DF df;
-  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  auto sum = hn::Zero(df);
-  int32_t i = 0;
-  for (; i + lanes <= n; i += lanes)
-    sum = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum);
-  float s = hn::GetLane(hn::SumOfLanes(df, sum));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// y[0, n) += p * x[0, n)
-HWY_INLINE void axpy(float p, const float* x, float* y, int32_t n) {
-  const DF df;
-  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  const auto vp = hn::Set(df, p);
-  int32_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
-  }
-  for (; i < n; ++i) y[i] += p * x[i];
-}
 
 // One task: all query heads of one KV-head group for one query token.
 // Keys are processed in chunks: score the chunk for every head of the group
@@ -98,17 +62,17 @@ void attend_group(const AttentionArgs& a, int32_t token, int32_t kv_head) {
       if constexpr (std::is_same_v<T, float>) {
         krow = k;
       } else {
-        load_row(k, row, d);
+        vec::load_f16_row(k, row, d);
         krow = row;
       }
-      for (int32_t g = 0; g < group; ++g) scores[g][j] = dot(q[g], krow, d) * a.scale;
+      for (int32_t g = 0; g < group; ++g) scores[g][j] = vec::dot(q[g], krow, d) * a.scale;
     }
     for (int32_t g = 0; g < group; ++g) {
       float chunk_max = running_max[g];
       for (int32_t j = 0; j < n; ++j) chunk_max = std::max(chunk_max, scores[g][j]);
       const float rescale = std::exp(running_max[g] - chunk_max);
       denom[g] *= rescale;
-      for (int32_t i = 0; i < d; ++i) acc[g][i] *= rescale;
+      vec::scale(rescale, acc[g], d);
       running_max[g] = chunk_max;
       for (int32_t j = 0; j < n; ++j) {
         scores[g][j] = std::exp(scores[g][j] - chunk_max);
@@ -121,10 +85,10 @@ void attend_group(const AttentionArgs& a, int32_t token, int32_t kv_head) {
       if constexpr (std::is_same_v<T, float>) {
         vrow = v;
       } else {
-        load_row(v, row, d);
+        vec::load_f16_row(v, row, d);
         vrow = row;
       }
-      for (int32_t g = 0; g < group; ++g) axpy(scores[g][j], vrow, acc[g], d);
+      for (int32_t g = 0; g < group; ++g) vec::axpy(scores[g][j], vrow, acc[g], d);
     }
   }
 

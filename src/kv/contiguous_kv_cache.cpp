@@ -33,7 +33,9 @@ size_t ContiguousKvCache::region_offset(SeqId seq, LayerId layer) const {
          region_elems_ * element_bytes();
 }
 
-Status ContiguousKvCache::begin_append(SeqId seq, int32_t pos0, int32_t n_tokens) {
+Status ContiguousKvCache::begin_append(SeqId seq, int32_t pos0,
+                                       std::span<const int32_t> tokens) {
+  const auto n_tokens = static_cast<int32_t>(tokens.size());
   if (seq.value < 0 || seq.value >= n_seq_slots_) {
     return invalid_argument(fmt::format("sequence {} does not exist (cache has {} slots)",
                                         seq.value, n_seq_slots_));
@@ -102,11 +104,12 @@ int32_t ContiguousKvCache::n_tokens(SeqId seq) const {
   return seq_tokens_[static_cast<size_t>(seq.value)];
 }
 
-void ContiguousKvCache::truncate(SeqId seq, int32_t n_tokens) {
+Status ContiguousKvCache::truncate(SeqId seq, int32_t n_tokens) {
   KVF_CHECK(seq.value >= 0 && seq.value < n_seq_slots_);
   int32_t& held = seq_tokens_[static_cast<size_t>(seq.value)];
   KVF_CHECK(n_tokens >= 0);
   if (n_tokens < held) held = n_tokens;
+  return Status();
 }
 
 size_t ContiguousKvCache::bytes_per_token() const {

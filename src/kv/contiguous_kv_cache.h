@@ -25,13 +25,14 @@ class ContiguousKvCache final : public KvCache {
                     ContiguousKvType type);
 
   [[nodiscard]] const KvShape& shape() const override { return shape_; }
-  [[nodiscard]] Status begin_append(SeqId seq, int32_t pos0, int32_t n_tokens) override;
+  [[nodiscard]] Status begin_append(SeqId seq, int32_t pos0,
+                                    std::span<const int32_t> tokens) override;
   void store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* k,
              const float* v) override;
   void attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q, float scale,
               float* out, ThreadPool& pool) override;
   [[nodiscard]] int32_t n_tokens(SeqId seq) const override;
-  void truncate(SeqId seq, int32_t n_tokens) override;
+  [[nodiscard]] Status truncate(SeqId seq, int32_t n_tokens) override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
   [[nodiscard]] std::string describe() const override;

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "kv/ids.h"
@@ -40,11 +41,13 @@ class KvCache {
 
   [[nodiscard]] virtual const KvShape& shape() const = 0;
 
-  // Makes room for positions [pos0, pos0 + n_tokens) of `seq`. pos0 must equal
-  // the number of tokens the sequence holds (append-only; use truncate to go
-  // back). Fails with kOutOfRange if the cache cannot hold them; nothing
-  // changes then.
-  [[nodiscard]] virtual Status begin_append(SeqId seq, int32_t pos0, int32_t n_tokens) = 0;
+  // Makes room for positions [pos0, pos0 + tokens.size()) of `seq`, which hold
+  // these token ids (caches that share blocks key them by token). pos0 must
+  // equal the number of tokens the sequence holds (append-only; use truncate
+  // to go back). Fails with kOutOfRange if the context is full and with
+  // kResourceExhausted if the cache's memory is; nothing changes then.
+  [[nodiscard]] virtual Status begin_append(SeqId seq, int32_t pos0,
+                                            std::span<const int32_t> tokens) = 0;
 
   // Stores k/v of the tokens announced by the last begin_append, for one layer.
   virtual void store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* k,
@@ -56,8 +59,21 @@ class KvCache {
 
   // Number of positions the sequence holds.
   [[nodiscard]] virtual int32_t n_tokens(SeqId seq) const = 0;
-  // Drops positions >= n_tokens (rollback).
-  virtual void truncate(SeqId seq, int32_t n_tokens) = 0;
+  // Drops positions >= n_tokens (rollback). Truncating to 0 always succeeds; a
+  // cache that no longer holds what rolling back needs (a codec's full-
+  // precision window) fails with kUnsupported and changes nothing.
+  [[nodiscard]] virtual Status truncate(SeqId seq, int32_t n_tokens) = 0;
+
+  // Before a prompt is prefilled into an empty sequence: takes over the KV of
+  // the longest prefix of `prompt` that the cache already holds (a prefix
+  // cache) and returns its length in tokens; the caller then prefills only
+  // prompt[returned, end). At least one token is always left to compute.
+  [[nodiscard]] virtual int32_t reuse_prefix(SeqId /*seq*/, std::span<const int32_t> /*prompt*/) {
+    return 0;
+  }
+  // The sequence is finished: its KV may be kept for reuse (prefix cache),
+  // and the sequence is empty afterwards.
+  virtual void release(SeqId seq) { (void)truncate(seq, 0); }
 
   // Bytes one token occupies across all layers, and bytes in use now.
   [[nodiscard]] virtual size_t bytes_per_token() const = 0;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <xxhash.h>
 
 #include "gguf/gguf.h"
 #include "kernels/matmul.h"
@@ -95,6 +96,24 @@ uint64_t Model::matmul_params_per_token() const {
   return total;
 }
 
+uint64_t Model::fingerprint() const {
+  XXH3_state_t* state = XXH3_createState();
+  KVF_CHECK(state != nullptr);
+  XXH3_64bits_reset(state);
+  for (const gguf::TensorInfo& t : file_->tensors()) {
+    XXH3_64bits_update(state, t.name.data(), t.name.size());
+    const auto type = static_cast<uint32_t>(t.type);
+    XXH3_64bits_update(state, &type, sizeof(type));
+    XXH3_64bits_update(state, t.dims.data(), t.dims.size() * sizeof(uint64_t));
+    const uint64_t sample = std::min<uint64_t>(t.n_bytes, 4096);
+    XXH3_64bits_update(state, t.data, sample);
+    XXH3_64bits_update(state, t.data + (t.n_bytes - sample), sample);
+  }
+  const uint64_t hash = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return hash;
+}
+
 uint64_t Model::n_params() const {
   uint64_t n = 0;
   for (const gguf::TensorInfo& t : file_->tensors()) n += t.n_elements();
@@ -116,12 +135,19 @@ Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv
     }
   }
   if (n_total > INT32_MAX - pos0) return out_of_range("forward: position overflow");
-  KVF_RETURN_IF_ERROR(kv.begin_append(seq, pos0, static_cast<int32_t>(n_total)));
 
+  // The cache is told one chunk at a time, so a cache that stages recent KV in
+  // full precision never holds more than one chunk beyond its window.
   const int32_t b = options_.max_batch;
   for (int64_t start = 0; start < n_total; start += b) {
     const auto n = static_cast<int32_t>(std::min<int64_t>(b, n_total - start));
     const int32_t pos = pos0 + static_cast<int32_t>(start);
+    const Status room = kv.begin_append(seq, pos, tokens.subspan(start, static_cast<size_t>(n)));
+    if (!room.ok()) {
+      // Leave the sequence as it was: earlier chunks of this call are undone.
+      if (start > 0) KVF_CHECK(kv.truncate(seq, pos0).ok());
+      return room;
+    }
     forward_chunk(tokens.data() + start, n, pos, kv, seq);
     if (which == LogitsFor::kAllTokens) {
       output_logits(0, n, logits + start * config_.n_vocab);

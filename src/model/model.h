@@ -60,6 +60,9 @@ class Model {
   // one embedding row).
   [[nodiscard]] uint64_t weight_bytes_per_token() const;
   [[nodiscard]] uint64_t n_params() const;
+  // Identifies the weights: a hash of every tensor's name, type, shape and its
+  // first and last 4 KiB. KV computed by one model is never used with another.
+  [[nodiscard]] uint64_t fingerprint() const;
   // Weights one token multiplies with (every matrix once, incl. the output).
   [[nodiscard]] uint64_t matmul_params_per_token() const;
 

@@ -1,0 +1,76 @@
+// Small f32 vector primitives shared by the attention kernels (contiguous and
+// paged), compiled once per SIMD target: include it after hwy/highway.h inside
+// a file that uses foreach_target.h. The include guard toggles per target, as
+// Highway's -inl.h convention requires.
+#if defined(KVFORGE_KERNELS_VECTOR_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef KVFORGE_KERNELS_VECTOR_OPS_INL_H_
+#undef KVFORGE_KERNELS_VECTOR_OPS_INL_H_
+#else
+#define KVFORGE_KERNELS_VECTOR_OPS_INL_H_
+#endif
+
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "util/fp16.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvforge::kernels {
+namespace HWY_NAMESPACE {
+namespace vec {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+
+// dst[0, n) = f16 src[0, n) as f32.
+HWY_INLINE void load_f16_row(const uint16_t* src, float* dst, int32_t n) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(src);
+  int32_t i = 0;
+  for (; i + static_cast<int32_t>(hn::Lanes(df)) <= n; i += static_cast<int32_t>(hn::Lanes(df))) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, dst + i);
+  }
+  for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+}
+
+HWY_INLINE float dot(const float* a, const float* b, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  auto sum = hn::Zero(df);
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    sum = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum);
+  }
+  float s = hn::GetLane(hn::SumOfLanes(df, sum));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y[0, n) += p * x[0, n)
+HWY_INLINE void axpy(float p, const float* x, float* y, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto vp = hn::Set(df, p);
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  for (; i < n; ++i) y[i] += p * x[i];
+}
+
+// y[0, n) *= s
+HWY_INLINE void scale(float s, float* y, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto vs = hn::Set(df, s);
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(vs, hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] *= s;
+}
+
+}  // namespace vec
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kernels
+HWY_AFTER_NAMESPACE();
+
+#endif  // KVFORGE_KERNELS_VECTOR_OPS_INL_H_
