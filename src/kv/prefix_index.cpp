@@ -1,0 +1,166 @@
+#include "kv/prefix_index.h"
+
+#include <algorithm>
+#include <optional>
+
+namespace kvforge {
+
+double PrefixCacheStats::hit_rate() const {
+  if (lookup_tokens == 0) return 0.0;
+  return static_cast<double>(hit_tokens) / static_cast<double>(lookup_tokens);
+}
+
+PrefixIndex::PrefixIndex(BlockPool& pool)
+    : pool_(pool),
+      block_tokens_(pool.block_tokens()),
+      tokens_(static_cast<size_t>(pool.n_blocks()) * static_cast<size_t>(pool.block_tokens())),
+      namespace_of_(static_cast<size_t>(pool.n_blocks())) {
+  KVF_CHECK(pool_.n_cached() == 0);  // one index per pool
+  block_by_hash_.reserve(static_cast<size_t>(pool.n_blocks()));
+}
+
+PrefixIndex::~PrefixIndex() {
+  clear();
+}
+
+std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                        int32_t max_blocks) {
+  const size_t full_blocks = tokens.size() / static_cast<size_t>(block_tokens_);
+  const size_t limit = std::min(full_blocks, static_cast<size_t>(std::max(max_blocks, 0)));
+
+  std::vector<BlockId> matched;
+  BlockHash parent_hash = kRootChainHash;
+  std::optional<BlockId> parent;
+  for (size_t i = 0; i < limit; ++i) {
+    const std::span<const int32_t> block_tokens =
+        tokens.subspan(i * static_cast<size_t>(block_tokens_), static_cast<size_t>(block_tokens_));
+    const BlockHash hash = chain_block_hash(parent_hash, ns, block_tokens);
+    const auto found = block_by_hash_.find(hash);
+    if (found == block_by_hash_.end() || !holds_chain(found->second, ns, parent, block_tokens)) {
+      break;
+    }
+    matched.push_back(found->second);
+    parent = found->second;
+    parent_hash = hash;
+  }
+  for (BlockId block : matched) pool_.add_ref(block);
+
+  ++stats_.lookups;
+  ++(matched.empty() ? stats_.misses : stats_.hits);
+  stats_.lookup_tokens += static_cast<int64_t>(tokens.size());
+  stats_.hit_tokens += static_cast<int64_t>(matched.size()) * block_tokens_;
+  return matched;
+}
+
+void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                         std::span<const BlockId> blocks) {
+  const size_t block_size = static_cast<size_t>(block_tokens_);
+  KVF_CHECK(tokens.size() >= blocks.size() * block_size);
+
+  BlockHash parent_hash = kRootChainHash;
+  std::optional<BlockId> parent;
+  std::optional<BlockId> deepest_existing;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const std::span<const int32_t> block_tokens = tokens.subspan(i * block_size, block_size);
+    const BlockHash hash = chain_block_hash(parent_hash, ns, block_tokens);
+    const auto found = block_by_hash_.find(hash);
+    if (found != block_by_hash_.end()) {
+      // Already cached: keep the existing block and continue below it. A hash
+      // that names other content (a collision) ends the walk: nothing deeper
+      // can be recorded without its parent.
+      if (!holds_chain(found->second, ns, parent, block_tokens)) break;
+      parent = found->second;
+      deepest_existing = found->second;
+    } else {
+      const BlockId block = blocks[i];
+      KVF_CHECK(!pool_.is_cached(block));  // a cached block belongs to exactly one chain
+      std::copy(block_tokens.begin(), block_tokens.end(),
+                tokens_.begin() +
+                    static_cast<ptrdiff_t>(block.value) * static_cast<ptrdiff_t>(block_size));
+      namespace_of_[static_cast<size_t>(block.value)] = ns;
+      block_by_hash_.emplace(hash, block);
+      pool_.cache(block, parent, hash);
+      parent = block;
+    }
+    parent_hash = hash;
+  }
+  // The offered chain was just used: refresh the cached blocks it duplicates
+  // (a no-op for those that are in use or now have a new, in-use child).
+  if (deepest_existing) pool_.touch(*deepest_existing);
+}
+
+int32_t PrefixIndex::evict(int32_t n_blocks) {
+  int32_t freed = 0;
+  while (freed < n_blocks) {
+    const std::optional<BlockId> victim = pool_.least_recently_idle();
+    if (!victim) break;
+    forget(*victim);
+    ++freed;
+  }
+  stats_.evicted_blocks += freed;
+  return freed;
+}
+
+PrefixCacheStats PrefixIndex::stats() const {
+  PrefixCacheStats stats = stats_;
+  stats.cached_blocks = static_cast<int32_t>(block_by_hash_.size());
+  return stats;
+}
+
+void PrefixIndex::clear() {
+  // Leaves first: uncache() refuses a block that still has cached children.
+  std::vector<BlockId> leaves;
+  for (const auto& [hash, block] : block_by_hash_) {
+    if (pool_.n_cached_children(block) == 0) leaves.push_back(block);
+  }
+  while (!leaves.empty()) {
+    const BlockId leaf = leaves.back();
+    leaves.pop_back();
+    const std::optional<BlockId> parent = pool_.cached_parent(leaf);
+    forget(leaf);
+    if (parent && pool_.n_cached_children(*parent) == 0) leaves.push_back(*parent);
+  }
+  KVF_CHECK(block_by_hash_.empty());
+}
+
+void PrefixIndex::check_invariants() const {
+  pool_.check_invariants();
+  KVF_CHECK(static_cast<int32_t>(block_by_hash_.size()) == pool_.n_cached());
+  for (const auto& [hash, block] : block_by_hash_) {
+    KVF_CHECK(pool_.is_cached(block));
+    KVF_CHECK(pool_.chain_hash(block) == hash);
+    const CacheNamespace& ns = namespace_of_[static_cast<size_t>(block.value)];
+    const std::optional<BlockId> parent = pool_.cached_parent(block);
+    BlockHash parent_hash = kRootChainHash;
+    if (parent) {
+      KVF_CHECK(namespace_of_[static_cast<size_t>(parent->value)] == ns);
+      parent_hash = pool_.chain_hash(*parent);
+    }
+    KVF_CHECK(chain_block_hash(parent_hash, ns, stored_tokens(block)) == hash);
+  }
+  KVF_CHECK(stats_.hits + stats_.misses == stats_.lookups);
+  KVF_CHECK(stats_.hits >= 0 && stats_.misses >= 0 && stats_.evicted_blocks >= 0);
+  KVF_CHECK(stats_.hit_tokens >= 0 && stats_.hit_tokens <= stats_.lookup_tokens);
+}
+
+bool PrefixIndex::holds_chain(BlockId block, const CacheNamespace& ns,
+                              std::optional<BlockId> parent,
+                              std::span<const int32_t> block_tokens) const {
+  const std::span<const int32_t> stored = stored_tokens(block);
+  return namespace_of_[static_cast<size_t>(block.value)] == ns &&
+         pool_.cached_parent(block) == parent &&
+         std::equal(stored.begin(), stored.end(), block_tokens.begin(), block_tokens.end());
+}
+
+std::span<const int32_t> PrefixIndex::stored_tokens(BlockId block) const {
+  const size_t block_size = static_cast<size_t>(block_tokens_);
+  return std::span<const int32_t>(tokens_).subspan(static_cast<size_t>(block.value) * block_size,
+                                                   block_size);
+}
+
+void PrefixIndex::forget(BlockId block) {
+  block_by_hash_.erase(pool_.chain_hash(block));
+  pool_.uncache(block);
+}
+
+}  // namespace kvforge

@@ -1,0 +1,162 @@
+#include "kv/block_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "pool_test_util.h"
+
+namespace kvforge {
+namespace {
+
+using testing::make_pool;
+
+TEST(BlockPoolTest, BlockCountIsTheFloorOfBudgetOverBlockBytes) {
+  BlockPoolLayout layout;
+  layout.block_tokens = 16;
+  layout.layer_bytes = {1000, 3000, 24};  // 4024 bytes per block
+  auto exact = BlockPool::create(layout, 7 * 4024);
+  ASSERT_TRUE(exact.ok()) << exact.status().to_string();
+  EXPECT_EQ((*exact)->n_blocks(), 7);
+  EXPECT_EQ((*exact)->bytes_per_block(), 4024u);
+  EXPECT_EQ((*exact)->capacity_bytes(), 7u * 4024u);
+  EXPECT_EQ((*exact)->block_tokens(), 16);
+  EXPECT_EQ((*exact)->n_layers(), 3);
+  EXPECT_EQ((*exact)->layer_bytes(LayerId{1}), 3000u);
+  EXPECT_EQ((*exact)->n_free(), 7);
+
+  auto one_short = BlockPool::create(layout, 8 * 4024 - 1);
+  ASSERT_TRUE(one_short.ok());
+  EXPECT_EQ((*one_short)->n_blocks(), 7);
+}
+
+TEST(BlockPoolTest, BudgetBelowOneBlockIsAnErrorThatSaysWhatABlockNeeds) {
+  BlockPoolLayout layout;
+  layout.block_tokens = 16;
+  layout.layer_bytes = {1000, 3000, 24};
+  auto pool = BlockPool::create(layout, 4023);
+  ASSERT_FALSE(pool.ok());
+  EXPECT_EQ(pool.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pool.status().message().find("needs 4024 bytes"), std::string::npos)
+      << pool.status().message();
+  EXPECT_NE(pool.status().message().find("4023"), std::string::npos);
+}
+
+TEST(BlockPoolTest, UnusableLayoutsAreRejected) {
+  BlockPoolLayout no_tokens;
+  no_tokens.block_tokens = 0;
+  no_tokens.layer_bytes = {64};
+  EXPECT_EQ(BlockPool::create(no_tokens, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+
+  BlockPoolLayout no_layers;
+  EXPECT_EQ(BlockPool::create(no_layers, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+
+  BlockPoolLayout empty_layer;
+  empty_layer.layer_bytes = {64, 0};
+  EXPECT_EQ(BlockPool::create(empty_layer, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(BlockPoolTest, AllocatesEveryBlockOnceThenReportsExhaustion) {
+  auto pool = make_pool(5);
+  std::set<int32_t> seen;
+  for (int32_t i = 0; i < 5; ++i) {
+    const std::optional<BlockId> block = pool->allocate();
+    ASSERT_TRUE(block.has_value());
+    EXPECT_GE(block->value, 0);
+    EXPECT_LT(block->value, 5);
+    EXPECT_TRUE(seen.insert(block->value).second) << "block handed out twice";
+    EXPECT_EQ(pool->ref_count(*block), 1);
+    EXPECT_EQ(pool->n_free(), 4 - i);
+    pool->check_invariants();
+  }
+  EXPECT_FALSE(pool->allocate().has_value());
+  EXPECT_FALSE(pool->allocate().has_value());  // asking again changes nothing
+  pool->check_invariants();
+
+  pool->release(BlockId{3});
+  pool->check_invariants();
+  EXPECT_EQ(pool->n_free(), 1);
+  EXPECT_EQ(pool->ref_count(BlockId{3}), 0);
+  const std::optional<BlockId> again = pool->allocate();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->value, 3);
+  EXPECT_EQ(pool->ref_count(*again), 1);
+  pool->check_invariants();
+}
+
+TEST(BlockPoolTest, ABlockIsFreedOnlyWhenItsLastReferenceGoes) {
+  auto pool = make_pool(2);
+  const BlockId block = *pool->allocate();
+  pool->add_ref(block);
+  pool->add_ref(block);
+  EXPECT_EQ(pool->ref_count(block), 3);
+  pool->check_invariants();
+  pool->release(block);
+  pool->release(block);
+  EXPECT_EQ(pool->ref_count(block), 1);
+  EXPECT_EQ(pool->n_free(), 1);
+  pool->check_invariants();
+  pool->release(block);
+  EXPECT_EQ(pool->ref_count(block), 0);
+  EXPECT_EQ(pool->n_free(), 2);
+  pool->check_invariants();
+}
+
+TEST(BlockPoolDeathTest, MisuseAborts) {
+  auto pool = make_pool(2);
+  EXPECT_DEATH(pool->release(BlockId{0}), "ref_count > 0");
+  EXPECT_DEATH(pool->add_ref(BlockId{1}), "ref_count > 0");
+  EXPECT_DEATH((void)pool->ref_count(BlockId{2}), "block.value < n_blocks_");
+  EXPECT_DEATH((void)pool->layer_data(BlockId{0}, LayerId{2}), "layer.value < n_layers");
+}
+
+TEST(BlockPoolTest, LayerBytesAreAlignedDisjointAndWithinTheArena) {
+  BlockPoolLayout layout;
+  layout.block_tokens = 8;
+  layout.layer_bytes = {96, 200, 64};  // 96 and 200 are not multiples of 64
+  auto created = BlockPool::create(layout, 360 * 9 + 100);
+  ASSERT_TRUE(created.ok());
+  BlockPool& pool = **created;
+  ASSERT_EQ(pool.n_blocks(), 9);
+
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;  // [begin, end) of every (block, layer)
+  for (int32_t l = 0; l < pool.n_layers(); ++l) {
+    const uint8_t* arena = pool.layer_data(BlockId{0}, LayerId{l});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(arena) % BlockPool::kArenaAlignment, 0u);
+    for (int32_t b = 0; b < pool.n_blocks(); ++b) {
+      const uint8_t* data = pool.layer_data(BlockId{b}, LayerId{l});
+      EXPECT_EQ(data, arena + static_cast<size_t>(b) * layout.layer_bytes[static_cast<size_t>(l)]);
+      const auto begin = reinterpret_cast<uintptr_t>(data);
+      ranges.emplace_back(begin, begin + layout.layer_bytes[static_cast<size_t>(l)]);
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    EXPECT_LE(ranges[i - 1].second, ranges[i].first) << "ranges overlap";
+  }
+
+  // Every byte is usable (a sanitizer build catches any that is not) and
+  // keeps what was written: a pattern per (block, layer) survives the others.
+  for (int32_t l = 0; l < pool.n_layers(); ++l) {
+    for (int32_t b = 0; b < pool.n_blocks(); ++b) {
+      std::fill_n(pool.layer_data(BlockId{b}, LayerId{l}), pool.layer_bytes(LayerId{l}),
+                  static_cast<uint8_t>(b * 3 + l));
+    }
+  }
+  const BlockPool& const_pool = pool;
+  for (int32_t l = 0; l < pool.n_layers(); ++l) {
+    for (int32_t b = 0; b < pool.n_blocks(); ++b) {
+      const uint8_t* data = const_pool.layer_data(BlockId{b}, LayerId{l});
+      const size_t bytes = pool.layer_bytes(LayerId{l});
+      EXPECT_EQ(std::count(data, data + bytes, static_cast<uint8_t>(b * 3 + l)),
+                static_cast<ptrdiff_t>(bytes));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvforge
