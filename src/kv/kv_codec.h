@@ -1,0 +1,98 @@
+// KvCodec: how the keys or the values of one KV head are stored for the
+// tokens of one block.
+//
+// A "tile" is block_tokens rows × head_dim floats: one KV head's keys (or
+// values) for the tokens of one block. The paged cache owns the tile bytes
+// (tile_bytes() each); a codec is a stateless, immutable description of how
+// they are encoded, so one instance may be shared by any number of threads.
+// The attention decodes a tile into a small f32 scratch right before its dot
+// products, so decode() is the hot path (SIMD, Highway dynamic dispatch);
+// encode() runs once per stored token and is scalar.
+//
+// Codecs (docs/kv-codecs.md gives layouts, bytes per token and error bounds):
+//   f32, f16, bf16   plain rows
+//   int8             per row: symmetric, one f16 scale
+//   int4             per row, groups of min(32, head_dim): asymmetric f16 scale + min
+//   int4h            int4 of H·x, H the orthonormal Walsh–Hadamard matrix
+//   kivi2, kivi4     KIVI: keys per channel over groups of g tokens, values like
+//                    int4 (2 or 4 bits); the cache keeps the newest r tokens in f32
+// Spec syntax: name[:key=value]..., parameters for KIVI only:
+//   g  token group of the keys, must divide block_tokens (default min(32, block_tokens))
+//   r  full-precision residual window in tokens (default 128; 0 allowed)
+// e.g. "int8", "int4h", "kivi2:g=32:r=128".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvforge/status.h"
+
+namespace kvforge {
+
+enum class KvSide { kKey, kValue };
+
+struct KvCodecParams {
+  int32_t block_tokens = 16;  // rows per tile
+  int32_t head_dim = 0;       // columns
+};
+
+class KvCodec {
+ public:
+  virtual ~KvCodec() = default;
+  KvCodec(const KvCodec&) = delete;
+  KvCodec& operator=(const KvCodec&) = delete;
+
+  // Canonical spec that make_kv_codec accepts back, e.g. "int8", "int4h", "kivi2:g=32:r=128".
+  [[nodiscard]] virtual std::string name() const = 0;
+  [[nodiscard]] virtual size_t tile_bytes() const = 0;  // bytes of one tile
+  // Average bytes one token of one head costs in this codec (tile_bytes / block_tokens).
+  [[nodiscard]] double bytes_per_row() const;
+  // true: rows are encoded independently, so encode() may write any row range of a tile,
+  // at different times. false: only a full tile at once (first == 0, n == block_tokens).
+  [[nodiscard]] virtual bool token_granular() const = 0;
+  // true: the stored data is H·x, H the orthonormal Walsh–Hadamard matrix of order head_dim
+  // (see hadamard.h); decode() returns rotated rows. The attention then rotates queries
+  // (keys) or rotates the output back (values): H is symmetric and its own inverse.
+  [[nodiscard]] virtual bool rotated() const = 0;
+  // KIVI's full-precision residual window R (tokens); 0 for codecs without one.
+  [[nodiscard]] virtual int32_t residual_tokens() const = 0;
+  // Encodes rows [first, first + n) of the tile from `rows` (n rows of head_dim floats,
+  // row i at rows + i * row_stride). Deterministic: the same input gives the same bytes.
+  // Finite inputs give finite decodes; quantized codecs saturate beyond the f16 range.
+  virtual void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
+                      void* tile) const = 0;
+  // Decodes rows [0, n) of the tile into out (n × head_dim, contiguous). SIMD via
+  // Highway dynamic dispatch for the quantized and 16-bit codecs.
+  virtual void decode(const void* tile, int32_t n, float* out) const = 0;
+
+  [[nodiscard]] const KvCodecParams& params() const { return params_; }
+  [[nodiscard]] int32_t block_tokens() const { return params_.block_tokens; }
+  [[nodiscard]] int32_t head_dim() const { return params_.head_dim; }
+
+ protected:
+  explicit KvCodec(const KvCodecParams& params) : params_(params) {}
+
+ private:
+  KvCodecParams params_;
+};
+
+// spec: "f32" | "f16" | "bf16" | "int8" | "int4" | "int4h" | "kivi2" | "kivi4", optional
+// ":key=value" parameters for KIVI (g = token group of keys, r = residual window).
+// kInvalidArgument naming the problem: unknown codec (lists the valid ones), bad or
+// unknown parameter, head_dim the codec cannot group (quantized codecs need 8, 16 or a
+// multiple of 32; Hadamard needs a power of two), g not dividing block_tokens.
+[[nodiscard]] Result<std::unique_ptr<KvCodec>> make_kv_codec(std::string_view spec, KvSide side,
+                                                             const KvCodecParams& params);
+
+// Checks the spelling of a spec (name and parameters) without a tile shape; ok for
+// every spec make_kv_codec could accept for some shape.
+[[nodiscard]] Status check_kv_codec_spec(std::string_view spec);
+
+// The codec names make_kv_codec knows, in the order of the list above.
+[[nodiscard]] const std::vector<std::string>& kv_codec_names();
+
+}  // namespace kvforge

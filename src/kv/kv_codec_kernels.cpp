@@ -1,0 +1,232 @@
+// Compiled once per SIMD target (Highway foreach_target) and dispatched at
+// run time. Layouts: kv_codec_kernels.h.
+#include "kernels/simd_targets.h"
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kv/kv_codec_kernels.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// clang-format on
+
+#include <cmath>
+#include <cstring>
+
+#include "kv/kv_codec_kernels.h"
+#include "kvforge/status.h"
+#include "util/fp16.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvforge::kv_kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr int32_t kMaxHeadDim = 256;
+
+using DF = hn::ScalableTag<float>;
+
+inline float load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return fp16_to_fp32(h);
+}
+
+void decode_f16_impl(const uint16_t* src, int64_t n, float* out) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(src);
+  const auto lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, out + i);
+  for (; i < n; ++i) out[i] = fp16_to_fp32(src[i]);
+}
+
+void decode_bf16_impl(const uint16_t* src, int64_t n, float* out) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const auto lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto wide = hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, src + i)));
+    hn::StoreU(hn::BitCast(df, wide), df, out + i);
+  }
+  for (; i < n; ++i) out[i] = bf16_to_fp32(src[i]);
+}
+
+void decode_int8_rows_impl(const uint8_t* src, int32_t n_rows, int32_t head_dim, float* out) {
+  const DF df;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<int8_t, DF> di8;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const size_t row_bytes = 2 + static_cast<size_t>(head_dim);
+  for (int32_t r = 0; r < n_rows; ++r, src += row_bytes, out += head_dim) {
+    const float scale = load_f16(src);
+    const auto* codes = reinterpret_cast<const int8_t*>(src + 2);
+    const auto vscale = hn::Set(df, scale);
+    int32_t i = 0;
+    for (; i + lanes <= head_dim; i += lanes) {
+      const auto q = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, codes + i)));
+      hn::StoreU(hn::Mul(q, vscale), df, out + i);
+    }
+    for (; i < head_dim; ++i) out[i] = static_cast<float>(codes[i]) * scale;
+  }
+}
+
+// codes[0, kGroup) <- one packed chunk (layout: kv_quant::pack_codes).
+template <int kBits, int kGroup>
+HWY_INLINE void unpack_chunk(const uint8_t* src, uint8_t* codes) {
+  constexpr int kPerByte = 8 / kBits;
+  constexpr int kBytes = kGroup / kPerByte;
+  const hn::CappedTag<uint8_t, kBytes> d8;
+  const auto mask = hn::Set(d8, static_cast<uint8_t>((1 << kBits) - 1));
+  for (int j = 0; j < kBytes; j += static_cast<int>(hn::Lanes(d8))) {
+    auto v = hn::LoadU(d8, src + j);
+    for (int s = 0; s < kPerByte; ++s) {
+      hn::StoreU(hn::And(v, mask), d8, codes + s * kBytes + j);
+      v = hn::ShiftRight<kBits>(v);
+    }
+  }
+}
+
+// out[i] = codes[i] * scale + min for i < kGroup.
+template <int kGroup>
+HWY_INLINE void affine_group(const uint8_t* codes, float scale, float min, float* out) {
+  const hn::CappedTag<float, kGroup> df;
+  const hn::RebindToSigned<decltype(df)> di32;
+  const hn::Rebind<uint8_t, decltype(df)> du8;
+  const auto vscale = hn::Set(df, scale);
+  const auto vmin = hn::Set(df, min);
+  for (int i = 0; i < kGroup; i += static_cast<int>(hn::Lanes(df))) {
+    const auto q = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, codes + i)));
+    hn::StoreU(hn::MulAdd(q, vscale, vmin), df, out + i);
+  }
+}
+
+template <int kBits, int kGroup>
+void token_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, float* out) {
+  constexpr int kCodeBytes = kGroup * kBits / 8;
+  alignas(64) uint8_t codes[kGroup];
+  const int32_t n_groups = n_rows * (head_dim / kGroup);
+  for (int32_t g = 0; g < n_groups; ++g, src += 4 + kCodeBytes, out += kGroup) {
+    unpack_chunk<kBits, kGroup>(src + 4, codes);
+    affine_group<kGroup>(codes, load_f16(src), load_f16(src + 2), out);
+  }
+}
+
+void decode_token_group_rows_impl(const uint8_t* src, int32_t n_rows, int32_t head_dim,
+                                  int32_t bits, float* out) {
+  const int32_t group = head_dim < 32 ? head_dim : 32;
+  const int32_t key = bits * 100 + group;
+  switch (key) {
+    case 432:
+      return token_group_rows<4, 32>(src, n_rows, head_dim, out);
+    case 416:
+      return token_group_rows<4, 16>(src, n_rows, head_dim, out);
+    case 408:
+      return token_group_rows<4, 8>(src, n_rows, head_dim, out);
+    case 232:
+      return token_group_rows<2, 32>(src, n_rows, head_dim, out);
+    case 216:
+      return token_group_rows<2, 16>(src, n_rows, head_dim, out);
+    case 208:
+      return token_group_rows<2, 8>(src, n_rows, head_dim, out);
+    default:
+      KVF_CHECK(false && "unsupported bits / head_dim");
+  }
+}
+
+template <int kBits, int kGroup>
+void channel_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t group_tokens,
+                        float* out) {
+  const DF df;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint8_t, DF> du8;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const int32_t row_code_bytes = head_dim * kBits / 8;
+  const size_t group_bytes =
+      static_cast<size_t>(head_dim) * 4 +
+      static_cast<size_t>(group_tokens) * static_cast<size_t>(row_code_bytes);
+  alignas(64) float scale[kMaxHeadDim];
+  alignas(64) float min[kMaxHeadDim];
+  alignas(64) uint8_t codes[kMaxHeadDim];
+  for (int32_t first = 0; first < n_rows; first += group_tokens, src += group_bytes) {
+    decode_f16_impl(reinterpret_cast<const uint16_t*>(src), head_dim, scale);
+    decode_f16_impl(reinterpret_cast<const uint16_t*>(src + 2 * head_dim), head_dim, min);
+    const uint8_t* row_codes = src + 4 * head_dim;
+    const int32_t rows = n_rows - first < group_tokens ? n_rows - first : group_tokens;
+    for (int32_t r = 0; r < rows; ++r, row_codes += row_code_bytes, out += head_dim) {
+      for (int32_t c = 0; c < head_dim; c += kGroup) {
+        unpack_chunk<kBits, kGroup>(row_codes + c * kBits / 8, codes + c);
+      }
+      int32_t i = 0;
+      for (; i + lanes <= head_dim; i += lanes) {
+        const auto q = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, codes + i)));
+        hn::StoreU(hn::MulAdd(q, hn::Load(df, scale + i), hn::Load(df, min + i)), df, out + i);
+      }
+      for (; i < head_dim; ++i) out[i] = std::fma(static_cast<float>(codes[i]), scale[i], min[i]);
+    }
+  }
+}
+
+void decode_channel_group_rows_impl(const uint8_t* src, int32_t n_rows, int32_t head_dim,
+                                    int32_t bits, int32_t group_tokens, float* out) {
+  const int32_t group = head_dim < 32 ? head_dim : 32;
+  const int32_t key = bits * 100 + group;
+  switch (key) {
+    case 432:
+      return channel_group_rows<4, 32>(src, n_rows, head_dim, group_tokens, out);
+    case 416:
+      return channel_group_rows<4, 16>(src, n_rows, head_dim, group_tokens, out);
+    case 408:
+      return channel_group_rows<4, 8>(src, n_rows, head_dim, group_tokens, out);
+    case 232:
+      return channel_group_rows<2, 32>(src, n_rows, head_dim, group_tokens, out);
+    case 216:
+      return channel_group_rows<2, 16>(src, n_rows, head_dim, group_tokens, out);
+    case 208:
+      return channel_group_rows<2, 8>(src, n_rows, head_dim, group_tokens, out);
+    default:
+      KVF_CHECK(false && "unsupported bits / head_dim");
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kv_kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvforge::kv_kernels {
+
+HWY_EXPORT(decode_f16_impl);
+HWY_EXPORT(decode_bf16_impl);
+HWY_EXPORT(decode_int8_rows_impl);
+HWY_EXPORT(decode_token_group_rows_impl);
+HWY_EXPORT(decode_channel_group_rows_impl);
+
+void decode_f16(const uint16_t* src, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(decode_f16_impl)(src, n, out);
+}
+
+void decode_bf16(const uint16_t* src, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(decode_bf16_impl)(src, n, out);
+}
+
+void decode_int8_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, float* out) {
+  HWY_DYNAMIC_DISPATCH(decode_int8_rows_impl)(src, n_rows, head_dim, out);
+}
+
+void decode_token_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
+                             float* out) {
+  HWY_DYNAMIC_DISPATCH(decode_token_group_rows_impl)(src, n_rows, head_dim, bits, out);
+}
+
+void decode_channel_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
+                               int32_t group_tokens, float* out) {
+  KVF_CHECK(head_dim <= 256);
+  HWY_DYNAMIC_DISPATCH(decode_channel_group_rows_impl)
+  (src, n_rows, head_dim, bits, group_tokens, out);
+}
+
+}  // namespace kvforge::kv_kernels
+#endif  // HWY_ONCE

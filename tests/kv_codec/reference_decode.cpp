@@ -1,0 +1,90 @@
+#include "reference_decode.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "kvforge/status.h"
+#include "util/fp16.h"
+
+namespace kvforge::testing {
+namespace {
+
+float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_fp32(h);
+}
+
+// Code i of a packed chunk of `group` codes of `bits`: byte i % B, bit field i / B,
+// with B = group * bits / 8 bytes per chunk.
+int code_at(const uint8_t* chunk, int32_t i, int32_t group, int32_t bits) {
+  const int32_t chunk_bytes = group * bits / 8;
+  return (chunk[i % chunk_bytes] >> (bits * (i / chunk_bytes))) & ((1 << bits) - 1);
+}
+
+int32_t bits_of(const std::string& name) {
+  if (name.starts_with("int4") || name.starts_with("kivi4")) return 4;
+  return 2;
+}
+
+}  // namespace
+
+std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, int32_t n) {
+  const int32_t d = codec.head_dim();
+  const std::string name = codec.name();
+  std::vector<float> out(static_cast<size_t>(n) * static_cast<size_t>(d));
+  auto at = [&](int32_t r, int32_t c) -> float& { return out[static_cast<size_t>(r) * d + c]; };
+  const int32_t group = d < 32 ? d : 32;
+
+  if (name == "f32") {
+    std::memcpy(out.data(), tile, out.size() * sizeof(float));
+  } else if (name == "f16" || name == "bf16") {
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, tile + 2 * i, 2);
+      out[i] = name == "f16" ? fp16_to_fp32(h) : bf16_to_fp32(h);
+    }
+  } else if (name == "int8") {
+    for (int32_t r = 0; r < n; ++r) {
+      const uint8_t* row = tile + static_cast<size_t>(r) * (2 + d);
+      const float scale = half_at(row);
+      for (int32_t c = 0; c < d; ++c)
+        at(r, c) = static_cast<float>(static_cast<int8_t>(row[2 + c])) * scale;
+    }
+  } else if (codec.token_granular()) {  // int4, int4h, KIVI values: per-token groups
+    const int32_t bits = bits_of(name);
+    const int32_t block_bytes = 4 + group * bits / 8;
+    const uint8_t* block = tile;
+    for (int32_t r = 0; r < n; ++r) {
+      for (int32_t g = 0; g < d; g += group, block += block_bytes) {
+        const float scale = half_at(block);
+        const float min = half_at(block + 2);
+        for (int32_t i = 0; i < group; ++i) {
+          at(r, g + i) =
+              std::fma(static_cast<float>(code_at(block + 4, i, group, bits)), scale, min);
+        }
+      }
+    }
+  } else {  // KIVI keys: per-channel grids over token groups
+    const int32_t bits = bits_of(name);
+    const size_t g_pos = name.find(":g=");
+    KVF_CHECK(g_pos != std::string::npos);
+    const int32_t g = std::stoi(name.substr(g_pos + 3));
+    const size_t row_code_bytes = static_cast<size_t>(d * bits / 8);
+    const size_t group_bytes = 4 * static_cast<size_t>(d) + g * row_code_bytes;
+    for (int32_t r = 0; r < n; ++r) {
+      const uint8_t* token_group = tile + (r / g) * group_bytes;
+      const uint8_t* codes = token_group + 4 * d + (r % g) * row_code_bytes;
+      for (int32_t c = 0; c < d; ++c) {
+        const float scale = half_at(token_group + 2 * c);
+        const float min = half_at(token_group + 2 * (d + c));
+        const uint8_t* chunk = codes + (c / group) * (group * bits / 8);
+        at(r, c) = std::fma(static_cast<float>(code_at(chunk, c % group, group, bits)), scale, min);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace kvforge::testing
