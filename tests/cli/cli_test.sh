@@ -64,5 +64,33 @@ echo "Once upon a time." >"$tmp/short.txt"
 expect short_text fail "fewer than one window" -- ppl -m "$model" -f "$tmp/short.txt" -c 512
 expect bad_output fail "xml not in" -- bench -m "$model" -o xml
 
+# eval kl: the f16 cache against the f32 cache over the same windows as ppl.
+kl_args=(eval kl -m "$model" -f "$tmp/text.txt" -c 128 -t 1)
+expect eval_kl_table 0 "^\| model \| kv \| ctx \| windows \| tokens \| mean KL \| median KL \| p99 KL \| max KL \| top-1 \| ppl f32 \| ppl f16 \|$" -- \
+  "${kl_args[@]}" --kv-codec f16
+expect eval_kl_row 0 "^\| stories260K.gguf \| f16 \| 128 \| [0-9]+ \| [0-9]+ \| [0-9.]+e-[0-9]+ ± " -- \
+  "${kl_args[@]}" --kv-codec f16
+expect eval_kl_progress 0 "windows  mean KL .* top-1 [0-9.]+ %" -- "${kl_args[@]}" --kv-codec f16
+expect eval_kl_csv 0 "^stories260K.gguf,f32,\"f16\",128,[0-9]+,[0-9]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,0\.9[0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$" -- \
+  "${kl_args[@]}" --kv-codec f16 -o csv
+expect eval_kl_json 0 "\"p99_kl\": [0-9.e-]+" -- "${kl_args[@]}" --kv-codec f16 -o json
+expect eval_kl_identical 0 "^\| stories260K.gguf \| f32 \| 128 \| [0-9]+ \| [0-9]+ \| 0.000e\+00 ± 0.0e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 100.00 % \|" -- \
+  "${kl_args[@]}" --kv-codec f32
+# Its perplexities are those of `kvforge ppl` with each cache.
+ppl32=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-type f32 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
+ppl16=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-type f16 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
+expect eval_kl_matches_ppl 0 "% \| ${ppl32:-none} ± [0-9.]+ \| ${ppl16:-none} ± [0-9.]+ \|$" -- \
+  "${kl_args[@]}" --kv-codec f16
+expect eval_kl_missing_text fail "cannot open" -- eval kl -m "$model" -f "$tmp/none.txt"
+expect eval_kl_short_text fail "fewer than one window" -- eval kl -m "$model" -f "$tmp/short.txt" -c 512
+: >"$tmp/empty.txt"
+expect eval_kl_empty_text fail "has 0 tokens, fewer than one window" -- eval kl -m "$model" -f "$tmp/empty.txt"
+expect eval_kl_missing_model fail "cannot open '/nonexistent.gguf'" -- eval kl -m /nonexistent.gguf -f "$tmp/text.txt"
+expect eval_kl_unknown_codec fail "int3" -- "${kl_args[@]}" --kv-codec int3
+expect eval_kl_unknown_flag fail "not expected: --bogus" -- "${kl_args[@]}" --bogus
+expect eval_kl_bad_output fail "xml not in" -- "${kl_args[@]}" -o xml
+expect eval_no_subcommand fail "subcommand is required" -- eval
+expect eval_kl_no_text fail "--file is required" -- eval kl -m "$model"
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -1,0 +1,144 @@
+#include "eval/kl_divergence.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "kernels/ops.h"
+#include "model/model.h"
+
+namespace kvforge {
+namespace {
+
+// Index of the largest logit, the lowest index among equal maxima.
+int32_t argmax(const float* x, int32_t n) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < n; ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
+}  // namespace
+
+KlToken compare_logits(const float* p, const float* q, int32_t n_vocab, int32_t target) {
+  const double lse_p = kernels::log_sum_exp(p, n_vocab);
+  const double lse_q = kernels::log_sum_exp(q, n_vocab);
+  double kl = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const double log_p = static_cast<double>(p[i]) - lse_p;
+    const double pi = std::exp(log_p);
+    if (pi == 0) continue;  // 0 · log(0 / q) = 0
+    kl += pi * (log_p - (static_cast<double>(q[i]) - lse_q));
+  }
+  KlToken t;
+  t.kl = kl;
+  t.nll_p = lse_p - p[target];
+  t.nll_q = lse_q - q[target];
+  t.top1_agree = argmax(p, n_vocab) == argmax(q, n_vocab);
+  return t;
+}
+
+double percentile(std::span<double> values, double p) {
+  if (values.empty()) return 0;
+  const double h = (static_cast<double>(values.size()) - 1) * std::clamp(p, 0.0, 100.0) / 100;
+  const auto lo = static_cast<size_t>(std::floor(h));
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(lo), values.end());
+  const double x_lo = values[lo];
+  if (lo + 1 >= values.size()) return x_lo;
+  // The next order statistic is the smallest value above position lo.
+  const double x_hi =
+      *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(lo) + 1, values.end());
+  return x_lo + (h - static_cast<double>(lo)) * (x_hi - x_lo);
+}
+
+double KlResult::mean_kl() const {
+  return n_scored() ? sum_kl / double(n_scored()) : 0;
+}
+
+double KlResult::mean_kl_stderr() const {
+  const int64_t n = n_scored();
+  if (n < 2) return 0;
+  const double mean = mean_kl();
+  const double var =
+      std::max(0.0, (sum_kl_sq / double(n) - mean * mean) * double(n) / double(n - 1));
+  return std::sqrt(var / double(n));
+}
+
+double KlResult::top1_agreement() const {
+  return n_scored() ? double(n_top1_agree) / double(n_scored()) : 0;
+}
+
+double KlResult::kl_percentile(double p) const {
+  std::vector<double> copy = token_kl;
+  return percentile(copy, p);
+}
+
+Result<KlResult> kl_divergence(Model& model, KvCache& reference, KvCache& candidate,
+                               std::span<const int32_t> tokens, const KlOptions& o,
+                               const KlProgress& progress) {
+  if (&reference == &candidate) {
+    return invalid_argument("the reference and the candidate must be two different KV caches");
+  }
+  if (o.n_ctx < 4) return invalid_argument("KL divergence needs a context of at least 4 tokens");
+  const int64_t whole = static_cast<int64_t>(tokens.size()) / o.n_ctx;
+  if (whole == 0) {
+    return invalid_argument(fmt::format(
+        "the text has {} tokens, fewer than one window of {} (lower -c or give more text)",
+        tokens.size(), o.n_ctx));
+  }
+  const auto n_windows =
+      static_cast<int32_t>(o.max_windows > 0 ? std::min<int64_t>(whole, o.max_windows) : whole);
+  const int32_t n_vocab = model.config().n_vocab;
+  // Rows of logits computed at a time: the same as perplexity(), so the
+  // forward passes (and hence the NLLs) are the same computation.
+  const int32_t chunk = 64;
+  std::vector<float> logits_p(static_cast<size_t>(chunk) * n_vocab);
+  std::vector<float> logits_q(static_cast<size_t>(chunk) * n_vocab);
+  std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));
+  const int32_t first_scored = o.n_ctx / 2;
+
+  KlResult r;
+  r.token_kl.reserve(static_cast<size_t>(n_windows) *
+                     static_cast<size_t>(o.n_ctx - 1 - first_scored));
+  auto add_nll = [](PerplexityResult& pr, double nll) {
+    pr.sum_nll += nll;
+    pr.sum_nll_sq += nll * nll;
+    ++pr.n_scored;
+  };
+  for (int32_t w = 0; w < n_windows; ++w) {
+    std::copy_n(tokens.begin() + static_cast<int64_t>(w) * o.n_ctx, o.n_ctx, window.begin());
+    if (o.bos_id >= 0) window[0] = o.bos_id;
+    KVF_RETURN_IF_ERROR(reference.truncate(SeqId{0}, 0));
+    KVF_RETURN_IF_ERROR(candidate.truncate(SeqId{0}, 0));
+    for (int32_t start = 0; start < o.n_ctx; start += chunk) {
+      const int32_t n = std::min(chunk, o.n_ctx - start);
+      const bool needs_logits = start + n > first_scored;
+      const std::span<const int32_t> part(window.data() + start, static_cast<size_t>(n));
+      const LogitsFor which = needs_logits ? LogitsFor::kAllTokens : LogitsFor::kNone;
+      KVF_RETURN_IF_ERROR(model.forward(part, start, reference, SeqId{0}, which, logits_p.data()));
+      KVF_RETURN_IF_ERROR(model.forward(part, start, candidate, SeqId{0}, which, logits_q.data()));
+      if (!needs_logits) continue;
+      for (int32_t i = std::max(start, first_scored); i < start + n && i + 1 < o.n_ctx; ++i) {
+        const size_t row = static_cast<size_t>(i - start) * n_vocab;
+        const KlToken t = compare_logits(logits_p.data() + row, logits_q.data() + row, n_vocab,
+                                         window[static_cast<size_t>(i + 1)]);
+        r.sum_kl += t.kl;
+        r.sum_kl_sq += t.kl * t.kl;
+        r.token_kl.push_back(t.kl);
+        r.n_top1_agree += t.top1_agree ? 1 : 0;
+        add_nll(r.reference, t.nll_p);
+        add_nll(r.candidate, t.nll_q);
+      }
+    }
+    r.n_windows = w + 1;
+    r.reference.n_windows = r.candidate.n_windows = w + 1;
+    if (progress) progress(w + 1, n_windows, r);
+  }
+  KVF_RETURN_IF_ERROR(reference.truncate(SeqId{0}, 0));
+  KVF_RETURN_IF_ERROR(candidate.truncate(SeqId{0}, 0));
+  return r;
+}
+
+}  // namespace kvforge
