@@ -57,7 +57,7 @@ class FloatKvCodec final : public KvCodec {
     const int64_t count = static_cast<int64_t>(n) * head_dim();
     switch (format_) {
       case KvFloatFormat::kF32:
-        std::memcpy(out, tile, static_cast<size_t>(count) * sizeof(float));
+        kv_kernels::decode_f32(static_cast<const float*>(tile), count, out);
         break;
       case KvFloatFormat::kF16:
         kv_kernels::decode_f16(static_cast<const uint16_t*>(tile), count, out);

@@ -30,7 +30,8 @@ namespace kvforge::kv_kernels {
          static_cast<size_t>(group_tokens) * static_cast<size_t>(head_dim * bits / 8);
 }
 
-// out[i] = src[i] for i < n, src f16 or bf16 bits.
+// out[i] = src[i] for i < n, src f32, or f16 or bf16 bits.
+void decode_f32(const float* src, int64_t n, float* out);
 void decode_f16(const uint16_t* src, int64_t n, float* out);
 void decode_bf16(const uint16_t* src, int64_t n, float* out);
 
