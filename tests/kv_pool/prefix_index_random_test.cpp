@@ -181,8 +181,10 @@ class RandomPrefixCacheTest : public ::testing::Test {
     }
   }
 
-  int32_t uniform(int32_t lo, int32_t hi) {  // inclusive
-    return std::uniform_int_distribution<int32_t>(lo, hi)(rng_);
+  // Inclusive. Plain modulo of the engine's output, which the standard fixes,
+  // so the sequence of operations is the same with every standard library.
+  int32_t uniform(int32_t lo, int32_t hi) {
+    return lo + static_cast<int32_t>(rng_() % static_cast<uint32_t>(hi - lo + 1));
   }
 
   // Prompts that share prefixes often (a few common starts) and collide on
@@ -321,8 +323,8 @@ TEST_F(RandomPrefixCacheTest, MatchesTheReferenceModelStepByStep) {
   EXPECT_EQ(stats.hit_tokens, hit_tokens_);
   EXPECT_EQ(stats.evicted_blocks, evicted_);
   // The run exercised what it claims to: reuse, eviction and exhaustion.
-  EXPECT_GT(hits_, 300);
-  EXPECT_GT(evicted_, 300);
+  EXPECT_GT(hits_, 200);
+  EXPECT_GT(evicted_, 1000);
   EXPECT_GT(failed_starts_, 0);
 
   for (LiveSequence& seq : live) release_sequence(seq);
