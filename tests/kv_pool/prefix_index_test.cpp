@@ -335,9 +335,12 @@ TEST_F(PrefixIndexTest, NeverEvictsABlockSomeoneStillReferences) {
   check();
   EXPECT_EQ(pool_->ref_count(cached[0]), 1);
   EXPECT_EQ(pool_->ref_count(own[1]), 2);
+  EXPECT_FALSE(pool_->is_idle_cached(cached[0]));
   EXPECT_EQ(index_->n_evictable(), 0);
   EXPECT_EQ(evict(3), 0);
   release(own);
+  EXPECT_TRUE(pool_->is_idle_cached(cached[0]));
+  EXPECT_TRUE(pool_->is_idle_cached(own[1]));
   EXPECT_EQ(index_->n_evictable(), 2);
   EXPECT_EQ(evict(1), 1);
   EXPECT_FALSE(pool_->is_cached(own[1]));
