@@ -8,8 +8,7 @@
 #include "hwy/highway.h"
 // clang-format on
 
-#include <cmath>
-#include <cstring>
+#include <cstdint>
 
 #include "kv/kv_codec_kernels.h"
 #include "kvforge/status.h"
