@@ -6,6 +6,7 @@
 // speed); 16384 tiles (≥ 24 MiB of tile bytes for every codec) come from
 // DRAM as a long context does. Reports bytes/s of tile bytes read and rows/s
 // (items: one row = one token of one head).
+//   BM_KvEncode/<codec>/<side> encodes one such tile from f32 rows; rows/s.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -53,8 +54,38 @@ void BM_KvDecode(benchmark::State& state, const char* spec, KvSide side) {
   state.counters["bytes/row"] = codec.bytes_per_row();
 }
 
+// Encoding one 32-token tile from f32 rows (scalar; once per stored token).
+void BM_KvEncode(benchmark::State& state, const char* spec, KvSide side) {
+  auto made = make_kv_codec(spec, side, {kBlockTokens, kHeadDim});
+  if (!made.ok()) {
+    state.SkipWithError(made.status().to_string().c_str());
+    return;
+  }
+  const KvCodec& codec = **made;
+  std::vector<float> rows(static_cast<size_t>(kBlockTokens) * kHeadDim);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : rows) v = normal(rng);
+  std::vector<uint8_t> tile(codec.tile_bytes());
+  for (auto _ : state) {
+    codec.encode(rows.data(), kHeadDim, 0, kBlockTokens, tile.data());
+    benchmark::DoNotOptimize(tile.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBlockTokens);
+}
+
 #define KVF_KV_DECODE(name, spec, side) \
   BENCHMARK_CAPTURE(BM_KvDecode, name, spec, side)->Arg(8)->Arg(16384)
+
+#define KVF_KV_ENCODE(name, spec, side) BENCHMARK_CAPTURE(BM_KvEncode, name, spec, side)
+
+KVF_KV_ENCODE(f16, "f16", KvSide::kKey);
+KVF_KV_ENCODE(int8, "int8", KvSide::kKey);
+KVF_KV_ENCODE(int4, "int4", KvSide::kKey);
+KVF_KV_ENCODE(int4h, "int4h", KvSide::kKey);
+KVF_KV_ENCODE(kivi2_keys, "kivi2", KvSide::kKey);
+KVF_KV_ENCODE(kivi2_values, "kivi2", KvSide::kValue);
 
 KVF_KV_DECODE(f32, "f32", KvSide::kKey);
 KVF_KV_DECODE(f16, "f16", KvSide::kKey);

@@ -40,7 +40,7 @@ class ChannelGroupKvCodec final : public KvCodec {
     const int32_t g = options_.group_tokens;
     const int32_t qmax = (1 << options_.bits) - 1;
     const size_t row_code_bytes = static_cast<size_t>(d * options_.bits / 8);
-    float scale[kMaxHeadDim];
+    float inv_step[kMaxHeadDim];
     float min[kMaxHeadDim];
     uint8_t codes[kMaxHeadDim];
     auto* out = static_cast<uint8_t*>(tile);
@@ -56,14 +56,14 @@ class ChannelGroupKvCodec final : public KvCodec {
         const kv_quant::AffineGrid grid = kv_quant::affine_grid(lo, hi, qmax);
         std::memcpy(out + 2 * c, &grid.scale, 2);
         std::memcpy(out + 2 * (d + c), &grid.min, 2);
-        scale[c] = fp16_to_fp32(grid.scale);
+        inv_step[c] = kv_quant::inverse_step(fp16_to_fp32(grid.scale));
         min[c] = fp16_to_fp32(grid.min);
       }
       uint8_t* row_codes = out + 4 * static_cast<size_t>(d);
       for (int32_t t = 0; t < g; ++t, row_codes += row_code_bytes) {
         const float* xt = x + t * row_stride;
         for (int32_t c = 0; c < d; ++c) {
-          codes[c] = kv_quant::affine_code(xt[c], min[c], scale[c], qmax);
+          codes[c] = kv_quant::affine_code(xt[c], min[c], inv_step[c], qmax);
         }
         kv_quant::pack_codes(codes, d, kv_quant::channel_group(d), options_.bits, row_codes);
       }

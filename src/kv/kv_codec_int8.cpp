@@ -40,9 +40,9 @@ class Int8KvCodec final : public KvCodec {
       for (int32_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
       const uint16_t scale_bits = kv_quant::symmetric_scale(amax, kQMax);
       std::memcpy(row, &scale_bits, sizeof scale_bits);
-      const float scale = fp16_to_fp32(scale_bits);
+      const float inv_step = kv_quant::inverse_step(fp16_to_fp32(scale_bits));
       auto* codes = reinterpret_cast<int8_t*>(row + 2);
-      for (int32_t i = 0; i < d; ++i) codes[i] = kv_quant::symmetric_code(x[i], scale, kQMax);
+      for (int32_t i = 0; i < d; ++i) codes[i] = kv_quant::symmetric_code(x[i], inv_step, kQMax);
     }
   }
 

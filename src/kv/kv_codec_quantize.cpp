@@ -58,27 +58,8 @@ AffineGrid affine_grid(float lo, float hi, int32_t qmax) {
   return grid;
 }
 
-uint8_t affine_code(float x, float min, float scale, int32_t qmax) {
-  if (scale == 0.0f) return 0;
-  const float steps = (x - min) / scale;
-  if (!(steps > 0.0f)) return 0;  // also NaN
-  if (steps >= static_cast<float>(qmax)) return static_cast<uint8_t>(qmax);
-  return static_cast<uint8_t>(std::floor(steps + 0.5f));
-}
-
 uint16_t symmetric_scale(float amax, int32_t qmax) {
   return amax > 0.0f ? fp16_round_up(amax / static_cast<float>(qmax)) : 0;
-}
-
-int8_t symmetric_code(float x, float scale, int32_t qmax) {
-  if (scale == 0.0f) return 0;
-  const float steps = x / scale;
-  if (!(std::fabs(steps) < static_cast<float>(qmax))) {  // saturate; NaN -> 0
-    if (std::isnan(steps)) return 0;
-    return static_cast<int8_t>(steps > 0.0f ? qmax : -qmax);
-  }
-  const float magnitude = std::floor(std::fabs(steps) + 0.5f);
-  return static_cast<int8_t>(steps < 0.0f ? -magnitude : magnitude);
 }
 
 void pack_codes(const uint8_t* codes, int32_t n, int32_t group, int32_t bits, uint8_t* out) {

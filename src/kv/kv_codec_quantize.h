@@ -8,6 +8,8 @@
 // rounding of the scale itself.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 
@@ -39,14 +41,30 @@ struct AffineGrid {
 // The grid covering [lo, hi] (clamped to ±65504): min = fp16_round_down(lo),
 // scale = fp16_round_up((hi - min) / qmax); scale 0 when hi == min.
 [[nodiscard]] AffineGrid affine_grid(float lo, float hi, int32_t qmax);
-// Nearest grid point's index for x, clamped to [0, qmax] (NaN -> 0).
-[[nodiscard]] uint8_t affine_code(float x, float min, float scale, int32_t qmax);
+// 1 / scale, or 0 for an empty grid (scale 0: every code is 0).
+[[nodiscard]] inline float inverse_step(float scale) {
+  return scale > 0.0f ? 1.0f / scale : 0.0f;
+}
+
+// Nearest grid point's index for x, clamped to [0, qmax] (NaN -> 0). Branch-free so
+// that the encoders' loops vectorize.
+[[nodiscard]] inline uint8_t affine_code(float x, float min, float inv_step, int32_t qmax) {
+  float steps = (x - min) * inv_step;
+  steps = std::max(0.0f, steps);  // NaN -> 0: std::max returns its first argument if unordered
+  steps = std::min(steps, static_cast<float>(qmax));
+  return static_cast<uint8_t>(static_cast<int32_t>(steps + 0.5f));
+}
 
 // Step of the symmetric grid {q * scale : |q| <= qmax} covering [-amax, amax]:
 // fp16_round_up(amax / qmax), at most 65504 (larger values saturate).
 [[nodiscard]] uint16_t symmetric_scale(float amax, int32_t qmax);
 // round(x / scale) (half away from zero), clamped to [-qmax, qmax] (NaN -> 0).
-[[nodiscard]] int8_t symmetric_code(float x, float scale, int32_t qmax);
+[[nodiscard]] inline int8_t symmetric_code(float x, float inv_step, int32_t qmax) {
+  float steps = x * inv_step;
+  steps = steps == steps ? steps : 0.0f;
+  steps = std::clamp(steps, static_cast<float>(-qmax), static_cast<float>(qmax));
+  return static_cast<int8_t>(static_cast<int32_t>(steps + std::copysign(0.5f, steps)));
+}
 
 // Packs n codes of `bits` (2 or 4) bits, in chunks of `group` codes (n a multiple of
 // group; group a multiple of 8 / bits). Within a chunk of B = group * bits / 8 bytes,

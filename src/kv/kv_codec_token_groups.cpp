@@ -48,10 +48,10 @@ class TokenGroupKvCodec final : public KvCodec {
         const kv_quant::AffineGrid grid = kv_quant::affine_grid(*lo, *hi, qmax);
         std::memcpy(out, &grid.scale, 2);
         std::memcpy(out + 2, &grid.min, 2);
-        const float scale = fp16_to_fp32(grid.scale);
+        const float inv_step = kv_quant::inverse_step(fp16_to_fp32(grid.scale));
         const float min = fp16_to_fp32(grid.min);
         for (int32_t i = 0; i < group_; ++i) {
-          codes[i] = kv_quant::affine_code(x[g + i], min, scale, qmax);
+          codes[i] = kv_quant::affine_code(x[g + i], min, inv_step, qmax);
         }
         kv_quant::pack_codes(codes, group_, group_, options_.bits, out + 4);
       }

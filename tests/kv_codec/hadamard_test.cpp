@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include "hwy/targets.h"
+#include "kernels/simd_targets.h"
 #include "tile_data.h"
 
 namespace kvforge {
@@ -60,6 +62,21 @@ TEST(Hadamard, PreservesNormAndIsSelfInverse) {
           << "n=" << n << " i=" << i;
     }
   }
+}
+
+TEST(Hadamard, BitIdenticalOnEveryTarget) {
+  // Encoded bytes of int4h must not depend on the machine that wrote them.
+  const std::vector<float> original = random_vector(128, 99);
+  hwy::SetSupportedTargetsForTest(0);
+  std::vector<float> expected = original;
+  hadamard_transform(expected.data(), 128);
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    std::vector<float> x = original;
+    hadamard_transform(x.data(), 128);
+    EXPECT_EQ(x, expected) << hwy::TargetName(target);
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(Hadamard, OrderIsAPowerOfTwoUpTo256) {

@@ -38,7 +38,7 @@ double affine_bound(double lo, double hi, int bits) {
 
 double symmetric_bound(double amax) {
   const double step = amax / 127 * kF16RoundUp + kF16Subnormal;
-  return step / 2 + 2 * kF32Ulp * amax;
+  return step / 2 + 4 * kF32Ulp * amax;
 }
 
 int bits_of(const std::string& spec) {
