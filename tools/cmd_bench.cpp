@@ -27,7 +27,7 @@ struct BenchArgs {
 };
 
 struct TestResult {
-  std::string name;   // "pp512", "tg128", "tg128 @ d4096"
+  std::string name;  // "pp512", "tg128", "tg128 @ d4096"
   int32_t n_tokens = 0;
   int32_t depth = 0;
   std::vector<double> tokens_per_second;
@@ -75,7 +75,8 @@ Result<double> run_once(Model& model, KvCache& kv, bool prompt_test, int32_t n, 
   auto ids = bench_tokens(n, n_vocab, 2);
   const double t0 = now_seconds();
   if (prompt_test) {
-    KVF_RETURN_IF_ERROR(model.forward(ids, depth, kv, SeqId{0}, LogitsFor::kLastToken, logits.data()));
+    KVF_RETURN_IF_ERROR(
+        model.forward(ids, depth, kv, SeqId{0}, LogitsFor::kLastToken, logits.data()));
   } else {
     for (int32_t i = 0; i < n; ++i) {
       const int32_t one[1] = {ids[static_cast<size_t>(i)]};
@@ -97,7 +98,7 @@ int bench(const BenchArgs& a) {
     for (int32_t p : a.n_prompt) capacity = std::max(capacity, d + p);
     for (int32_t g : a.n_gen) capacity = std::max(capacity, d + g);
   }
-  auto kv = make_kv_cache(model, capacity, a.model.kv_type);
+  auto kv = make_kv_cache(model, a.model, capacity);
   if (!kv.ok()) return fail(kv.status().message());
   std::vector<float> logits(static_cast<size_t>(model.config().n_vocab));
 
@@ -136,7 +137,7 @@ int bench(const BenchArgs& a) {
     j["matmul_params_per_token"] = model.matmul_params_per_token();
     j["threads"] = model.n_threads();
     j["batch"] = a.model.n_batch;
-    j["kv_type"] = a.model.kv_type;
+    j["kv_codec"] = a.model.kv_codec;
     j["kv_bytes_per_token"] = (*kv)->bytes_per_token();
     j["reps"] = a.reps;
     for (const TestResult& r : results) {
@@ -155,7 +156,7 @@ int bench(const BenchArgs& a) {
   for (const TestResult& r : results) {
     std::printf("| %s | %s | %.2f M | %d | %d | %s | %s | %.2f ± %.2f |\n", c.name.c_str(),
                 format_bytes(size).c_str(), double(model.n_params()) / 1e6, model.n_threads(),
-                a.model.n_batch, a.model.kv_type.c_str(), r.name.c_str(), r.mean(), r.stddev());
+                a.model.n_batch, a.model.kv_codec.c_str(), r.name.c_str(), r.mean(), r.stddev());
   }
   std::printf("\nkvforge %s (commit %s), %d repetitions\n", KVFORGE_VERSION, KVFORGE_GIT_COMMIT,
               a.reps);

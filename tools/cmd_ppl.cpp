@@ -22,8 +22,9 @@ int ppl(PplArgs a) {
   auto loaded = load_model(a.model);
   if (!loaded.ok()) return fail(loaded.status().to_string());
   const Tokenizer& tok = *loaded->tokenizer;
-  const std::vector<int32_t> tokens = tok.encode(*text, /*add_special=*/false, /*parse_special=*/false);
-  auto kv = make_kv_cache(*loaded->model, loaded->n_ctx, a.model.kv_type);
+  const std::vector<int32_t> tokens =
+      tok.encode(*text, /*add_special=*/false, /*parse_special=*/false);
+  auto kv = make_kv_cache(*loaded->model, a.model, loaded->n_ctx);
   if (!kv.ok()) return fail(kv.status().message());
 
   PerplexityOptions options;
@@ -37,17 +38,18 @@ int ppl(PplArgs a) {
     const int width = 30;
     const int filled = width * done / total;
     std::fprintf(stderr, "%s[%.*s%*s] %d/%d windows  ppl %.4f%s", tty ? "\r" : "", filled,
-                 "##############################", width - filled, "", done, total,
-                 r.perplexity(), tty ? "" : "\n");
+                 "##############################", width - filled, "", done, total, r.perplexity(),
+                 tty ? "" : "\n");
     std::fflush(stderr);
   };
   auto result = perplexity(*loaded->model, **kv, tokens, options, progress);
   if (tty) std::fputs("\n", stderr);
   if (!result.ok()) return fail(result.status().message());
-  std::printf("perplexity: %.4f +/- %.4f  (mean NLL %.5f nats over %lld tokens, %d windows of %d, KV %s)\n",
-              result->perplexity(), result->perplexity_stderr(), result->mean_nll(),
-              static_cast<long long>(result->n_scored), result->n_windows, options.n_ctx,
-              a.model.kv_type.c_str());
+  std::printf(
+      "perplexity: %.4f +/- %.4f  (mean NLL %.5f nats over %lld tokens, %d windows of %d, KV %s)\n",
+      result->perplexity(), result->perplexity_stderr(), result->mean_nll(),
+      static_cast<long long>(result->n_scored), result->n_windows, options.n_ctx,
+      a.model.kv_codec.c_str());
   return 0;
 }
 

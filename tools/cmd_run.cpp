@@ -1,5 +1,7 @@
 // kvforge run: generate text from a prompt, streaming it as it is produced.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -7,6 +9,7 @@
 #include "common.h"
 #include "engine/generator.h"
 #include "engine/sampler.h"
+#include "kv/paged_kv_cache.h"
 
 namespace kvforge::cli {
 namespace {
@@ -15,6 +18,7 @@ struct RunArgs {
   ModelArgs model;
   std::string prompt;
   std::string prompt_file;
+  std::string prompt_cache;
   int32_t n_predict = 128;
   bool ignore_eos = false;
   bool no_display_prompt = false;
@@ -38,12 +42,29 @@ int run(const RunArgs& a) {
   std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true, /*parse_special=*/true);
   if (ids.empty()) return fail("the prompt tokenized to nothing; give a prompt with -p");
   if (static_cast<int64_t>(ids.size()) > loaded->n_ctx) {
-    return fail(fmt::format("the prompt has {} tokens but the context holds {} (raise "
-                            "-c/--ctx-size or shorten the prompt)",
-                            ids.size(), loaded->n_ctx));
+    return fail(
+        fmt::format("the prompt has {} tokens but the context holds {} (raise "
+                    "-c/--ctx-size or shorten the prompt)",
+                    ids.size(), loaded->n_ctx));
   }
-  auto kv = make_kv_cache(model, loaded->n_ctx, a.model.kv_type);
+  auto kv = make_kv_cache(model, a.model, loaded->n_ctx);
   if (!kv.ok()) return fail(kv.status().message());
+  auto* paged = dynamic_cast<PagedKvCache*>(kv->get());
+  int32_t cached = 0;  // prompt tokens whose KV the prompt cache file supplies
+  if (!a.prompt_cache.empty() && paged != nullptr && std::filesystem::exists(a.prompt_cache)) {
+    if (auto s = paged->restore(SeqId{0}, a.prompt_cache); !s.ok()) return fail(s.message());
+    const std::span<const int32_t> saved = paged->tokens(SeqId{0});
+    const auto common = static_cast<int32_t>(
+        std::mismatch(saved.begin(), saved.end(), ids.begin(), ids.end()).first - saved.begin());
+    // Keep the matching prefix, but always compute the prompt's last token.
+    cached = std::min(common, static_cast<int32_t>(ids.size()) - 1);
+    if (!paged->truncate(SeqId{0}, cached).ok()) {
+      cached = 0;  // the codec cannot roll back that far: recompute everything
+      (void)paged->truncate(SeqId{0}, 0);
+    }
+    std::fprintf(stderr, "prompt cache: %d of %zu prompt tokens taken from %s\n", cached,
+                 ids.size(), a.prompt_cache.c_str());
+  }
 
   Sampler sampler(a.sampling, model.config().n_vocab);
   if (!a.no_display_prompt) {
@@ -63,17 +84,24 @@ int run(const RunArgs& a) {
     return true;
   };
   callbacks.is_end_of_generation = [&](int32_t id) { return tok.is_end_of_generation(id); };
-  auto stats = generate(model, **kv, SeqId{0}, loaded->n_ctx, ids, options, sampler, callbacks);
+  auto stats = generate(model, **kv, SeqId{0}, loaded->n_ctx,
+                        std::span<const int32_t>(ids).subspan(static_cast<size_t>(cached)), options,
+                        sampler, callbacks);
   std::fputs("\n", stdout);
   if (!stats.ok()) return fail(stats.status().message());
+  if (!a.prompt_cache.empty()) {
+    if (paged == nullptr) return fail("--prompt-cache needs the paged KV cache");
+    if (auto s = paged->save(SeqId{0}, a.prompt_cache); !s.ok()) return fail(s.message());
+  }
   std::fprintf(stderr,
                "\nprompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | KV cache: %s "
                "(%s/token, %s) | threads: %d | seed: %llu\n",
                stats->n_prompt_tokens, stats->prompt_tokens_per_second(), stats->n_generated,
                stats->decode_tokens_per_second(), format_bytes(double((*kv)->bytes_used())).c_str(),
-               format_bytes(double((*kv)->bytes_per_token())).c_str(), a.model.kv_type.c_str(),
+               format_bytes(double((*kv)->bytes_per_token())).c_str(), a.model.kv_codec.c_str(),
                model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
-  if (stats->context_full) std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
+  if (stats->context_full)
+    std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
   return 0;
 }
 
@@ -83,6 +111,9 @@ KVFORGE_REGISTER_COMMAND(
       add_model_options(app, a->model);
       app.add_option("-p,--prompt", a->prompt, "Prompt text");
       app.add_option("-f,--file", a->prompt_file, "Read the prompt from a file");
+      app.add_option("--prompt-cache", a->prompt_cache,
+                     "KV of the prompt is loaded from this file when it exists (its matching "
+                     "prefix is not recomputed) and saved to it afterwards");
       app.add_option("-n,--n-predict", a->n_predict, "Tokens to generate (-1: until end)")
           ->check(CLI::Range(-1, 1 << 24));
       app.add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "kv/kv_cache_factory.h"
 #include "util/thread_pool.h"
 
 namespace kvforge::cli {
@@ -19,8 +20,19 @@ void add_model_options(CLI::App& app, ModelArgs& args) {
       ->check(CLI::Range(0, 1 << 24));
   app.add_option("-b,--batch-size", args.n_batch, "Tokens per prefill batch")
       ->check(CLI::Range(1, 1 << 16));
-  app.add_option("--kv-type", args.kv_type, "KV cache element type")
-      ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("--kv-codec", args.kv_codec,
+                 "KV codec: f32, f16, bf16, int8, int4, int4h, kivi2, kivi4 (with :g=G:r=R), "
+                 "or k=CODEC,v=CODEC")
+      ->capture_default_str();
+  app.add_option("--kv-codec-layers", args.kv_codec_layers,
+                 "Per-layer codecs overriding --kv-codec, e.g. \"0-1:int8,2-:kivi2\"");
+  app.add_option("--kv-block", args.kv_block,
+                 "Tokens per KV block (default 16; 32 with KIVI codecs)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--kv-mem", args.kv_mem,
+                 "KV memory budget, e.g. 512MiB, 4GiB (default: enough for the context)");
+  app.add_option("--cache-salt", args.cache_salt,
+                 "Prefix-cache salt: KV is shared only between runs with the same salt");
 }
 
 Result<LoadedModel> load_model(const ModelArgs& args) {
@@ -36,19 +48,27 @@ Result<LoadedModel> load_model(const ModelArgs& args) {
   return out;
 }
 
-Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, int32_t n_ctx,
-                                               const std::string& kv_type) {
-  ContiguousKvType type;
-  if (kv_type == "f32") {
-    type = ContiguousKvType::kF32;
-  } else if (kv_type == "f16") {
-    type = ContiguousKvType::kF16;
-  } else {
-    return invalid_argument(fmt::format("unknown KV type '{}' (use f32 or f16)", kv_type));
+Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, const ModelArgs& args,
+                                               int32_t n_ctx, int32_t n_seq) {
+  KvCacheOptions options;
+  options.codec = args.kv_codec;
+  options.codec_layers = args.kv_codec_layers;
+  options.block_tokens = args.kv_block;
+  if (!args.kv_mem.empty()) {
+    KVF_ASSIGN_OR_RETURN(options.memory_bytes, parse_byte_size(args.kv_mem));
   }
-  std::unique_ptr<KvCache> kv =
-      std::make_unique<ContiguousKvCache>(model.kv_shape(), 1, n_ctx, type);
-  return kv;
+  options.n_ctx = n_ctx;
+  options.n_seq = n_seq;
+  options.model_fingerprint = model.fingerprint();
+  options.cache_salt = args.cache_salt;
+  return kvforge::make_kv_cache(model.kv_shape(), options);
+}
+
+Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, int32_t n_ctx,
+                                               const std::string& kv_codec) {
+  ModelArgs args;
+  args.kv_codec = kv_codec;
+  return make_kv_cache(model, args, n_ctx);
 }
 
 Result<std::string> read_text_file(const std::string& path) {

@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "kv/contiguous_kv_cache.h"
+#include "kv/kv_cache.h"
 #include "kvforge/status.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -21,7 +21,12 @@ struct ModelArgs {
   int32_t n_threads = 0;  // 0: all cores
   int32_t n_ctx = 0;      // 0: the model's trained context, at most 4096
   int32_t n_batch = 256;
-  std::string kv_type = "f16";
+  // KV cache (kv/kv_cache_factory.h)
+  std::string kv_codec = "f16";
+  std::string kv_codec_layers;
+  int32_t kv_block = 0;
+  std::string kv_mem;  // "" : enough for the context
+  std::string cache_salt;
 };
 
 void add_model_options(CLI::App& app, ModelArgs& args);
@@ -34,9 +39,13 @@ struct LoadedModel {
 
 [[nodiscard]] Result<LoadedModel> load_model(const ModelArgs& args);
 
-// A single-sequence KV cache of args.n_ctx positions in the chosen element type.
+// A KV cache of n_seq sequences of n_ctx positions as the KV options say.
+[[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model,
+                                                             const ModelArgs& args, int32_t n_ctx,
+                                                             int32_t n_seq = 1);
+// The same with every KV option at its default except the codec.
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, int32_t n_ctx,
-                                                             const std::string& kv_type);
+                                                             const std::string& kv_codec);
 
 // Reads a whole text file; kNotFound/kIoError with the path on failure.
 [[nodiscard]] Result<std::string> read_text_file(const std::string& path);

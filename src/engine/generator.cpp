@@ -16,9 +16,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t capacity_tokens,
-                                 std::span<const int32_t> prompt,
-                                 const GenerationOptions& options, Sampler& sampler,
-                                 const GenerationCallbacks& callbacks) {
+                                 std::span<const int32_t> prompt, const GenerationOptions& options,
+                                 Sampler& sampler, const GenerationCallbacks& callbacks) {
   GenerationStats stats;
   if (prompt.empty()) return invalid_argument("the prompt is empty (it needs at least one token)");
   const int32_t start_pos = kv.n_tokens(seq);
@@ -36,12 +35,15 @@ Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t c
   history.reserve(history.size() + static_cast<size_t>(planned));
 
   auto t0 = std::chrono::steady_clock::now();
-  KVF_RETURN_IF_ERROR(
-      model.forward(prompt, start_pos, kv, seq, LogitsFor::kLastToken, logits.data()));
+  // A fresh sequence first takes over whatever prefix the cache already holds.
+  const int32_t reused = start_pos == 0 ? kv.reuse_prefix(seq, prompt) : 0;
+  KVF_RETURN_IF_ERROR(model.forward(prompt.subspan(static_cast<size_t>(reused)), start_pos + reused,
+                                    kv, seq, LogitsFor::kLastToken, logits.data()));
   stats.prompt_seconds = seconds_since(t0);
-  stats.n_prompt_tokens = static_cast<int32_t>(prompt.size());
+  stats.n_prompt_tokens = static_cast<int32_t>(prompt.size()) - reused;
+  stats.n_reused_tokens = reused;
 
-  int32_t pos = start_pos + stats.n_prompt_tokens;
+  int32_t pos = start_pos + static_cast<int32_t>(prompt.size());
   while (options.n_predict < 0 || stats.n_generated < options.n_predict) {
     const int32_t id = sampler.sample(logits, history);
     history.push_back(id);

@@ -23,12 +23,13 @@ struct GenerationOptions {
 };
 
 struct GenerationStats {
-  int32_t n_prompt_tokens = 0;
+  int32_t n_prompt_tokens = 0;  // prompt tokens computed (not taken from a prefix cache)
+  int32_t n_reused_tokens = 0;  // prompt tokens whose KV came from the cache
   int32_t n_generated = 0;
   int32_t n_decode_steps = 0;  // single-token forward passes (n_generated - 1 or fewer)
   double prompt_seconds = 0;   // prefill forward pass
   double decode_seconds = 0;   // the decode forward passes
-  bool context_full = false;  // stopped because the KV cache had no room left
+  bool context_full = false;   // stopped because the KV cache had no room left
 
   [[nodiscard]] double prompt_tokens_per_second() const {
     return prompt_seconds > 0 ? n_prompt_tokens / prompt_seconds : 0;

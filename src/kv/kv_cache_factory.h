@@ -1,0 +1,32 @@
+// Builds the KV cache a run asks for from its command-line options.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kv/kv_cache.h"
+#include "kvforge/status.h"
+
+namespace kvforge {
+
+struct KvCacheOptions {
+  std::string codec = "f16";  // --kv-codec: "f32", "int8", "k=int8,v=int4h", "kivi2:r=128", ...
+  std::string codec_layers;   // --kv-codec-layers: per-layer overrides, "0-1:int8,2-:kivi2"
+  int32_t block_tokens = 0;   // --kv-block; 0: 16, or 32 when a KIVI codec is used (its G)
+  size_t memory_bytes = 0;    // --kv-mem; 0: exactly enough for n_seq full contexts
+  int32_t n_ctx = 0;          // most positions per sequence
+  int32_t n_seq = 1;          // sequence slots
+  uint64_t model_fingerprint = 0;
+  std::string cache_salt;  // --cache-salt: tenants with different salts never share KV
+  bool prefix_sharing = true;
+};
+
+[[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,
+                                                             const KvCacheOptions& options);
+
+// Parses "512MiB", "4GiB", "1.5G", "1000000" (bytes) for --kv-mem.
+[[nodiscard]] Result<size_t> parse_byte_size(const std::string& text);
+
+}  // namespace kvforge

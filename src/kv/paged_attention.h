@@ -1,0 +1,66 @@
+// Causal grouped-query attention over one sequence's KV blocks in one layer,
+// reading every codec directly.
+//
+// Each block tile is decoded into an L1-sized f32 scratch right before its
+// dot products and value sums, then dropped; an online (streaming) softmax
+// folds one block at a time, so no score matrix and no dequantized copy of
+// the cache exists. Rows that the cache still stages in full precision (see
+// paged_kv_cache.h) are read in place, in the same pass as encoded blocks.
+//
+// Rotated codecs store H·x (H the orthonormal Walsh–Hadamard matrix): for
+// rotated keys the query is rotated once (q·k = Hq·Hk); for rotated values the
+// weighted sum is rotated back at the end (H is its own inverse).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kv/kv_codec.h"
+
+namespace kvforge {
+
+class ThreadPool;
+
+// One side (keys or values) of one layer.
+struct PagedSide {
+  const KvCodec* codec = nullptr;
+  size_t tile_offset = 0;              // bytes from a block's layer data to KV head 0's tile
+  size_t tile_bytes = 0;               // bytes between consecutive KV heads' tiles
+  bool staged = false;                 // rows of recent positions are also kept in f32
+  int32_t residual = 0;                // R of the read rule (staged sides only)
+  const float* staged_rows = nullptr;  // [position - staged_begin][n_kv_heads][head_dim]
+};
+
+struct PagedAttentionArgs {
+  const float* q = nullptr;  // [n_tokens][n_heads][head_dim]
+  float* out = nullptr;      // same shape
+  int32_t n_tokens = 0;
+  int32_t first_pos = 0;  // position of query 0; query t attends to [0, first_pos + t]
+  int32_t n_heads = 0;
+  int32_t n_kv_heads = 0;
+  int32_t head_dim = 0;
+  float scale = 1.0f;
+  int32_t block_tokens = 0;
+  std::span<const uint8_t* const> blocks;  // this layer's data of each block, in position order
+  int32_t staged_begin = 0;                // first staged position (a block boundary)
+  PagedSide keys;
+  PagedSide values;
+};
+
+// True when query position `query_pos` reads block `block` of this side from
+// its encoded tile, false when from the staged f32 rows.
+[[nodiscard]] inline bool reads_encoded(const PagedSide& side, int32_t block, int32_t block_tokens,
+                                        int32_t query_pos) {
+  return !side.staged ||
+         static_cast<int64_t>(block + 1) * block_tokens + side.residual <= query_pos + 1;
+}
+
+void paged_attention(const PagedAttentionArgs& args, ThreadPool& pool);
+
+// Limits of the kernel's on-stack scratch.
+inline constexpr int32_t kPagedMaxHeadDim = 256;
+inline constexpr int32_t kPagedMaxBlockTokens = 64;
+inline constexpr int32_t kPagedMaxGroup = 16;
+
+}  // namespace kvforge

@@ -1,0 +1,476 @@
+#include "kv/paged_kv_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "kv/paged_attention.h"
+#include "kv/paged_kv_cache_state.h"
+#include "util/thread_pool.h"
+
+namespace kvforge {
+
+namespace {
+
+bool is_staged(const KvCodec& codec) {
+  return !codec.token_granular() || codec.residual_tokens() > 0;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+std::string side_plan(const KvCodec& key, const KvCodec& value) {
+  return fmt::format("k={}/v={}", key.name(), value.name());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
+                                                           const PagedKvCacheOptions& options) {
+  if (static_cast<int32_t>(options.layer_codecs.size()) != shape.n_layers) {
+    return invalid_argument(fmt::format("codec plan has {} layers, the model {}",
+                                        options.layer_codecs.size(), shape.n_layers));
+  }
+  if (options.block_tokens < 1 || options.block_tokens > kPagedMaxBlockTokens) {
+    return invalid_argument(fmt::format("KV block size {} is outside [1, {}]", options.block_tokens,
+                                        kPagedMaxBlockTokens));
+  }
+  if (shape.head_dim > kPagedMaxHeadDim || shape.n_kv_heads < 1 ||
+      shape.n_heads % shape.n_kv_heads != 0 || shape.n_heads / shape.n_kv_heads > kPagedMaxGroup) {
+    return unsupported(
+        fmt::format("the paged KV cache supports head_dim <= {} and <= {} query heads per KV head",
+                    kPagedMaxHeadDim, kPagedMaxGroup));
+  }
+  if (options.n_ctx < 1 || options.n_seq < 1) {
+    return invalid_argument("the KV cache needs n_ctx >= 1 and n_seq >= 1");
+  }
+
+  std::unique_ptr<PagedKvCache> cache(new PagedKvCache());
+  cache->shape_ = shape;
+  cache->block_tokens_ = options.block_tokens;
+  cache->n_ctx_ = options.n_ctx;
+  cache->model_fingerprint_ = options.model_fingerprint;
+
+  const KvCodecParams params{options.block_tokens, shape.head_dim};
+  BlockPoolLayout layout;
+  layout.block_tokens = options.block_tokens;
+  bool any_residual = false;
+  std::string plan;
+  int32_t run_start = 0;
+  for (int32_t l = 0; l < shape.n_layers; ++l) {
+    const LayerCodecSpec& spec = options.layer_codecs[static_cast<size_t>(l)];
+    LayerCodecs codecs;
+    KVF_ASSIGN_OR_RETURN(codecs.key, make_kv_codec(spec.key, KvSide::kKey, params));
+    KVF_ASSIGN_OR_RETURN(codecs.value, make_kv_codec(spec.value, KvSide::kValue, params));
+    codecs.key_tile_bytes = codecs.key->tile_bytes();
+    codecs.value_tile_bytes = codecs.value->tile_bytes();
+    codecs.key_staged = is_staged(*codecs.key);
+    codecs.value_staged = is_staged(*codecs.value);
+    if ((codecs.key_staged && codecs.key->rotated()) ||
+        (codecs.value_staged && codecs.value->rotated())) {
+      return unsupported("a rotated codec with a full-precision window is not supported");
+    }
+    any_residual =
+        any_residual || codecs.key->residual_tokens() > 0 || codecs.value->residual_tokens() > 0;
+    cache->needs_staging_ = cache->needs_staging_ || codecs.key_staged || codecs.value_staged;
+    layout.layer_bytes.push_back(static_cast<size_t>(shape.n_kv_heads) *
+                                 (codecs.key_tile_bytes + codecs.value_tile_bytes));
+    cache->layers_.push_back(std::move(codecs));
+    // Plan name: runs of layers with equal codecs, "0-15:k=int8/v=int8".
+    const std::string here = side_plan(*cache->layers_.back().key, *cache->layers_.back().value);
+    const bool run_ends =
+        l + 1 == shape.n_layers ||
+        here != fmt::format("k={}/v={}", options.layer_codecs[static_cast<size_t>(l + 1)].key,
+                            options.layer_codecs[static_cast<size_t>(l + 1)].value);
+    if (run_ends) {
+      plan += fmt::format("{}{}-{}:{}", plan.empty() ? "" : ",", run_start, l, here);
+      run_start = l + 1;
+    }
+  }
+  cache->plan_name_ = plan;
+
+  size_t budget = options.memory_bytes;
+  if (budget == 0) {
+    // Every slot's full context, plus one block per slot for the copy-on-write
+    // of a shared partial block.
+    size_t block_bytes = 0;
+    for (size_t bytes : layout.layer_bytes) block_bytes += bytes;
+    budget = block_bytes * static_cast<size_t>(options.n_seq) *
+             static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens) + 1);
+  }
+  KVF_ASSIGN_OR_RETURN(cache->pool_, BlockPool::create(layout, budget));
+  if (options.prefix_sharing && !any_residual) {
+    cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
+  }
+  cache->plan_key_ = fmt::format("{}|B={}", plan, options.block_tokens);
+  cache->default_salt_ = options.cache_salt;
+  cache->sequences_.resize(static_cast<size_t>(options.n_seq));
+  for (Sequence& s : cache->sequences_) {
+    s.cache_namespace =
+        make_cache_namespace(options.model_fingerprint, cache->plan_key_, options.cache_salt);
+    s.staged_keys.resize(static_cast<size_t>(shape.n_layers));
+    s.staged_values.resize(static_cast<size_t>(shape.n_layers));
+  }
+  return cache;
+}
+
+PagedKvCache::~PagedKvCache() {
+  // Give every block back so the pool's own checks hold at destruction.
+  for (Sequence& s : sequences_) {
+    for (BlockId b : s.blocks) pool_->release(b);
+    s.blocks.clear();
+  }
+  if (index_) index_->clear();
+}
+
+PagedKvCache::Sequence& PagedKvCache::sequence(SeqId seq) {
+  KVF_CHECK(seq.value >= 0 && seq.value < static_cast<int32_t>(sequences_.size()));
+  return sequences_[static_cast<size_t>(seq.value)];
+}
+
+const PagedKvCache::Sequence& PagedKvCache::sequence(SeqId seq) const {
+  KVF_CHECK(seq.value >= 0 && seq.value < static_cast<int32_t>(sequences_.size()));
+  return sequences_[static_cast<size_t>(seq.value)];
+}
+
+const KvCodec& PagedKvCache::key_codec(LayerId layer) const {
+  return *layers_.at(static_cast<size_t>(layer.value)).key;
+}
+
+const KvCodec& PagedKvCache::value_codec(LayerId layer) const {
+  return *layers_.at(static_cast<size_t>(layer.value)).value;
+}
+
+size_t PagedKvCache::tile_offset(LayerId layer, bool value_side, int32_t kv_head) const {
+  const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
+  const auto heads = static_cast<size_t>(shape_.n_kv_heads);
+  const auto h = static_cast<size_t>(kv_head);
+  return value_side ? heads * c.key_tile_bytes + h * c.value_tile_bytes : h * c.key_tile_bytes;
+}
+
+// The first position any query at or after `next_query_pos` may read from the
+// staged rows: the start of the block not yet full, or of the oldest block
+// still inside some side's residual window.
+int32_t PagedKvCache::staging_start_for(int32_t n_held, int32_t next_query_pos) const {
+  int32_t residual = 0;
+  for (const LayerCodecs& c : layers_) {
+    if (c.key_staged) residual = std::max(residual, c.key->residual_tokens());
+    if (c.value_staged) residual = std::max(residual, c.value->residual_tokens());
+  }
+  const int32_t open_block_start = n_held / block_tokens_ * block_tokens_;
+  const int32_t first_in_window = std::max(0, next_query_pos + 1 - residual);
+  return std::min(open_block_start, first_in_window / block_tokens_ * block_tokens_);
+}
+
+void PagedKvCache::trim_staging(Sequence& s, int32_t next_query_pos) {
+  if (!needs_staging_) {
+    s.staged_begin = static_cast<int32_t>(s.tokens.size()) / block_tokens_ * block_tokens_;
+    return;
+  }
+  const int32_t start = staging_start_for(static_cast<int32_t>(s.tokens.size()), next_query_pos);
+  if (start <= s.staged_begin) return;
+  const size_t drop = static_cast<size_t>(start - s.staged_begin) *
+                      static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (auto* rows : {&s.staged_keys[l], &s.staged_values[l]}) {
+      if (rows->empty()) continue;
+      rows->erase(rows->begin(), rows->begin() + static_cast<std::ptrdiff_t>(drop));
+    }
+  }
+  s.staged_begin = start;
+}
+
+Status PagedKvCache::make_room(int32_t n_blocks) {
+  if (pool_->n_free() < n_blocks && index_) index_->evict(n_blocks - pool_->n_free());
+  if (pool_->n_free() < n_blocks) {
+    return resource_exhausted(fmt::format(
+        "the KV cache memory is full: {} more blocks of {} tokens are needed, {} of {} are free "
+        "(raise --kv-mem or use a smaller codec)",
+        n_blocks, block_tokens_, pool_->n_free(), pool_->n_blocks()));
+  }
+  return Status();
+}
+
+// A block that will be written must belong to this sequence alone.
+Status PagedKvCache::ensure_writable_tail(Sequence& s) {
+  const auto held = static_cast<int32_t>(s.tokens.size());
+  if (held % block_tokens_ == 0 || s.blocks.empty()) return Status();
+  BlockId& tail = s.blocks.back();
+  if (pool_->ref_count(tail) == 1) return Status();
+  KVF_RETURN_IF_ERROR(make_room(1));
+  const BlockId copy = *pool_->allocate();
+  for (int32_t l = 0; l < shape_.n_layers; ++l) {
+    const auto bytes =
+        static_cast<size_t>(shape_.n_kv_heads) * (layers_[static_cast<size_t>(l)].key_tile_bytes +
+                                                  layers_[static_cast<size_t>(l)].value_tile_bytes);
+    std::memcpy(pool_->layer_data(copy, LayerId{l}), pool_->layer_data(tail, LayerId{l}), bytes);
+  }
+  pool_->release(tail);
+  tail = copy;
+  return Status();
+}
+
+Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32_t> tokens) {
+  if (seq.value < 0 || seq.value >= static_cast<int32_t>(sequences_.size())) {
+    return invalid_argument(fmt::format("sequence {} does not exist (cache has {} slots)",
+                                        seq.value, sequences_.size()));
+  }
+  Sequence& s = sequence(seq);
+  KVF_CHECK(pos0 == static_cast<int32_t>(s.tokens.size()));
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (pos0 + n > n_ctx_) {
+    return out_of_range(
+        fmt::format("the context is full: {} tokens requested, the KV cache holds {} per sequence "
+                    "(raise -c/--ctx-size)",
+                    pos0 + n, n_ctx_));
+  }
+  const int64_t new_blocks =
+      ceil_div(pos0 + n, block_tokens_) - static_cast<int64_t>(s.blocks.size());
+  const bool tail_shared =
+      pos0 % block_tokens_ != 0 && !s.blocks.empty() && pool_->ref_count(s.blocks.back()) > 1;
+  KVF_RETURN_IF_ERROR(make_room(static_cast<int32_t>(new_blocks) + (tail_shared ? 1 : 0)));
+  KVF_RETURN_IF_ERROR(ensure_writable_tail(s));
+  for (int64_t i = 0; i < new_blocks; ++i) s.blocks.push_back(*pool_->allocate());
+
+  trim_staging(s, pos0);
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  if (needs_staging_) {
+    const size_t rows = s.tokens.size() - static_cast<size_t>(s.staged_begin);
+    const size_t floats =
+        rows * static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      if (layers_[l].key_staged) s.staged_keys[l].resize(floats);
+      if (layers_[l].value_staged) s.staged_values[l].resize(floats);
+    }
+  }
+  return Status();
+}
+
+void PagedKvCache::store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* k,
+                         const float* v) {
+  Sequence& s = sequence(seq);
+  KVF_CHECK(pos0 >= s.staged_begin && pos0 + n_tokens <= static_cast<int32_t>(s.tokens.size()));
+  const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
+  const int32_t heads = shape_.n_kv_heads;
+  const int32_t d = shape_.head_dim;
+  const int64_t row_stride = static_cast<int64_t>(heads) * d;
+  const int32_t bt = block_tokens_;
+
+  for (int side = 0; side < 2; ++side) {
+    const bool value_side = side == 1;
+    const KvCodec& codec = value_side ? *c.value : *c.key;
+    const float* src = value_side ? v : k;
+    const bool staged = value_side ? c.value_staged : c.key_staged;
+    if (staged) {
+      // Keep the rows in f32, then encode every block this call completed.
+      std::vector<float>& rows = value_side ? s.staged_values[static_cast<size_t>(layer.value)]
+                                            : s.staged_keys[static_cast<size_t>(layer.value)];
+      std::memcpy(rows.data() + (pos0 - s.staged_begin) * row_stride, src,
+                  static_cast<size_t>(n_tokens) * static_cast<size_t>(row_stride) * sizeof(float));
+      for (int32_t j = pos0 / bt; (j + 1) * bt <= pos0 + n_tokens; ++j) {
+        uint8_t* data = pool_->layer_data(s.blocks[static_cast<size_t>(j)], layer);
+        const float* block_rows = rows.data() + (j * bt - s.staged_begin) * row_stride;
+        for (int32_t h = 0; h < heads; ++h) {
+          codec.encode(block_rows + static_cast<int64_t>(h) * d, row_stride, 0, bt,
+                       data + tile_offset(layer, value_side, h));
+        }
+      }
+      continue;
+    }
+    // Token-granular codec: encode rows straight into their blocks.
+    for (int32_t p = pos0; p < pos0 + n_tokens;) {
+      const int32_t j = p / bt;
+      const int32_t first = p % bt;
+      const int32_t count = std::min(bt - first, pos0 + n_tokens - p);
+      uint8_t* data = pool_->layer_data(s.blocks[static_cast<size_t>(j)], layer);
+      for (int32_t h = 0; h < heads; ++h) {
+        codec.encode(src + (p - pos0) * row_stride + static_cast<int64_t>(h) * d, row_stride, first,
+                     count, data + tile_offset(layer, value_side, h));
+      }
+      p += count;
+    }
+  }
+}
+
+void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
+                          float scale, float* out, ThreadPool& pool) {
+  const Sequence& s = sequence(seq);
+  KVF_CHECK(pos0 + n_tokens <= static_cast<int32_t>(s.tokens.size()));
+  const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
+  // One pointer per block; the vector keeps its capacity across calls.
+  block_data_.resize(s.blocks.size());
+  for (size_t j = 0; j < s.blocks.size(); ++j) {
+    block_data_[j] = pool_->layer_data(s.blocks[j], layer);
+  }
+
+  PagedAttentionArgs a;
+  a.q = q;
+  a.out = out;
+  a.n_tokens = n_tokens;
+  a.first_pos = pos0;
+  a.n_heads = shape_.n_heads;
+  a.n_kv_heads = shape_.n_kv_heads;
+  a.head_dim = shape_.head_dim;
+  a.scale = scale;
+  a.block_tokens = block_tokens_;
+  a.blocks = block_data_;
+  a.staged_begin = s.staged_begin;
+  a.keys = {c.key.get(),
+            tile_offset(layer, false, 0),
+            c.key_tile_bytes,
+            c.key_staged,
+            c.key->residual_tokens(),
+            s.staged_keys[static_cast<size_t>(layer.value)].data()};
+  a.values = {c.value.get(),
+              tile_offset(layer, true, 0),
+              c.value_tile_bytes,
+              c.value_staged,
+              c.value->residual_tokens(),
+              s.staged_values[static_cast<size_t>(layer.value)].data()};
+  paged_attention(a, pool);
+}
+
+int32_t PagedKvCache::n_tokens(SeqId seq) const {
+  return static_cast<int32_t>(sequence(seq).tokens.size());
+}
+
+std::span<const int32_t> PagedKvCache::tokens(SeqId seq) const {
+  return sequence(seq).tokens;
+}
+
+Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
+  Sequence& s = sequence(seq);
+  KVF_CHECK(n_tokens >= 0);
+  const auto held = static_cast<int32_t>(s.tokens.size());
+  if (n_tokens >= held) return Status();
+  if (n_tokens > 0 && needs_staging_ && staging_start_for(n_tokens, n_tokens) < s.staged_begin) {
+    return unsupported(fmt::format(
+        "cannot roll back to position {}: the codec's full-precision rows before position {} "
+        "are gone (roll back to 0 and recompute)",
+        n_tokens, s.staged_begin));
+  }
+  const auto keep_blocks = static_cast<size_t>(ceil_div(n_tokens, block_tokens_));
+  for (size_t j = keep_blocks; j < s.blocks.size(); ++j) pool_->release(s.blocks[j]);
+  s.blocks.resize(keep_blocks);
+  s.tokens.resize(static_cast<size_t>(n_tokens));
+  if (n_tokens == 0 || !needs_staging_) s.staged_begin = n_tokens / block_tokens_ * block_tokens_;
+  const size_t floats = static_cast<size_t>(n_tokens - s.staged_begin) *
+                        static_cast<size_t>(shape_.n_kv_heads) *
+                        static_cast<size_t>(shape_.head_dim);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (layers_[l].key_staged) s.staged_keys[l].resize(floats);
+    if (layers_[l].value_staged) s.staged_values[l].resize(floats);
+  }
+  return Status();
+}
+
+int32_t PagedKvCache::reuse_prefix(SeqId seq, std::span<const int32_t> prompt) {
+  Sequence& s = sequence(seq);
+  if (!index_ || !s.tokens.empty() || prompt.size() < 2) return 0;
+  const auto max_blocks = static_cast<int32_t>((prompt.size() - 1) / block_tokens_);
+  const std::vector<BlockId> hit = index_->match(s.cache_namespace, prompt, max_blocks);
+  const auto n = static_cast<int32_t>(hit.size()) * block_tokens_;
+  s.blocks = hit;
+  s.tokens.assign(prompt.begin(), prompt.begin() + n);
+  s.staged_begin = n;
+  return n;
+}
+
+void PagedKvCache::release(SeqId seq) {
+  Sequence& s = sequence(seq);
+  const auto full_blocks = static_cast<int32_t>(s.tokens.size()) / block_tokens_;
+  if (index_ && full_blocks > 0) {
+    index_->insert(s.cache_namespace,
+                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
+                                                            static_cast<size_t>(block_tokens_)),
+                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)));
+  }
+  KVF_CHECK(truncate(seq, 0).ok());
+  // The slot may next serve another tenant: back to the cache-wide salt.
+  s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, default_salt_);
+}
+
+Status PagedKvCache::set_salt(SeqId seq, std::string_view salt) {
+  if (seq.value < 0 || seq.value >= static_cast<int32_t>(sequences_.size())) {
+    return invalid_argument(fmt::format("sequence {} does not exist", seq.value));
+  }
+  Sequence& s = sequence(seq);
+  if (!s.tokens.empty()) return invalid_argument("set_salt: the sequence is not empty");
+  s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, salt);
+  return Status();
+}
+
+Status PagedKvCache::fork(SeqId src, SeqId dst) {
+  if (src == dst) return invalid_argument("fork: source and destination are the same sequence");
+  const Sequence& from = sequence(src);
+  Sequence& to = sequence(dst);
+  if (!to.tokens.empty()) return invalid_argument("fork: the destination sequence is not empty");
+  to = from;
+  for (BlockId b : to.blocks) pool_->add_ref(b);
+  return Status();
+}
+
+size_t PagedKvCache::bytes_per_token() const {
+  double bytes = 0;
+  for (const LayerCodecs& c : layers_) {
+    bytes += shape_.n_kv_heads * (c.key->bytes_per_row() + c.value->bytes_per_row());
+  }
+  return static_cast<size_t>(bytes + 0.5);
+}
+
+size_t PagedKvCache::bytes_used() const {
+  size_t bytes =
+      static_cast<size_t>(pool_->n_blocks() - pool_->n_free()) * pool_->bytes_per_block();
+  for (const Sequence& s : sequences_) {
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      bytes += (s.staged_keys[l].size() + s.staged_values[l].size()) * sizeof(float);
+    }
+  }
+  return bytes;
+}
+
+PrefixCacheStats PagedKvCache::prefix_stats() const {
+  return index_ ? index_->stats() : PrefixCacheStats{};
+}
+
+std::string PagedKvCache::describe() const {
+  return fmt::format(
+      "paged cache: {}, blocks of {} tokens, {} blocks ({:.1f} MiB), {} bytes/token, "
+      "prefix sharing {}",
+      plan_name_, block_tokens_, pool_->n_blocks(),
+      static_cast<double>(pool_->capacity_bytes()) / (1 << 20), bytes_per_token(),
+      index_ ? "on" : "off (full-precision window)");
+}
+
+void PagedKvCache::check_invariants() const {
+  pool_->check_invariants();
+  if (index_) index_->check_invariants();
+  std::vector<int32_t> seq_refs(static_cast<size_t>(pool_->n_blocks()), 0);
+  const size_t row_floats =
+      static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+  for (const Sequence& s : sequences_) {
+    const auto held = static_cast<int64_t>(s.tokens.size());
+    KVF_CHECK(static_cast<int64_t>(s.blocks.size()) == ceil_div(held, block_tokens_));
+    KVF_CHECK(held <= n_ctx_);
+    KVF_CHECK(s.staged_begin % block_tokens_ == 0 && s.staged_begin <= held);
+    for (BlockId b : s.blocks) {
+      KVF_CHECK(b.value >= 0 && b.value < pool_->n_blocks());
+      ++seq_refs[static_cast<size_t>(b.value)];
+    }
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const size_t staged = static_cast<size_t>(held - s.staged_begin) * row_floats;
+      KVF_CHECK(s.staged_keys[l].size() == (layers_[l].key_staged ? staged : 0));
+      KVF_CHECK(s.staged_values[l].size() == (layers_[l].value_staged ? staged : 0));
+    }
+  }
+  // The index may hold one more reference per block than the sequences do.
+  for (int32_t b = 0; b < pool_->n_blocks(); ++b) {
+    const int32_t refs = pool_->ref_count(BlockId{b});
+    const int32_t by_sequences = seq_refs[static_cast<size_t>(b)];
+    KVF_CHECK(refs == by_sequences || (index_ && refs == by_sequences + 1));
+  }
+}
+
+}  // namespace kvforge

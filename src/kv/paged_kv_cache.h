@@ -1,0 +1,135 @@
+// PagedKvCache: the KvCache of kvforge's storage, codec and sharing roles.
+//
+// KV lives in blocks of B tokens drawn from a BlockPool whose byte budget is
+// fixed up front. One block holds, for every layer, a key tile and a value
+// tile per KV head, each encoded by that layer's key or value codec
+// (kv_codec.h), so layers may use different precisions. A sequence is a
+// table of blocks; forked sequences share blocks copy-on-write, and full
+// blocks of finished sequences stay in a prefix index (radix tree keyed by
+// model, codec, salt and token chain) until the pool needs them back.
+//
+// Full-precision staging. A codec that quantizes across tokens (KIVI keys)
+// can only encode a block once it is full, and KIVI keeps the newest R tokens
+// in full precision. For such a side the cache keeps f32 rows of the recent
+// positions next to the blocks, and the rule for which form a query reads is
+// a function of positions only:
+//
+//   query at position i reads block j encoded  iff  (j + 1) * B + R <= i + 1
+//
+// (token-granular codecs without a window always read the encoded form).
+// Because the form depends on positions, not on how a prompt was split into
+// forward calls, prefill, decode and prefix reuse compute identical logits.
+// A prefix can only be reused where no reused block would need its
+// full-precision rows, so with R > 0 the prefix index is not used.
+//
+// Thread-safety: none (one forward pass at a time).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/block_hash.h"
+#include "kv/block_pool.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_codec.h"
+#include "kv/kv_codec_plan.h"
+#include "kv/prefix_index.h"
+
+namespace kvforge {
+
+struct PagedKvCacheOptions {
+  std::vector<LayerCodecSpec> layer_codecs;  // one per layer
+  int32_t block_tokens = 16;
+  size_t memory_bytes = 0;  // the block pool's budget; 0: n_seq full contexts
+  int32_t n_ctx = 0;        // most positions one sequence may hold
+  int32_t n_seq = 1;        // sequence slots: SeqId 0 .. n_seq - 1
+  uint64_t model_fingerprint = 0;
+  std::string cache_salt;  // sequences with different salts never share blocks
+  bool prefix_sharing = true;
+};
+
+class PagedKvCache final : public KvCache {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<PagedKvCache>> create(
+      const KvShape& shape, const PagedKvCacheOptions& options);
+  ~PagedKvCache() override;
+
+  // KvCache
+  [[nodiscard]] const KvShape& shape() const override { return shape_; }
+  [[nodiscard]] Status begin_append(SeqId seq, int32_t pos0,
+                                    std::span<const int32_t> tokens) override;
+  void store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* k,
+             const float* v) override;
+  void attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q, float scale,
+              float* out, ThreadPool& pool) override;
+  [[nodiscard]] int32_t n_tokens(SeqId seq) const override;
+  [[nodiscard]] Status truncate(SeqId seq, int32_t n_tokens) override;
+  [[nodiscard]] int32_t reuse_prefix(SeqId seq, std::span<const int32_t> prompt) override;
+  void release(SeqId seq) override;
+  [[nodiscard]] size_t bytes_per_token() const override;
+  [[nodiscard]] size_t bytes_used() const override;
+  [[nodiscard]] std::string describe() const override;
+
+  // Tenant isolation: an empty sequence with a salt only shares blocks with
+  // sequences of the same salt (the cache-wide salt of the options otherwise).
+  [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt);
+
+  // dst becomes a copy of src sharing all its blocks (copy-on-write). dst must be empty.
+  [[nodiscard]] Status fork(SeqId src, SeqId dst);
+
+  // The token ids a sequence holds, position by position.
+  [[nodiscard]] std::span<const int32_t> tokens(SeqId seq) const;
+
+  // Save/restore of one sequence's KV in a self-checking file (kv_snapshot.h
+  // describes the format). restore needs an empty sequence; it refuses files
+  // of another model, codec plan or shape, and corrupt files.
+  [[nodiscard]] Status save(SeqId seq, const std::string& path) const;
+  [[nodiscard]] Status restore(SeqId seq, const std::string& path);
+
+  [[nodiscard]] const BlockPool& pool() const { return *pool_; }
+  [[nodiscard]] PrefixCacheStats prefix_stats() const;
+  [[nodiscard]] bool prefix_sharing_enabled() const { return index_ != nullptr; }
+  [[nodiscard]] int32_t block_tokens() const { return block_tokens_; }
+  // The codec plan as one string ("0-15:k=int8/v=int8"), part of every cache key.
+  [[nodiscard]] const std::string& codec_plan() const { return plan_name_; }
+  [[nodiscard]] const KvCodec& key_codec(LayerId layer) const;
+  [[nodiscard]] const KvCodec& value_codec(LayerId layer) const;
+
+  // Aborts (KVF_CHECK) on any inconsistency between sequences, pool and index.
+  void check_invariants() const;
+
+ private:
+  struct LayerCodecs;
+  struct Sequence;
+  PagedKvCache() = default;
+
+  [[nodiscard]] Sequence& sequence(SeqId seq);
+  [[nodiscard]] const Sequence& sequence(SeqId seq) const;
+  [[nodiscard]] Status make_room(int32_t n_blocks);
+  [[nodiscard]] Status ensure_writable_tail(Sequence& s);
+  void trim_staging(Sequence& s, int32_t next_query_pos);
+  [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;
+  void encode_full_blocks(Sequence& s, LayerId layer, int32_t first_pos, int32_t end_pos);
+  [[nodiscard]] size_t tile_offset(LayerId layer, bool value_side, int32_t kv_head) const;
+
+  KvShape shape_;
+  int32_t block_tokens_ = 16;
+  int32_t n_ctx_ = 0;
+  std::vector<LayerCodecs> layers_;
+  std::string plan_name_;
+  bool needs_staging_ = false;  // some side of some layer stages rows
+  uint64_t model_fingerprint_ = 0;
+  std::string plan_key_;  // codec plan and block size, part of every cache namespace
+  std::string default_salt_;
+  std::unique_ptr<BlockPool> pool_;
+  std::unique_ptr<PrefixIndex> index_;  // null when prefix sharing is off
+  std::vector<Sequence> sequences_;
+  std::vector<const uint8_t*> block_data_;  // attend() scratch
+};
+
+}  // namespace kvforge
