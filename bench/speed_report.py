@@ -19,6 +19,7 @@ def main() -> None:
         with open(path) as f:
             r = json.load(f)
         name = r["model"].rsplit("/", 1)[-1].removesuffix(".gguf")
+        name += f" (KV {r.get('kv_codec', 'f16')})"
         weight_bytes = r["weight_bytes_per_token"]
         kv_per_token = r["kv_bytes_per_token"]
         # Matmul FLOPs per token: 2 per weight parameter of the matrices a

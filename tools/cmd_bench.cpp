@@ -24,6 +24,7 @@ struct BenchArgs {
   std::vector<int32_t> depths = {0};
   int32_t reps = 5;
   std::string output = "md";
+  std::string depth_fill = "compute";
 };
 
 struct TestResult {
@@ -62,13 +63,52 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Fills `depth` positions of the cache with N(0, 1) keys and values through
+// the cache's own store path (so every codec encodes them as usual) without
+// running the model: what a decode step costs depends on how much KV it reads,
+// not on the values, and a real prefill of 16k tokens takes minutes here.
+Status fill_random(Model& model, KvCache& kv, int32_t depth) {
+  const KvShape shape = model.kv_shape();
+  const int32_t chunk = 256;
+  const size_t floats = static_cast<size_t>(chunk) * static_cast<size_t>(shape.n_kv_heads) *
+                        static_cast<size_t>(shape.head_dim);
+  std::vector<float> k(floats), v(floats);
+  uint32_t x = 88172645u;
+  auto gaussian = [&x] {
+    // Sum of four uniforms: close enough to normal for a timing fill.
+    float s = 0;
+    for (int i = 0; i < 4; ++i) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      s += float(x) / 4294967296.0f - 0.5f;
+    }
+    return s * 1.732f;
+  };
+  const auto ids = bench_tokens(depth, model.config().n_vocab, 1);
+  for (int32_t pos = 0; pos < depth; pos += chunk) {
+    const int32_t n = std::min(chunk, depth - pos);
+    KVF_RETURN_IF_ERROR(kv.begin_append(
+        SeqId{0}, pos,
+        std::span<const int32_t>(ids).subspan(static_cast<size_t>(pos), static_cast<size_t>(n))));
+    for (int32_t l = 0; l < shape.n_layers; ++l) {
+      for (auto& f : k) f = gaussian();
+      for (auto& f : v) f = gaussian();
+      kv.store(SeqId{0}, LayerId{l}, pos, n, k.data(), v.data());
+    }
+  }
+  return Status();
+}
+
 // Prefills `depth` tokens untimed, then times either one n-token prompt
 // (pp) or n single-token decode steps (tg). Returns tokens per second.
 Result<double> run_once(Model& model, KvCache& kv, bool prompt_test, int32_t n, int32_t depth,
-                        std::vector<float>& logits) {
+                        bool random_fill, std::vector<float>& logits) {
   const int32_t n_vocab = model.config().n_vocab;
   KVF_RETURN_IF_ERROR(kv.truncate(SeqId{0}, 0));
-  if (depth > 0) {
+  if (depth > 0 && random_fill) {
+    KVF_RETURN_IF_ERROR(fill_random(model, kv, depth));
+  } else if (depth > 0) {
     auto ctx = bench_tokens(depth, n_vocab, 1);
     KVF_RETURN_IF_ERROR(model.forward(ctx, 0, kv, SeqId{0}, LogitsFor::kNone, nullptr));
   }
@@ -114,7 +154,7 @@ int bench(const BenchArgs& a) {
         r.n_tokens = n;
         r.depth = depth;
         for (int rep = -1; rep < a.reps; ++rep) {
-          auto tps = run_once(model, **kv, prompt_test, n, depth, logits);
+          auto tps = run_once(model, **kv, prompt_test, n, depth, a.depth_fill == "random", logits);
           if (!tps.ok()) return fail(tps.status().message());
           if (rep >= 0) r.tokens_per_second.push_back(*tps);
         }
@@ -140,6 +180,7 @@ int bench(const BenchArgs& a) {
     j["kv_codec"] = a.model.kv_codec;
     j["kv_bytes_per_token"] = (*kv)->bytes_per_token();
     j["reps"] = a.reps;
+    j["depth_fill"] = a.depth_fill;
     for (const TestResult& r : results) {
       j["tests"].push_back({{"test", r.name},
                             {"n_tokens", r.n_tokens},
@@ -179,6 +220,10 @@ KVFORGE_REGISTER_COMMAND(
           ->check(CLI::Range(0, 1 << 24));
       app.add_option("-r,--repetitions", a->reps, "Timed repetitions per test")
           ->check(CLI::Range(1, 1000));
+      app.add_option("--depth-fill", a->depth_fill,
+                     "How the -d context is made: compute (a real prefill) or random (random "
+                     "keys/values stored through the codec, no model run)")
+          ->check(CLI::IsMember({"compute", "random"}));
       app.add_option("-o,--output", a->output, "Output format: md or json")
           ->check(CLI::IsMember({"md", "json"}));
       return [a] { return bench(*a); };
