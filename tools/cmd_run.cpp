@@ -98,7 +98,8 @@ int run(const RunArgs& a) {
                "(%s/token, %s) | threads: %d | seed: %llu\n",
                stats->n_prompt_tokens, stats->prompt_tokens_per_second(), stats->n_generated,
                stats->decode_tokens_per_second(), format_bytes(double((*kv)->bytes_used())).c_str(),
-               format_bytes(double((*kv)->bytes_per_token())).c_str(), a.model.kv_codec.c_str(),
+               format_bytes(double((*kv)->bytes_per_token())).c_str(),
+               paged != nullptr ? paged->codec_plan().c_str() : a.model.kv_codec.c_str(),
                model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
   if (stats->context_full)
     std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Usage: kv_cli_test.sh KVFORGE_BINARY SOURCE_DIR
+# The KV options of the command line: codecs, per-layer plans, memory budget,
+# prompt cache files; good input works, bad input fails cleanly (exit 1 or 2
+# or a parser error code, with a message naming the problem, never a signal).
+set -u
+bin=$1
+src=$2
+model="$src/models/stories260K.gguf"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+passes=0
+
+# expect NAME EXPECTED_STATUS REGEX -- ARGS...   (EXPECTED_STATUS "fail": a clean failure)
+expect() {
+  local name=$1 want=$2 regex=$3
+  shift 4
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [[ "$want" == "fail" ]]; then
+    # 1-2: our errors; 100-127: the option parser's (CLI11) error codes.
+    [[ $got -eq 1 || $got -eq 2 || ($got -ge 100 && $got -lt 128) ]] || {
+      echo "FAIL $name: exit $got, expected a clean failure"; failures=$((failures + 1)); return; }
+  elif [[ $got -ne $want ]]; then
+    echo "FAIL $name: exit $got, expected $want"; cat "$tmp/err"; failures=$((failures + 1)); return
+  fi
+  if ! grep -qE -- "$regex" "$tmp/out" "$tmp/err"; then
+    echo "FAIL $name: output does not match /$regex/"; head -5 "$tmp/out" "$tmp/err"
+    failures=$((failures + 1)); return
+  fi
+  passes=$((passes + 1))
+}
+
+story="Once upon a time, there was a little girl named Lily. She loved to play outside in the park"
+expect greedy_int8 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 --kv-codec int8
+expect per_layer_plan 0 "KV cache: .*0-1:k=f32/v=f32,2-4:k=int8/v=int4h" -- \
+  run -m "$model" -p "Once upon a time" -n 8 -t 1 --kv-codec-layers "0-1:f32,2-:k=int8/v=int4h"
+expect kivi_window 0 "KV cache: .*kivi2" -- run -m "$model" -p "Once upon a time" -n 8 -t 1 --kv-codec kivi2
+
+# The prompt cache: the second run takes the saved prefix and generates the same text.
+expect prompt_cache_save 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 \
+  --kv-codec int8 --prompt-cache "$tmp/p.kvs"
+[[ -s "$tmp/p.kvs" ]] || { echo "FAIL prompt_cache_save: no file written"; failures=$((failures + 1)); }
+expect prompt_cache_hit 0 "prompt cache: 4 of 5 prompt tokens" -- run -m "$model" -p "Once upon a time" \
+  -n 40 --temp 0 -t 1 --kv-codec int8 --prompt-cache "$tmp/p.kvs"
+grep -q "$story" "$tmp/out" || { echo "FAIL prompt_cache_hit: different text"; failures=$((failures + 1)); }
+expect prompt_cache_other_codec fail "codec plan" -- run -m "$model" -p "Once upon a time" -n 4 -t 1 \
+  --kv-codec int4 --prompt-cache "$tmp/p.kvs"
+printf 'garbage' >"$tmp/bad.kvs"
+expect prompt_cache_garbage fail "not a kvforge prompt cache" -- run -m "$model" -p "Once" -n 4 -t 1 \
+  --prompt-cache "$tmp/bad.kvs"
+
+expect unknown_codec fail "int3" -- run -m "$model" -p hi -n 4 --kv-codec int3
+expect bad_layer_range fail "--kv-codec-layers" -- run -m "$model" -p hi -n 4 --kv-codec-layers "7-9:int8"
+expect bad_kv_mem fail "not a memory size|unknown unit" -- run -m "$model" -p hi -n 4 --kv-mem lots
+expect kv_mem_too_small fail "KV block needs|too small|at least" -- run -m "$model" -p hi -n 4 --kv-mem 100B
+expect kv_mem_full fail "KV cache memory is full" -- run -m "$model" -p "Once upon a time there was" \
+  -n 200 -t 1 --kv-mem 12KiB --ignore-eos
+expect bad_block fail "kv-block" -- run -m "$model" -p hi -n 4 --kv-block 0
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
