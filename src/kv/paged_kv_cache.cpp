@@ -465,11 +465,11 @@ void PagedKvCache::check_invariants() const {
       KVF_CHECK(s.staged_values[l].size() == (layers_[l].value_staged ? staged : 0));
     }
   }
-  // The index may hold one more reference per block than the sequences do.
+  // Every reference is a sequence's, or the prefix index's one per cached block.
   for (int32_t b = 0; b < pool_->n_blocks(); ++b) {
-    const int32_t refs = pool_->ref_count(BlockId{b});
-    const int32_t by_sequences = seq_refs[static_cast<size_t>(b)];
-    KVF_CHECK(refs == by_sequences || (index_ && refs == by_sequences + 1));
+    const int32_t cached = pool_->is_cached(BlockId{b}) ? 1 : 0;
+    KVF_CHECK(index_ || cached == 0);
+    KVF_CHECK(pool_->ref_count(BlockId{b}) == seq_refs[static_cast<size_t>(b)] + cached);
   }
 }
 
