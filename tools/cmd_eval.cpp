@@ -24,19 +24,25 @@ namespace {
 constexpr const char* kReferenceCodec = "f32";
 
 struct KlArgs {
-  ModelArgs model;
+  ModelArgs model;  // its KV options (--kv-codec, --kv-codec-layers, ...) make the candidate
   std::string text_file;
-  std::string kv_codec = "f16";
   int32_t max_windows = 0;
   std::string output = "table";
-  CLI::Option* kv_codec_option = nullptr;  // set when add_model_options owns --kv-codec
-  CLI::Option* kv_type_option = nullptr;
 };
 
-// A single-sequence cache of n_ctx positions storing KV with `codec`; the
-// reference and the candidate are both made here.
-Result<std::unique_ptr<KvCache>> make_cache(const LoadedModel& m, const std::string& codec) {
-  return make_kv_cache(*m.model, m.n_ctx, codec);
+// The reference: f32 storage, every other KV option at its default.
+Result<std::unique_ptr<KvCache>> make_reference_cache(const LoadedModel& m) {
+  return make_kv_cache(*m.model, m.n_ctx, kReferenceCodec);
+}
+
+// The cache under test, as the KV options on the command line say.
+Result<std::unique_ptr<KvCache>> make_candidate_cache(const LoadedModel& m, const KlArgs& a) {
+  return make_kv_cache(*m.model, a.model, m.n_ctx);
+}
+
+// "int8", or "int8 layers 0-1:f16" with per-layer overrides.
+std::string codec_label(const ModelArgs& m) {
+  return m.kv_codec_layers.empty() ? m.kv_codec : m.kv_codec + " layers " + m.kv_codec_layers;
 }
 
 struct Summary {
@@ -100,13 +106,7 @@ void print_json(const Summary& s, const KlResult& r) {
   std::printf("%s\n", j.dump(2).c_str());
 }
 
-int eval_kl(KlArgs a) {
-  if (a.kv_type_option != nullptr && a.kv_type_option->count() > 0) {
-    return fail("eval kl compares --kv-codec against an f32 cache; --kv-type does not apply");
-  }
-  if (a.kv_codec_option != nullptr && !a.kv_codec_option->results().empty()) {
-    a.kv_codec = a.kv_codec_option->results().back();
-  }
+int eval_kl(const KlArgs& a) {
   auto text = read_text_file(a.text_file);
   if (!text.ok()) return fail(text.status().message());
   auto loaded = load_model(a.model);
@@ -114,9 +114,9 @@ int eval_kl(KlArgs a) {
   const Tokenizer& tok = *loaded->tokenizer;
   const std::vector<int32_t> tokens =
       tok.encode(*text, /*add_special=*/false, /*parse_special=*/false);
-  auto reference = make_cache(*loaded, kReferenceCodec);
+  auto reference = make_reference_cache(*loaded);
   if (!reference.ok()) return fail(reference.status().message());
-  auto candidate = make_cache(*loaded, a.kv_codec);
+  auto candidate = make_candidate_cache(*loaded, a);
   if (!candidate.ok()) return fail(candidate.status().message());
 
   KlOptions options;
@@ -125,7 +125,7 @@ int eval_kl(KlArgs a) {
   options.max_windows = a.max_windows;
   std::fprintf(stderr,
                "%zu tokens, windows of %d, scoring the second half of each; KV %s against %s\n",
-               tokens.size(), options.n_ctx, a.kv_codec.c_str(), kReferenceCodec);
+               tokens.size(), options.n_ctx, codec_label(a.model).c_str(), kReferenceCodec);
   const bool tty = isatty(fileno(stderr));
   auto progress = [&](int32_t done, int32_t total, const KlResult& r) {
     const int width = 30;
@@ -141,7 +141,7 @@ int eval_kl(KlArgs a) {
 
   Summary s;
   s.model = std::filesystem::path(a.model.model_path).filename().string();
-  s.codec = a.kv_codec;
+  s.codec = codec_label(a.model);
   s.n_ctx = options.n_ctx;
   std::vector<double> kl = result->token_kl;
   s.median_kl = percentile(kl, 50);
@@ -171,12 +171,6 @@ KVFORGE_REGISTER_COMMAND(
           ->check(CLI::Range(0, 1 << 30));
       kl->add_option("-o,--output", a->output, "Output format: table, csv or json")
           ->check(CLI::IsMember({"table", "csv", "json"}));
-      // --kv-codec: ours until the model options carry it.
-      a->kv_codec_option = kl->get_option_no_throw("--kv-codec");
-      if (a->kv_codec_option == nullptr) {
-        kl->add_option("--kv-codec", a->kv_codec, "KV codec compared against f32 (f32 or f16)");
-      }
-      a->kv_type_option = kl->get_option_no_throw("--kv-type");
       return [a] { return eval_kl(*a); };
     });
 

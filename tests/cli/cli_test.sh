@@ -77,8 +77,8 @@ expect eval_kl_json 0 "\"p99_kl\": [0-9.e-]+" -- "${kl_args[@]}" --kv-codec f16 
 expect eval_kl_identical 0 "^\| stories260K.gguf \| f32 \| 128 \| [0-9]+ \| [0-9]+ \| 0.000e\+00 ± 0.0e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 100.00 % \|" -- \
   "${kl_args[@]}" --kv-codec f32
 # Its perplexities are those of `kvforge ppl` with each cache.
-ppl32=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-type f32 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
-ppl16=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-type f16 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
+ppl32=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f32 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
+ppl16=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f16 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
 expect eval_kl_matches_ppl 0 "% \| ${ppl32:-none} ± [0-9.]+ \| ${ppl16:-none} ± [0-9.]+ \|$" -- \
   "${kl_args[@]}" --kv-codec f16
 expect eval_kl_missing_text fail "cannot open" -- eval kl -m "$model" -f "$tmp/none.txt"

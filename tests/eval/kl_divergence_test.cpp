@@ -16,6 +16,7 @@
 #include "eval/kl_divergence.h"
 #include "eval/perplexity.h"
 #include "kv/contiguous_kv_cache.h"
+#include "kv/kv_cache_factory.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -283,6 +284,43 @@ TEST_F(Stories260K, F16AgainstF32IsSmallAndPositive) {
   EXPECT_NE(r->candidate.sum_nll, r->reference.sum_nll);
   EXPECT_GT(r->mean_kl_stderr(), 0.0);
   EXPECT_LT(r->mean_kl_stderr(), r->mean_kl());
+}
+
+TEST_F(Stories260K, PagedCodecsOrderedByPrecision) {
+  // Paged caches from the factory against the contiguous f32 cache: fewer
+  // bits give a larger KL and lower agreement; a KIVI codec whose
+  // full-precision window covers the whole context stores everything in f32.
+  auto paged = [](const std::string& codec) {
+    KvCacheOptions o;
+    o.codec = codec;
+    o.n_ctx = 128;
+    auto kv = make_kv_cache(model_->kv_shape(), o);
+    EXPECT_TRUE(kv.ok()) << codec << ": " << kv.status().to_string();
+    return kv.ok() ? std::move(kv).value() : nullptr;
+  };
+  auto ref = cache(ContiguousKvType::kF32);
+  std::vector<KlResult> results;
+  for (const char* codec : {"f32", "f16", "bf16", "int8", "int4", "kivi2:r=128"}) {
+    auto cand = paged(codec);
+    ASSERT_TRUE(cand);
+    auto r = kl_divergence(*model_, *ref, *cand, *tokens_, options(128, 8));
+    ASSERT_TRUE(r.ok()) << codec << ": " << r.status().to_string();
+    results.push_back(std::move(r).value());
+  }
+  const KlResult &f32 = results[0], &f16 = results[1], &bf16 = results[2], &int8 = results[3],
+                 &int4 = results[4], &kivi = results[5];
+  EXPECT_LT(f32.mean_kl(), 1e-9);
+  EXPECT_EQ(f32.top1_agreement(), 1.0);
+  EXPECT_GT(f16.mean_kl(), 0.0);
+  EXPECT_LT(f16.mean_kl(), bf16.mean_kl());
+  EXPECT_LT(bf16.mean_kl(), int8.mean_kl());
+  EXPECT_LT(int8.mean_kl(), int4.mean_kl());
+  EXPECT_LT(int8.mean_kl(), 1e-2);
+  EXPECT_GT(int8.top1_agreement(), 0.95);
+  EXPECT_GE(f16.top1_agreement(), int4.top1_agreement());
+  EXPECT_LT(kivi.mean_kl(), 1e-9);
+  // Whatever the codec, the reference side is the same computation.
+  for (const KlResult& r : results) EXPECT_EQ(r.reference.sum_nll, f32.reference.sum_nll);
 }
 
 TEST_F(Stories260K, PerTokenKlMatchesNaiveRecomputation) {
