@@ -81,6 +81,9 @@ ppl32=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f32 2>/
 ppl16=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f16 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
 expect eval_kl_matches_ppl 0 "% \| ${ppl32:-none} ± [0-9.]+ \| ${ppl16:-none} ± [0-9.]+ \|$" -- \
   "${kl_args[@]}" --kv-codec f16
+expect eval_kl_int8 0 "^\| stories260K.gguf \| k=int8,v=int4h \| 128 \| [0-9]+ \| [0-9]+ \| [0-9.]+e-[0-9]+ ± " -- \
+  "${kl_args[@]}" --kv-codec k=int8,v=int4h --chunks 4
+expect eval_kl_kv_mem fail "KV (budget|cache memory)" -- "${kl_args[@]}" --kv-mem 10KiB
 expect eval_kl_missing_text fail "cannot open" -- eval kl -m "$model" -f "$tmp/none.txt"
 expect eval_kl_short_text fail "fewer than one window" -- eval kl -m "$model" -f "$tmp/short.txt" -c 512
 : >"$tmp/empty.txt"
