@@ -42,14 +42,16 @@ KlToken compare_logits(const float* p, const float* q, int32_t n_vocab, int32_t 
 
 double percentile(std::span<double> values, double p) {
   if (values.empty()) return 0;
+  // NaN (a codec that produced NaN logits) orders above every number.
+  const auto less = [](double a, double b) { return a < b || (std::isnan(b) && !std::isnan(a)); };
   const double h = (static_cast<double>(values.size()) - 1) * std::clamp(p, 0.0, 100.0) / 100;
   const auto lo = static_cast<size_t>(std::floor(h));
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(lo), values.end());
-  const double x_lo = values[lo];
-  if (lo + 1 >= values.size()) return x_lo;
-  // The next order statistic is the smallest value above position lo.
-  const double x_hi =
-      *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(lo) + 1, values.end());
+  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(values.begin(), mid, values.end(), less);
+  const double x_lo = *mid;
+  if (lo + 1 >= values.size() || h == static_cast<double>(lo)) return x_lo;
+  // The next order statistic is the smallest value after position lo.
+  const double x_hi = *std::min_element(mid + 1, values.end(), less);
   return x_lo + (h - static_cast<double>(lo)) * (x_hi - x_lo);
 }
 

@@ -170,6 +170,15 @@ TEST(Percentile, KnownVectors) {
   EXPECT_DOUBLE_EQ(percentile(dup, 10), 1 + 0.3 * 4);
 }
 
+TEST(Percentile, NanOrdersLast) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> v = {3, nan, 1, 2};
+  EXPECT_DOUBLE_EQ(percentile(v, 0), 1);
+  EXPECT_DOUBLE_EQ(percentile(v, 50), 2.5);
+  EXPECT_TRUE(std::isnan(percentile(v, 100)));
+  EXPECT_TRUE(std::isnan(percentile(v, 99)));
+}
+
 TEST(Percentile, MatchesFullSort) {
   std::mt19937 rng(11);
   std::exponential_distribution<double> d(1e4);
