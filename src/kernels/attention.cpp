@@ -28,7 +28,6 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kMaxGroup = 16;   // query heads per KV head
 constexpr int kKeyChunk = 128;  // keys scored per softmax update
 
-
 // One task: all query heads of one KV-head group for one query token.
 // Keys are processed in chunks: score the chunk for every head of the group
 // (each key row is loaded once), then fold the chunk into each head's running
@@ -68,16 +67,7 @@ void attend_group(const AttentionArgs& a, int32_t token, int32_t kv_head) {
       for (int32_t g = 0; g < group; ++g) scores[g][j] = vec::dot(q[g], krow, d) * a.scale;
     }
     for (int32_t g = 0; g < group; ++g) {
-      float chunk_max = running_max[g];
-      for (int32_t j = 0; j < n; ++j) chunk_max = std::max(chunk_max, scores[g][j]);
-      const float rescale = std::exp(running_max[g] - chunk_max);
-      denom[g] *= rescale;
-      vec::scale(rescale, acc[g], d);
-      running_max[g] = chunk_max;
-      for (int32_t j = 0; j < n; ++j) {
-        scores[g][j] = std::exp(scores[g][j] - chunk_max);
-        denom[g] += scores[g][j];
-      }
+      vec::scale(vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]), acc[g], d);
     }
     for (int32_t j = 0; j < n; ++j) {
       const T* v = values + static_cast<int64_t>(j0 + j) * d;

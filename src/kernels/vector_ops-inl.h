@@ -9,6 +9,7 @@
 #define KVFORGE_KERNELS_VECTOR_OPS_INL_H_
 #endif
 
+#include <cmath>
 #include <cstdint>
 
 #include "hwy/highway.h"
@@ -66,6 +67,23 @@ HWY_INLINE void scale(float s, float* y, int32_t n) {
   int32_t i = 0;
   for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(vs, hn::LoadU(df, y + i)), df, y + i);
   for (; i < n; ++i) y[i] *= s;
+}
+
+// One step of the online (streaming) softmax: folds n new scores into a
+// running maximum and denominator. The scores become their weights
+// exp(score - new max) in place; the return value is the factor by which the
+// caller must rescale what it accumulated so far.
+HWY_INLINE float online_softmax_fold(float* scores, int32_t n, float& running_max, float& denom) {
+  float new_max = running_max;
+  for (int32_t j = 0; j < n; ++j) new_max = scores[j] > new_max ? scores[j] : new_max;
+  const float rescale = std::exp(running_max - new_max);
+  denom *= rescale;
+  running_max = new_max;
+  for (int32_t j = 0; j < n; ++j) {
+    scores[j] = std::exp(scores[j] - new_max);
+    denom += scores[j];
+  }
+  return rescale;
 }
 
 }  // namespace vec

@@ -82,17 +82,9 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       for (int32_t r = 0; r < n; ++r) scores[g][r] = vec::dot(qg, rows + r * stride, d) * a.scale;
     }
     for (int32_t g = 0; g < group; ++g) {
-      float block_max = running_max[g];
-      for (int32_t r = 0; r < n; ++r) block_max = std::max(block_max, scores[g][r]);
-      const float rescale = std::exp(running_max[g] - block_max);
-      denom[g] *= rescale;
+      const float rescale = vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]);
       vec::scale(rescale, acc[g], d);
       if (values_rotated) vec::scale(rescale, acc_rotated[g], d);
-      running_max[g] = block_max;
-      for (int32_t r = 0; r < n; ++r) {
-        scores[g][r] = std::exp(scores[g][r] - block_max);
-        denom[g] += scores[g][r];
-      }
     }
     rows = block_rows(a, a.values, j, n, kv_head, query_pos, encoded, stride, tile);
     for (int32_t g = 0; g < group; ++g) {

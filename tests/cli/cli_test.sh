@@ -13,24 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 passes=0
 
-# expect NAME EXPECTED_STATUS REGEX -- ARGS...
-expect() {
-  local name=$1 want=$2 regex=$3
-  shift 4
-  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
-  local got=$?
-  if [[ "$want" == "fail" ]]; then
-    [[ $got -eq 1 || $got -eq 2 || ($got -ge 100 && $got -lt 128) ]] || {
-      echo "FAIL $name: exit $got, expected a clean failure"; failures=$((failures + 1)); return; }
-  elif [[ $got -ne $want ]]; then
-    echo "FAIL $name: exit $got, expected $want"; cat "$tmp/err"; failures=$((failures + 1)); return
-  fi
-  if ! grep -qE -- "$regex" "$tmp/out" "$tmp/err"; then
-    echo "FAIL $name: output does not match /$regex/"; head -5 "$tmp/out" "$tmp/err"
-    failures=$((failures + 1)); return
-  fi
-  passes=$((passes + 1))
-}
+source "$(dirname "$0")/expect.sh"
 
 # Greedy generation on the bundled model reproduces the reference story.
 expect greedy_story 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park" -- \

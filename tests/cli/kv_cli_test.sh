@@ -12,25 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 passes=0
 
-# expect NAME EXPECTED_STATUS REGEX -- ARGS...   (EXPECTED_STATUS "fail": a clean failure)
-expect() {
-  local name=$1 want=$2 regex=$3
-  shift 4
-  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
-  local got=$?
-  if [[ "$want" == "fail" ]]; then
-    # 1-2: our errors; 100-127: the option parser's (CLI11) error codes.
-    [[ $got -eq 1 || $got -eq 2 || ($got -ge 100 && $got -lt 128) ]] || {
-      echo "FAIL $name: exit $got, expected a clean failure"; failures=$((failures + 1)); return; }
-  elif [[ $got -ne $want ]]; then
-    echo "FAIL $name: exit $got, expected $want"; cat "$tmp/err"; failures=$((failures + 1)); return
-  fi
-  if ! grep -qE -- "$regex" "$tmp/out" "$tmp/err"; then
-    echo "FAIL $name: output does not match /$regex/"; head -5 "$tmp/out" "$tmp/err"
-    failures=$((failures + 1)); return
-  fi
-  passes=$((passes + 1))
-}
+source "$(dirname "$0")/expect.sh"
 
 story="Once upon a time, there was a little girl named Lily. She loved to play outside in the park"
 expect greedy_int8 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 --kv-codec int8

@@ -77,6 +77,15 @@ std::vector<float> last_rows(const std::vector<float>& logits, size_t n_rows) {
   return std::vector<float>(logits.end() - static_cast<std::ptrdiff_t>(n_rows * v), logits.end());
 }
 
+// "k=int8,v=int4h" -> "k_int8_v_int4h": test names allow [A-Za-z0-9_] only.
+std::string codec_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
 TEST(PagedModel, F32CodecMatchesContiguousCache) {
   const auto ids = prompt_tokens(90, 1);
   ContiguousKvCache plain(model().kv_shape(), 1, 256, ContiguousKvType::kF32);
@@ -126,13 +135,7 @@ TEST_P(PrefixHitTest, HitGivesExactlyTheColdLogits) {
 INSTANTIATE_TEST_SUITE_P(Codecs, PrefixHitTest,
                          ::testing::Values("f32", "f16", "bf16", "int8", "int4", "int4h",
                                            "k=int8,v=int4h", "kivi2:g=16:r=0", "kivi4:g=8:r=0"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return n;
-                         });
+                         codec_test_name);
 
 TEST(PagedModel, ResidualWindowTurnsPrefixSharingOff) {
   auto cache = make_cache("kivi2:g=16:r=32");
@@ -280,13 +283,7 @@ TEST_P(SaveRestoreTest, RestoredSequenceContinuesExactly) {
 
 INSTANTIATE_TEST_SUITE_P(Codecs, SaveRestoreTest,
                          ::testing::Values("f16", "int8", "int4h", "kivi2:g=16:r=32"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return n;
-                         });
+                         codec_test_name);
 
 TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
   auto cache = make_cache("int8");
