@@ -38,6 +38,7 @@ class ByteWriter {
     append(&value, sizeof(T));
   }
   void append(const void* data, size_t n) {
+    if (n == 0) return;  // `data` may be null then
     const auto* p = static_cast<const uint8_t*>(data);
     bytes_.insert(bytes_.end(), p, p + n);
   }
@@ -55,7 +56,7 @@ class ByteReader {
     if (n > bytes_.size() - at_) {
       return corrupt(fmt::format("the prompt cache file is truncated (reading {})", what));
     }
-    std::memcpy(out, bytes_.data() + at_, n);
+    if (n > 0) std::memcpy(out, bytes_.data() + at_, n);  // `out` may be null when n == 0
     at_ += n;
     return Status();
   }
