@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "util/fp16.h"
 
@@ -71,18 +72,30 @@ HWY_INLINE void scale(float s, float* y, int32_t n) {
 
 // One step of the online (streaming) softmax: folds n new scores into a
 // running maximum and denominator. The scores become their weights
-// exp(score - new max) in place; the return value is the factor by which the
-// caller must rescale what it accumulated so far.
+// exp(score - new max) in place (vector exp: at long contexts a decode step
+// spends more time in exp than in the dot products otherwise); the return
+// value is the factor by which the caller must rescale what it accumulated.
 HWY_INLINE float online_softmax_fold(float* scores, int32_t n, float& running_max, float& denom) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   float new_max = running_max;
   for (int32_t j = 0; j < n; ++j) new_max = scores[j] > new_max ? scores[j] : new_max;
   const float rescale = std::exp(running_max - new_max);
-  denom *= rescale;
   running_max = new_max;
-  for (int32_t j = 0; j < n; ++j) {
-    scores[j] = std::exp(scores[j] - new_max);
-    denom += scores[j];
+  const auto vmax = hn::Set(df, new_max);
+  auto vsum = hn::Zero(df);
+  int32_t j = 0;
+  for (; j + lanes <= n; j += lanes) {
+    const auto w = hn::Exp(df, hn::Sub(hn::LoadU(df, scores + j), vmax));
+    hn::StoreU(w, df, scores + j);
+    vsum = hn::Add(vsum, w);
   }
+  float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
+  for (; j < n; ++j) {
+    scores[j] = std::exp(scores[j] - new_max);
+    sum += scores[j];
+  }
+  denom = denom * rescale + sum;
   return rescale;
 }
 
