@@ -6,6 +6,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // clang-format on
+#include "hwy/cache_control.h"
 #include "kernels/vector_ops-inl.h"
 
 #include <algorithm>
@@ -38,6 +39,13 @@ HWY_INLINE const float* block_rows(const PagedAttentionArgs& a, const PagedSide&
   side.codec->decode(data, n_rows, tile);
   stride = a.head_dim;
   return tile;
+}
+
+HWY_INLINE void prefetch_tile(const PagedAttentionArgs& a, const PagedSide& side, int32_t block,
+                              int32_t kv_head) {
+  const uint8_t* data = a.blocks[static_cast<size_t>(block)] + side.tile_offset +
+                        static_cast<size_t>(kv_head) * side.tile_bytes;
+  for (size_t offset = 0; offset < side.tile_bytes; offset += 64) hwy::Prefetch(data + offset);
 }
 
 // One task: every query head of one KV-head group, for one query token.
@@ -74,6 +82,13 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t n_blocks = (n_keys + bt - 1) / bt;
   for (int32_t j = 0; j < n_blocks; ++j) {
     const int32_t n = std::min(bt, n_keys - j * bt);
+    // A tile is a short contiguous run (a few KiB) and the next block's tile
+    // lies elsewhere in the arena, too far for the hardware prefetcher to
+    // follow: request the next block's key and value tiles now.
+    if (j + 1 < n_blocks) {
+      prefetch_tile(a, a.keys, j + 1, kv_head);
+      prefetch_tile(a, a.values, j + 1, kv_head);
+    }
     bool encoded = false;
     int64_t stride = 0;
     const float* rows = block_rows(a, a.keys, j, n, kv_head, query_pos, encoded, stride, tile);
