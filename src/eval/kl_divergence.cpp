@@ -83,19 +83,13 @@ Result<KlResult> kl_divergence(Model& model, KvCache& reference, KvCache& candid
   if (&reference == &candidate) {
     return invalid_argument("the reference and the candidate must be two different KV caches");
   }
-  if (o.n_ctx < 4) return invalid_argument("KL divergence needs a context of at least 4 tokens");
-  const int64_t whole = static_cast<int64_t>(tokens.size()) / o.n_ctx;
-  if (whole == 0) {
-    return invalid_argument(fmt::format(
-        "the text has {} tokens, fewer than one window of {} (lower -c or give more text)",
-        tokens.size(), o.n_ctx));
-  }
-  const auto n_windows =
-      static_cast<int32_t>(o.max_windows > 0 ? std::min<int64_t>(whole, o.max_windows) : whole);
+  KVF_ASSIGN_OR_RETURN(const int32_t n_windows,
+                       count_eval_windows(static_cast<int64_t>(tokens.size()), o.n_ctx,
+                                          o.max_windows, "KL divergence"));
   const int32_t n_vocab = model.config().n_vocab;
-  // Rows of logits computed at a time: the same as perplexity(), so the
-  // forward passes (and hence the NLLs) are the same computation.
-  const int32_t chunk = 64;
+  // The same chunks as perplexity(), so the forward passes (and hence the
+  // NLLs) are the same computation.
+  const int32_t chunk = kEvalChunkTokens;
   std::vector<float> logits_p(static_cast<size_t>(chunk) * n_vocab);
   std::vector<float> logits_q(static_cast<size_t>(chunk) * n_vocab);
   std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));

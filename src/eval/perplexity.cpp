@@ -11,7 +11,9 @@
 
 namespace kvforge {
 
-double PerplexityResult::perplexity() const { return std::exp(mean_nll()); }
+double PerplexityResult::perplexity() const {
+  return std::exp(mean_nll());
+}
 
 double PerplexityResult::perplexity_stderr() const {
   if (n_scored < 2) return 0;
@@ -21,20 +23,28 @@ double PerplexityResult::perplexity_stderr() const {
   return std::exp(mean) * std::sqrt(var / n);
 }
 
-Result<PerplexityResult> perplexity(Model& model, KvCache& kv, std::span<const int32_t> tokens,
-                                    const PerplexityOptions& o,
-                                    const PerplexityProgress& progress) {
-  if (o.n_ctx < 4) return invalid_argument("perplexity needs a context of at least 4 tokens");
-  const int64_t whole = static_cast<int64_t>(tokens.size()) / o.n_ctx;
+Result<int32_t> count_eval_windows(int64_t n_tokens, int32_t n_ctx, int32_t max_windows,
+                                   const char* what) {
+  if (n_ctx < 4) {
+    return invalid_argument(fmt::format("{} needs a context of at least 4 tokens", what));
+  }
+  const int64_t whole = n_tokens / n_ctx;
   if (whole == 0) {
     return invalid_argument(fmt::format(
         "the text has {} tokens, fewer than one window of {} (lower -c or give more text)",
-        tokens.size(), o.n_ctx));
+        n_tokens, n_ctx));
   }
-  const auto n_windows =
-      static_cast<int32_t>(o.max_windows > 0 ? std::min<int64_t>(whole, o.max_windows) : whole);
+  return static_cast<int32_t>(max_windows > 0 ? std::min<int64_t>(whole, max_windows) : whole);
+}
+
+Result<PerplexityResult> perplexity(Model& model, KvCache& kv, std::span<const int32_t> tokens,
+                                    const PerplexityOptions& o,
+                                    const PerplexityProgress& progress) {
+  KVF_ASSIGN_OR_RETURN(const int32_t n_windows,
+                       count_eval_windows(static_cast<int64_t>(tokens.size()), o.n_ctx,
+                                          o.max_windows, "perplexity"));
   const int32_t n_vocab = model.config().n_vocab;
-  const int32_t chunk = 64;  // rows of logits computed at a time
+  const int32_t chunk = kEvalChunkTokens;
   std::vector<float> logits(static_cast<size_t>(chunk) * n_vocab);
   std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));
   const int32_t first_scored = o.n_ctx / 2;
@@ -53,7 +63,8 @@ Result<PerplexityResult> perplexity(Model& model, KvCache& kv, std::span<const i
       if (!needs_logits) continue;
       for (int32_t i = std::max(start, first_scored); i < start + n && i + 1 < o.n_ctx; ++i) {
         const float* row = logits.data() + static_cast<size_t>(i - start) * n_vocab;
-        const double nll = kernels::log_sum_exp(row, n_vocab) - row[window[static_cast<size_t>(i + 1)]];
+        const double nll =
+            kernels::log_sum_exp(row, n_vocab) - row[window[static_cast<size_t>(i + 1)]];
         r.sum_nll += nll;
         r.sum_nll_sq += nll * nll;
         ++r.n_scored;

@@ -28,13 +28,23 @@ struct PerplexityOptions {
 struct PerplexityResult {
   int32_t n_windows = 0;
   int64_t n_scored = 0;
-  double sum_nll = 0;       // nats
-  double sum_nll_sq = 0;    // for the standard error
+  double sum_nll = 0;     // nats
+  double sum_nll_sq = 0;  // for the standard error
   [[nodiscard]] double mean_nll() const { return n_scored ? sum_nll / double(n_scored) : 0; }
   [[nodiscard]] double perplexity() const;
   // Standard error of the perplexity estimate (delta method over token NLLs).
   [[nodiscard]] double perplexity_stderr() const;
 };
+
+// Rows of logits the window evaluations compute per forward call. Perplexity
+// and KL use the same value so that both run identical forward passes.
+inline constexpr int32_t kEvalChunkTokens = 64;
+
+// The number of whole windows of n_ctx tokens in a text of n_tokens, at most
+// max_windows when > 0; kInvalidArgument (naming `what`) for n_ctx < 4 and
+// for a text shorter than one window.
+[[nodiscard]] Result<int32_t> count_eval_windows(int64_t n_tokens, int32_t n_ctx,
+                                                 int32_t max_windows, const char* what);
 
 // progress(window_done, n_windows, running) is called after every window.
 using PerplexityProgress = std::function<void(int32_t, int32_t, const PerplexityResult&)>;

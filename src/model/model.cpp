@@ -53,7 +53,9 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::GgufFile> 
     m->inv_freq_[static_cast<size_t>(i)] = static_cast<float>(f);
   }
 
-  auto sized = [b](std::vector<float>& v, int64_t width) { v.assign(static_cast<size_t>(b * width), 0.0f); };
+  auto sized = [b](std::vector<float>& v, int64_t width) {
+    v.assign(static_cast<size_t>(b * width), 0.0f);
+  };
   sized(m->x_, c.n_embd);
   sized(m->h_, c.n_embd);
   sized(m->q_, c.q_dim());
@@ -70,7 +72,9 @@ KvShape Model::kv_shape() const {
   return KvShape{config_.n_layers, config_.n_heads, config_.n_kv_heads, config_.head_dim};
 }
 
-int32_t Model::n_threads() const { return pool_->n_threads(); }
+int32_t Model::n_threads() const {
+  return pool_->n_threads();
+}
 
 uint64_t Model::weight_bytes_per_token() const {
   auto bytes = [](const kernels::MatrixView& m) {
@@ -144,8 +148,14 @@ Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv
     const int32_t pos = pos0 + static_cast<int32_t>(start);
     const Status room = kv.begin_append(seq, pos, tokens.subspan(start, static_cast<size_t>(n)));
     if (!room.ok()) {
-      // Leave the sequence as it was: earlier chunks of this call are undone.
-      if (start > 0) KVF_CHECK(kv.truncate(seq, pos0).ok());
+      // Leave the sequence as it was: earlier chunks of this call are undone
+      // where the cache can roll back; otherwise it keeps them (valid KV for
+      // the tokens it reports holding) and the caller sees n_tokens(seq).
+      if (start > 0 && !kv.truncate(seq, pos0).ok()) {
+        return Status(room.code(),
+                      fmt::format("{} (the sequence keeps the first {} tokens of this call)",
+                                  room.message(), start));
+      }
       return room;
     }
     forward_chunk(tokens.data() + start, n, pos, kv, seq);
@@ -162,9 +172,10 @@ void Model::forward_chunk(const int32_t* tokens, int32_t n, int32_t pos0, KvCach
   const ModelConfig& c = config_;
   const kernels::MatrixView& embd = weights_.token_embd;
   for (int32_t t = 0; t < n; ++t) {
-    const auto* row = static_cast<const uint8_t*>(embd.data) +
-                      static_cast<size_t>(tokens[t]) * embd.row_bytes;
-    kernels::dequantize_row(embd.type, row, x_.data() + static_cast<size_t>(t) * c.n_embd, c.n_embd);
+    const auto* row =
+        static_cast<const uint8_t*>(embd.data) + static_cast<size_t>(tokens[t]) * embd.row_bytes;
+    kernels::dequantize_row(embd.type, row, x_.data() + static_cast<size_t>(t) * c.n_embd,
+                            c.n_embd);
     kernels::rope_cos_sin(pos0 + t, inv_freq_.data(), c.rope_dim / 2,
                           cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim);
   }

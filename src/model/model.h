@@ -30,8 +30,8 @@ class MatmulScratch;
 }
 
 struct ModelOptions {
-  int32_t n_threads = 0;   // 0: all cores available to the process
-  int32_t max_batch = 256; // tokens per internal forward chunk (prefill batch)
+  int32_t n_threads = 0;    // 0: all cores available to the process
+  int32_t max_batch = 256;  // tokens per internal forward chunk (prefill batch)
 };
 
 enum class LogitsFor {
@@ -45,8 +45,8 @@ class Model {
   [[nodiscard]] static Result<std::unique_ptr<Model>> load(const std::string& path,
                                                            const ModelOptions& options);
   // Takes ownership of an opened file (e.g. built in memory by tests).
-  [[nodiscard]] static Result<std::unique_ptr<Model>> from_file(std::unique_ptr<gguf::GgufFile> file,
-                                                                const ModelOptions& options);
+  [[nodiscard]] static Result<std::unique_ptr<Model>> from_file(
+      std::unique_ptr<gguf::GgufFile> file, const ModelOptions& options);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -69,7 +69,9 @@ class Model {
   // Runs `tokens` at positions [pos0, pos0 + tokens.size()) of `seq`,
   // appending their keys and values to `kv`, and writes logits as `which`
   // says. Fails without side effects if a token id is out of range or the
-  // cache cannot hold the tokens.
+  // cache cannot hold the tokens (the one exception: a cache that cannot roll
+  // back a partly appended call, see KvCache::truncate, keeps what it holds
+  // and the message says so).
   [[nodiscard]] Status forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv,
                                SeqId seq, LogitsFor which, float* logits);
 
