@@ -106,12 +106,26 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   }
   cache->plan_key_ = fmt::format("{}|B={}", plan, options.block_tokens);
   cache->default_salt_ = options.cache_salt;
+  // Reserve what decode steps will need, so that a decode step allocates
+  // nothing: tokens and block tables of a full context, and the staged rows
+  // of a residual window plus two blocks (prefill chunks may grow them once).
+  const auto max_blocks = static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens));
+  const size_t staged_floats =
+      static_cast<size_t>(cache->staging_start_residual() + 2 * options.block_tokens) *
+      static_cast<size_t>(shape.n_kv_heads) * static_cast<size_t>(shape.head_dim);
+  cache->block_data_.reserve(max_blocks);
   cache->sequences_.resize(static_cast<size_t>(options.n_seq));
   for (Sequence& s : cache->sequences_) {
+    s.tokens.reserve(static_cast<size_t>(options.n_ctx));
+    s.blocks.reserve(max_blocks);
     s.cache_namespace =
         make_cache_namespace(options.model_fingerprint, cache->plan_key_, options.cache_salt);
     s.staged_keys.resize(static_cast<size_t>(shape.n_layers));
     s.staged_values.resize(static_cast<size_t>(shape.n_layers));
+    for (size_t l = 0; l < cache->layers_.size(); ++l) {
+      if (cache->layers_[l].key_staged) s.staged_keys[l].reserve(staged_floats);
+      if (cache->layers_[l].value_staged) s.staged_values[l].reserve(staged_floats);
+    }
   }
   return cache;
 }
@@ -153,12 +167,17 @@ size_t PagedKvCache::tile_offset(LayerId layer, bool value_side, int32_t kv_head
 // The first position any query at or after `next_query_pos` may read from the
 // staged rows: the start of the block not yet full, or of the oldest block
 // still inside some side's residual window.
-int32_t PagedKvCache::staging_start_for(int32_t n_held, int32_t next_query_pos) const {
+int32_t PagedKvCache::staging_start_residual() const {
   int32_t residual = 0;
   for (const LayerCodecs& c : layers_) {
     if (c.key_staged) residual = std::max(residual, c.key->residual_tokens());
     if (c.value_staged) residual = std::max(residual, c.value->residual_tokens());
   }
+  return residual;
+}
+
+int32_t PagedKvCache::staging_start_for(int32_t n_held, int32_t next_query_pos) const {
+  const int32_t residual = staging_start_residual();
   const int32_t open_block_start = n_held / block_tokens_ * block_tokens_;
   const int32_t first_in_window = std::max(0, next_query_pos + 1 - residual);
   return std::min(open_block_start, first_in_window / block_tokens_ * block_tokens_);

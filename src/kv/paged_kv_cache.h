@@ -114,6 +114,8 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status ensure_writable_tail(Sequence& s);
   void trim_staging(Sequence& s, int32_t next_query_pos);
   [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;
+  // The largest residual window R among the staged sides (0 if none).
+  [[nodiscard]] int32_t staging_start_residual() const;
   void encode_full_blocks(Sequence& s, LayerId layer, int32_t first_pos, int32_t end_pos);
   [[nodiscard]] size_t tile_offset(LayerId layer, bool value_side, int32_t kv_head) const;
 

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "kv/contiguous_kv_cache.h"
+#include "kv/kv_cache_factory.h"
 #include "model/model.h"
 #include "test_models.h"
 
@@ -24,15 +25,55 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void* operator new[](std::size_t n) {
+  return operator new(n);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
 #pragma GCC diagnostic pop
 
 namespace kvforge {
 namespace {
+
+// 55 decode steps: they cross block boundaries and, for KIVI with r=16,
+// move the full-precision window.
+void expect_decode_allocates_nothing(Model& model, KvCache& kv, int threads,
+                                     const std::string& what) {
+  std::vector<float> logits(512);
+  std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  ASSERT_TRUE(model.forward(prompt, 0, kv, SeqId{0}, LogitsFor::kLastToken, logits.data()).ok());
+  const long before = g_allocations.load();
+  for (int32_t pos = 5; pos < 60; ++pos) {
+    const int32_t one[1] = {300 + pos};
+    Status s = model.forward(one, pos, kv, SeqId{0}, LogitsFor::kLastToken, logits.data());
+    ASSERT_TRUE(s.ok());
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0) << what << ", " << threads << " threads";
+}
+
+TEST(DecodeAllocations, PagedCacheDecodeAllocatesNothing) {
+  auto m = Model::load(testing::stories260k_gguf(), ModelOptions{2, 32});
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  for (const std::string codec : {"f16", "int8", "int4h", "kivi2:g=16:r=16"}) {
+    KvCacheOptions options;
+    options.codec = codec;
+    options.block_tokens = 16;
+    options.n_ctx = 128;
+    auto kv = make_kv_cache((*m)->kv_shape(), options);
+    ASSERT_TRUE(kv.ok()) << kv.status().to_string();
+    expect_decode_allocates_nothing(**m, **kv, 2, codec);
+  }
+}
 
 TEST(DecodeAllocations, SteadyStateDecodeAllocatesNothing) {
   for (int threads : {1, 2}) {
