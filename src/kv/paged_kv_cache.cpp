@@ -201,6 +201,17 @@ void PagedKvCache::trim_staging(Sequence& s, int32_t next_query_pos) {
   s.staged_begin = start;
 }
 
+// Staged sides hold one f32 row per position in [staged_begin, held).
+void PagedKvCache::size_staged_rows(Sequence& s) const {
+  const size_t floats = (s.tokens.size() - static_cast<size_t>(s.staged_begin)) *
+                        static_cast<size_t>(shape_.n_kv_heads) *
+                        static_cast<size_t>(shape_.head_dim);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (layers_[l].key_staged) s.staged_keys[l].resize(floats);
+    if (layers_[l].value_staged) s.staged_values[l].resize(floats);
+  }
+}
+
 Status PagedKvCache::make_room(int32_t n_blocks) {
   if (pool_->n_free() < n_blocks && index_) index_->evict(n_blocks - pool_->n_free());
   if (pool_->n_free() < n_blocks) {
@@ -231,11 +242,16 @@ Status PagedKvCache::ensure_writable_tail(Sequence& s) {
   return Status();
 }
 
-Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32_t> tokens) {
+Status PagedKvCache::check_sequence(SeqId seq) const {
   if (seq.value < 0 || seq.value >= static_cast<int32_t>(sequences_.size())) {
     return invalid_argument(fmt::format("sequence {} does not exist (cache has {} slots)",
                                         seq.value, sequences_.size()));
   }
+  return Status();
+}
+
+Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32_t> tokens) {
+  KVF_RETURN_IF_ERROR(check_sequence(seq));
   Sequence& s = sequence(seq);
   KVF_CHECK(pos0 == static_cast<int32_t>(s.tokens.size()));
   const auto n = static_cast<int64_t>(tokens.size());
@@ -255,15 +271,7 @@ Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32
 
   trim_staging(s, pos0);
   s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
-  if (needs_staging_) {
-    const size_t rows = s.tokens.size() - static_cast<size_t>(s.staged_begin);
-    const size_t floats =
-        rows * static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      if (layers_[l].key_staged) s.staged_keys[l].resize(floats);
-      if (layers_[l].value_staged) s.staged_values[l].resize(floats);
-    }
-  }
+  size_staged_rows(s);
   return Status();
 }
 
@@ -313,11 +321,24 @@ void PagedKvCache::store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_token
   }
 }
 
+PagedSide PagedKvCache::paged_side(const Sequence& s, LayerId layer, bool value_side) const {
+  const auto l = static_cast<size_t>(layer.value);
+  const LayerCodecs& c = layers_[l];
+  const KvCodec& codec = value_side ? *c.value : *c.key;
+  PagedSide side;
+  side.codec = &codec;
+  side.tile_offset = tile_offset(layer, value_side, 0);
+  side.tile_bytes = value_side ? c.value_tile_bytes : c.key_tile_bytes;
+  side.staged = value_side ? c.value_staged : c.key_staged;
+  side.residual = codec.residual_tokens();
+  side.staged_rows = (value_side ? s.staged_values[l] : s.staged_keys[l]).data();
+  return side;
+}
+
 void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
                           float scale, float* out, ThreadPool& pool) {
   const Sequence& s = sequence(seq);
   KVF_CHECK(pos0 + n_tokens <= static_cast<int32_t>(s.tokens.size()));
-  const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
   // One pointer per block; the vector keeps its capacity across calls.
   block_data_.resize(s.blocks.size());
   for (size_t j = 0; j < s.blocks.size(); ++j) {
@@ -336,18 +357,8 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
   a.block_tokens = block_tokens_;
   a.blocks = block_data_;
   a.staged_begin = s.staged_begin;
-  a.keys = {c.key.get(),
-            tile_offset(layer, false, 0),
-            c.key_tile_bytes,
-            c.key_staged,
-            c.key->residual_tokens(),
-            s.staged_keys[static_cast<size_t>(layer.value)].data()};
-  a.values = {c.value.get(),
-              tile_offset(layer, true, 0),
-              c.value_tile_bytes,
-              c.value_staged,
-              c.value->residual_tokens(),
-              s.staged_values[static_cast<size_t>(layer.value)].data()};
+  a.keys = paged_side(s, layer, false);
+  a.values = paged_side(s, layer, true);
   paged_attention(a, pool);
 }
 
@@ -375,13 +386,7 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
   s.blocks.resize(keep_blocks);
   s.tokens.resize(static_cast<size_t>(n_tokens));
   if (n_tokens == 0 || !needs_staging_) s.staged_begin = n_tokens / block_tokens_ * block_tokens_;
-  const size_t floats = static_cast<size_t>(n_tokens - s.staged_begin) *
-                        static_cast<size_t>(shape_.n_kv_heads) *
-                        static_cast<size_t>(shape_.head_dim);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    if (layers_[l].key_staged) s.staged_keys[l].resize(floats);
-    if (layers_[l].value_staged) s.staged_values[l].resize(floats);
-  }
+  size_staged_rows(s);
   return Status();
 }
 
@@ -412,9 +417,7 @@ void PagedKvCache::release(SeqId seq) {
 }
 
 Status PagedKvCache::set_salt(SeqId seq, std::string_view salt) {
-  if (seq.value < 0 || seq.value >= static_cast<int32_t>(sequences_.size())) {
-    return invalid_argument(fmt::format("sequence {} does not exist", seq.value));
-  }
+  KVF_RETURN_IF_ERROR(check_sequence(seq));
   Sequence& s = sequence(seq);
   if (!s.tokens.empty()) return invalid_argument("set_salt: the sequence is not empty");
   s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, salt);

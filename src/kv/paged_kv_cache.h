@@ -38,6 +38,7 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_codec.h"
 #include "kv/kv_codec_plan.h"
+#include "kv/paged_attention.h"
 #include "kv/prefix_index.h"
 
 namespace kvforge {
@@ -108,11 +109,14 @@ class PagedKvCache final : public KvCache {
   struct Sequence;
   PagedKvCache() = default;
 
+  [[nodiscard]] Status check_sequence(SeqId seq) const;  // kInvalidArgument for unknown ids
   [[nodiscard]] Sequence& sequence(SeqId seq);
   [[nodiscard]] const Sequence& sequence(SeqId seq) const;
   [[nodiscard]] Status make_room(int32_t n_blocks);
   [[nodiscard]] Status ensure_writable_tail(Sequence& s);
   void trim_staging(Sequence& s, int32_t next_query_pos);
+  void size_staged_rows(Sequence& s) const;
+  [[nodiscard]] PagedSide paged_side(const Sequence& s, LayerId layer, bool value_side) const;
   [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;
   // The largest residual window R among the staged sides (0 if none).
   [[nodiscard]] int32_t staging_start_residual() const;

@@ -121,9 +121,7 @@ Status PagedKvCache::save(SeqId seq, const std::string& path) const {
 }
 
 Status PagedKvCache::restore(SeqId seq, const std::string& path) {
-  if (seq.value < 0 || seq.value >= static_cast<int32_t>(sequences_.size())) {
-    return invalid_argument(fmt::format("sequence {} does not exist", seq.value));
-  }
+  KVF_RETURN_IF_ERROR(check_sequence(seq));
   Sequence& s = sequence(seq);
   if (!s.tokens.empty()) return invalid_argument("restore needs an empty sequence");
   std::ifstream in(path, std::ios::binary);
