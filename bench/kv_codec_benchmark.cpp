@@ -22,6 +22,15 @@ namespace {
 constexpr int32_t kBlockTokens = 32;
 constexpr int32_t kHeadDim = 128;
 
+// One tile of N(0, 1) rows, the same every run.
+std::vector<float> gaussian_tile_rows() {
+  std::vector<float> rows(static_cast<size_t>(kBlockTokens) * kHeadDim);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : rows) v = normal(rng);
+  return rows;
+}
+
 void BM_KvDecode(benchmark::State& state, const char* spec, KvSide side) {
   const auto n_tiles = static_cast<size_t>(state.range(0));
   auto made = make_kv_codec(spec, side, {kBlockTokens, kHeadDim});
@@ -30,10 +39,7 @@ void BM_KvDecode(benchmark::State& state, const char* spec, KvSide side) {
     return;
   }
   const KvCodec& codec = **made;
-  std::vector<float> rows(static_cast<size_t>(kBlockTokens) * kHeadDim);
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : rows) v = normal(rng);
+  const std::vector<float> rows = gaussian_tile_rows();
   const size_t tile_bytes = codec.tile_bytes();
   std::vector<uint8_t> tiles(n_tiles * tile_bytes);
   codec.encode(rows.data(), kHeadDim, 0, kBlockTokens, tiles.data());
@@ -63,10 +69,7 @@ void BM_KvEncode(benchmark::State& state, const char* spec, KvSide side) {
     return;
   }
   const KvCodec& codec = **made;
-  std::vector<float> rows(static_cast<size_t>(kBlockTokens) * kHeadDim);
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : rows) v = normal(rng);
+  const std::vector<float> rows = gaussian_tile_rows();
   std::vector<uint8_t> tile(codec.tile_bytes());
   for (auto _ : state) {
     codec.encode(rows.data(), kHeadDim, 0, kBlockTokens, tile.data());
