@@ -79,13 +79,19 @@ HWY_INLINE float online_softmax_fold(float* scores, int32_t n, float& running_ma
   const DF df;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   float new_max = running_max;
-  for (int32_t j = 0; j < n; ++j) new_max = scores[j] > new_max ? scores[j] : new_max;
+  int32_t j = 0;
+  if (n >= lanes) {
+    auto vmax = hn::LoadU(df, scores);
+    for (j = lanes; j + lanes <= n; j += lanes) vmax = hn::Max(vmax, hn::LoadU(df, scores + j));
+    const float m = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    new_max = m > new_max ? m : new_max;
+  }
+  for (; j < n; ++j) new_max = scores[j] > new_max ? scores[j] : new_max;
   const float rescale = std::exp(running_max - new_max);
   running_max = new_max;
   const auto vmax = hn::Set(df, new_max);
   auto vsum = hn::Zero(df);
-  int32_t j = 0;
-  for (; j + lanes <= n; j += lanes) {
+  for (j = 0; j + lanes <= n; j += lanes) {
     const auto w = hn::Exp(df, hn::Sub(hn::LoadU(df, scores + j), vmax));
     hn::StoreU(w, df, scores + j);
     vsum = hn::Add(vsum, w);

@@ -9,14 +9,14 @@
 namespace kvforge {
 namespace {
 
-std::string describe_layer_bytes(const std::vector<size_t>& layer_bytes) {
+std::string describe_segment_bytes(const std::vector<size_t>& segment_bytes) {
   std::string text;
-  for (size_t l = 0; l < layer_bytes.size(); ++l) {
-    if (l == 6 && layer_bytes.size() > 7) {
-      text += fmt::format(", ... ({} layers)", layer_bytes.size());
+  for (size_t l = 0; l < segment_bytes.size(); ++l) {
+    if (l == 6 && segment_bytes.size() > 7) {
+      text += fmt::format(", ... ({} segments)", segment_bytes.size());
       break;
     }
-    text += fmt::format("{}{}", l == 0 ? "" : " + ", layer_bytes[l]);
+    text += fmt::format("{}{}", l == 0 ? "" : " + ", segment_bytes[l]);
   }
   return text;
 }
@@ -33,14 +33,14 @@ Result<std::unique_ptr<BlockPool>> BlockPool::create(const BlockPoolLayout& layo
     return invalid_argument(
         fmt::format("KV block size must be at least 1 token, got {}", layout.block_tokens));
   }
-  if (layout.layer_bytes.empty()) {
-    return invalid_argument("KV block layout has no layers");
+  if (layout.segment_bytes.empty()) {
+    return invalid_argument("KV block layout has no segments");
   }
   size_t bytes_per_block = 0;
-  for (size_t l = 0; l < layout.layer_bytes.size(); ++l) {
-    const size_t bytes = layout.layer_bytes[l];
+  for (size_t l = 0; l < layout.segment_bytes.size(); ++l) {
+    const size_t bytes = layout.segment_bytes[l];
     if (bytes == 0)
-      return invalid_argument(fmt::format("KV block layout: layer {} has 0 bytes", l));
+      return invalid_argument(fmt::format("KV block layout: segment {} has 0 bytes", l));
     if (bytes > std::numeric_limits<size_t>::max() - bytes_per_block) {
       return invalid_argument("KV block layout: bytes per block overflow size_t");
     }
@@ -52,7 +52,7 @@ Result<std::unique_ptr<BlockPool>> BlockPool::create(const BlockPoolLayout& layo
         "KV budget of {} bytes holds no block: one block of {} tokens needs {} bytes ({}); "
         "raise the budget to at least {} bytes or use smaller blocks",
         budget_bytes, layout.block_tokens, bytes_per_block,
-        describe_layer_bytes(layout.layer_bytes), bytes_per_block));
+        describe_segment_bytes(layout.segment_bytes), bytes_per_block));
   }
   if (n_blocks > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     return invalid_argument(fmt::format(
@@ -62,14 +62,14 @@ Result<std::unique_ptr<BlockPool>> BlockPool::create(const BlockPoolLayout& layo
   }
 
   std::vector<Arena> arenas;
-  arenas.reserve(layout.layer_bytes.size());
-  for (size_t l = 0; l < layout.layer_bytes.size(); ++l) {
-    // n_blocks * layer_bytes <= budget_bytes: no overflow.
-    const size_t arena_bytes = n_blocks * layout.layer_bytes[l];
+  arenas.reserve(layout.segment_bytes.size());
+  for (size_t l = 0; l < layout.segment_bytes.size(); ++l) {
+    // n_blocks * segment_bytes <= budget_bytes: no overflow.
+    const size_t arena_bytes = n_blocks * layout.segment_bytes[l];
     void* memory = ::operator new[](arena_bytes, std::align_val_t{kArenaAlignment}, std::nothrow);
     if (memory == nullptr) {
       return resource_exhausted(
-          fmt::format("cannot allocate {} bytes for the KV arena of layer {}", arena_bytes, l));
+          fmt::format("cannot allocate {} bytes for KV arena {}", arena_bytes, l));
     }
     arenas.emplace_back(static_cast<uint8_t*>(memory));
   }
@@ -79,7 +79,7 @@ Result<std::unique_ptr<BlockPool>> BlockPool::create(const BlockPoolLayout& layo
 
 BlockPool::BlockPool(BlockPoolLayout layout, int32_t n_blocks, std::vector<Arena> arenas)
     : layout_(std::move(layout)), n_blocks_(n_blocks), arenas_(std::move(arenas)) {
-  for (size_t bytes : layout_.layer_bytes) bytes_per_block_ += bytes;
+  for (size_t bytes : layout_.segment_bytes) bytes_per_block_ += bytes;
   records_.resize(static_cast<size_t>(n_blocks_));
   // Ascending ids from the head: a fresh pool hands out blocks 0, 1, 2, ...
   for (int32_t b = 0; b < n_blocks_; ++b) push_back(free_list_, b);
@@ -87,19 +87,19 @@ BlockPool::BlockPool(BlockPoolLayout layout, int32_t n_blocks, std::vector<Arena
 
 BlockPool::~BlockPool() = default;
 
-size_t BlockPool::layer_bytes(LayerId layer) const {
-  KVF_CHECK(layer.value >= 0 && layer.value < n_layers());
-  return layout_.layer_bytes[static_cast<size_t>(layer.value)];
+size_t BlockPool::segment_bytes(int32_t segment) const {
+  KVF_CHECK(segment >= 0 && segment < n_segments());
+  return layout_.segment_bytes[static_cast<size_t>(segment)];
 }
 
-uint8_t* BlockPool::layer_data(BlockId block, LayerId layer) {
+uint8_t* BlockPool::segment_data(BlockId block, int32_t segment) {
   KVF_CHECK(block.value >= 0 && block.value < n_blocks_);
-  const size_t bytes = layer_bytes(layer);
-  return arenas_[static_cast<size_t>(layer.value)].get() + static_cast<size_t>(block.value) * bytes;
+  const size_t bytes = segment_bytes(segment);
+  return arenas_[static_cast<size_t>(segment)].get() + static_cast<size_t>(block.value) * bytes;
 }
 
-const uint8_t* BlockPool::layer_data(BlockId block, LayerId layer) const {
-  return const_cast<BlockPool*>(this)->layer_data(block, layer);
+const uint8_t* BlockPool::segment_data(BlockId block, int32_t segment) const {
+  return const_cast<BlockPool*>(this)->segment_data(block, segment);
 }
 
 std::optional<BlockId> BlockPool::allocate() {
@@ -328,7 +328,7 @@ void BlockPool::check_list(const BlockList& list) const {
 
 void BlockPool::check_invariants() const {
   KVF_CHECK(static_cast<int32_t>(records_.size()) == n_blocks_);
-  KVF_CHECK(static_cast<int32_t>(arenas_.size()) == n_layers());
+  KVF_CHECK(static_cast<int32_t>(arenas_.size()) == n_segments());
   check_list(free_list_);
   check_list(idle_list_);
 

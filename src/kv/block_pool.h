@@ -1,9 +1,12 @@
 // BlockPool: the fixed set of KV blocks a cache stores keys and values in.
 //
 // A block holds KV for block_tokens consecutive positions of one sequence, in
-// every layer. All blocks are allocated once, at create(), from a byte budget:
-// one 64-byte aligned arena per layer, block b of layer l at
-// arena_l + b * layer_bytes[l]. The pool owns the bytes and the per-block
+// every layer. Its bytes are split into segments (the cache uses one per
+// layer, side and KV head: one tile each). All blocks are allocated once, at
+// create(), from a byte budget: one 64-byte aligned arena per segment, block b
+// of segment s at arena_s + b * segment_bytes[s], so one segment of
+// consecutive block ids is one contiguous run that the hardware prefetcher
+// streams through. The pool owns the bytes and the per-block
 // metadata (reference count, prefix-cache state, intrusive list links); what a
 // block's bytes mean (codec, positions) is the caller's business.
 //
@@ -48,14 +51,14 @@ struct BlockId {
 
 struct BlockPoolLayout {
   int32_t block_tokens = 16;
-  std::vector<size_t> layer_bytes;  // bytes one block occupies in each layer (all K and V tiles)
+  std::vector<size_t> segment_bytes;  // bytes one block occupies in each segment
 };
 
 class BlockPool {
  public:
   static constexpr size_t kArenaAlignment = 64;
 
-  // n_blocks = floor(budget_bytes / sum(layer_bytes)). kInvalidArgument when
+  // n_blocks = floor(budget_bytes / sum(segment_bytes)). kInvalidArgument when
   // the layout is unusable or the budget holds no block (the message says how
   // many bytes one block needs); kResourceExhausted when the arenas cannot be
   // allocated.
@@ -67,18 +70,19 @@ class BlockPool {
   ~BlockPool();
 
   [[nodiscard]] int32_t block_tokens() const { return layout_.block_tokens; }
-  [[nodiscard]] int32_t n_layers() const {
-    return static_cast<int32_t>(layout_.layer_bytes.size());
+  [[nodiscard]] int32_t n_segments() const {
+    return static_cast<int32_t>(layout_.segment_bytes.size());
   }
   [[nodiscard]] int32_t n_blocks() const { return n_blocks_; }
   [[nodiscard]] int32_t n_free() const { return free_list_.size; }
-  [[nodiscard]] size_t layer_bytes(LayerId layer) const;
-  [[nodiscard]] size_t bytes_per_block() const { return bytes_per_block_; }  // sum over layers
+  [[nodiscard]] size_t segment_bytes(int32_t segment) const;
+  [[nodiscard]] size_t bytes_per_block() const { return bytes_per_block_; }  // all segments
   [[nodiscard]] size_t capacity_bytes() const { return bytes_per_block_ * n_blocks_; }
 
-  // The block's bytes in one layer: layer_bytes(layer) of them.
-  [[nodiscard]] uint8_t* layer_data(BlockId block, LayerId layer);
-  [[nodiscard]] const uint8_t* layer_data(BlockId block, LayerId layer) const;
+  // The block's bytes in one segment: segment_bytes(segment) of them, at
+  // segment_data(BlockId{0}, segment) + block * segment_bytes(segment).
+  [[nodiscard]] uint8_t* segment_data(BlockId block, int32_t segment);
+  [[nodiscard]] const uint8_t* segment_data(BlockId block, int32_t segment) const;
 
   // A free block with reference count 1, or nullopt when none is free (callers
   // then ask the prefix index to evict, or report the shortfall).
@@ -163,7 +167,7 @@ class BlockPool {
   BlockPoolLayout layout_;
   int32_t n_blocks_ = 0;
   size_t bytes_per_block_ = 0;
-  std::vector<Arena> arenas_;  // one per layer
+  std::vector<Arena> arenas_;  // one per segment
   std::vector<BlockRecord> records_;
   BlockList free_list_{ListKind::kFree};
   BlockList idle_list_{ListKind::kIdle};

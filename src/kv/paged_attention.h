@@ -25,8 +25,9 @@ class ThreadPool;
 // One side (keys or values) of one layer.
 struct PagedSide {
   const KvCodec* codec = nullptr;
-  size_t tile_offset = 0;              // bytes from a block's layer data to KV head 0's tile
-  size_t tile_bytes = 0;               // bytes between consecutive KV heads' tiles
+  // Per KV head h: the tile of block id b is at head_arenas[h] + b * tile_bytes.
+  const uint8_t* const* head_arenas = nullptr;
+  size_t tile_bytes = 0;
   bool staged = false;                 // rows of recent positions are also kept in f32
   int32_t residual = 0;                // R of the read rule (staged sides only)
   const float* staged_rows = nullptr;  // [position - staged_begin][n_kv_heads][head_dim]
@@ -42,8 +43,8 @@ struct PagedAttentionArgs {
   int32_t head_dim = 0;
   float scale = 1.0f;
   int32_t block_tokens = 0;
-  std::span<const uint8_t* const> blocks;  // this layer's data of each block, in position order
-  int32_t staged_begin = 0;                // first staged position (a block boundary)
+  std::span<const int32_t> block_ids;  // the sequence's blocks, in position order
+  int32_t staged_begin = 0;            // first staged position (a block boundary)
   PagedSide keys;
   PagedSide values;
 };
@@ -62,5 +63,7 @@ void paged_attention(const PagedAttentionArgs& args, ThreadPool& pool);
 inline constexpr int32_t kPagedMaxHeadDim = 256;
 inline constexpr int32_t kPagedMaxBlockTokens = 64;
 inline constexpr int32_t kPagedMaxGroup = 16;
+// Rows the kernel takes at a time (whole blocks; at least one block).
+inline constexpr int32_t kPagedChunkRows = kPagedMaxBlockTokens;
 
 }  // namespace kvforge

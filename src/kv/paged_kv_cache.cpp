@@ -75,8 +75,12 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     any_residual =
         any_residual || codecs.key->residual_tokens() > 0 || codecs.value->residual_tokens() > 0;
     cache->needs_staging_ = cache->needs_staging_ || codecs.key_staged || codecs.value_staged;
-    layout.layer_bytes.push_back(static_cast<size_t>(shape.n_kv_heads) *
-                                 (codecs.key_tile_bytes + codecs.value_tile_bytes));
+    // Segments (pool arenas) of this layer: one per KV head for the keys, then
+    // one per KV head for the values; see segment().
+    layout.segment_bytes.insert(layout.segment_bytes.end(), static_cast<size_t>(shape.n_kv_heads),
+                                codecs.key_tile_bytes);
+    layout.segment_bytes.insert(layout.segment_bytes.end(), static_cast<size_t>(shape.n_kv_heads),
+                                codecs.value_tile_bytes);
     cache->layers_.push_back(std::move(codecs));
     // Plan name: runs of layers with equal codecs, "0-15:k=int8/v=int8".
     const std::string here = side_plan(*cache->layers_.back().key, *cache->layers_.back().value);
@@ -96,11 +100,14 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     // Every slot's full context, plus one block per slot for the copy-on-write
     // of a shared partial block.
     size_t block_bytes = 0;
-    for (size_t bytes : layout.layer_bytes) block_bytes += bytes;
+    for (size_t bytes : layout.segment_bytes) block_bytes += bytes;
     budget = block_bytes * static_cast<size_t>(options.n_seq) *
              static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens) + 1);
   }
   KVF_ASSIGN_OR_RETURN(cache->pool_, BlockPool::create(layout, budget));
+  for (int32_t segment = 0; segment < cache->pool_->n_segments(); ++segment) {
+    cache->segment_arenas_.push_back(cache->pool_->segment_data(BlockId{0}, segment));
+  }
   if (options.prefix_sharing && !any_residual) {
     cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
   }
@@ -113,7 +120,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   const size_t staged_floats =
       static_cast<size_t>(cache->staging_start_residual() + 2 * options.block_tokens) *
       static_cast<size_t>(shape.n_kv_heads) * static_cast<size_t>(shape.head_dim);
-  cache->block_data_.reserve(max_blocks);
+  cache->block_ids_.reserve(max_blocks);
   cache->sequences_.resize(static_cast<size_t>(options.n_seq));
   for (Sequence& s : cache->sequences_) {
     s.tokens.reserve(static_cast<size_t>(options.n_ctx));
@@ -157,11 +164,12 @@ const KvCodec& PagedKvCache::value_codec(LayerId layer) const {
   return *layers_.at(static_cast<size_t>(layer.value)).value;
 }
 
-size_t PagedKvCache::tile_offset(LayerId layer, bool value_side, int32_t kv_head) const {
-  const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
-  const auto heads = static_cast<size_t>(shape_.n_kv_heads);
-  const auto h = static_cast<size_t>(kv_head);
-  return value_side ? heads * c.key_tile_bytes + h * c.value_tile_bytes : h * c.key_tile_bytes;
+int32_t PagedKvCache::segment(LayerId layer, bool value_side, int32_t kv_head) const {
+  return (layer.value * 2 + (value_side ? 1 : 0)) * shape_.n_kv_heads + kv_head;
+}
+
+uint8_t* PagedKvCache::tile(BlockId block, LayerId layer, bool value_side, int32_t kv_head) {
+  return pool_->segment_data(block, segment(layer, value_side, kv_head));
 }
 
 // The first position any query at or after `next_query_pos` may read from the
@@ -231,11 +239,9 @@ Status PagedKvCache::ensure_writable_tail(Sequence& s) {
   if (pool_->ref_count(tail) == 1) return Status();
   KVF_RETURN_IF_ERROR(make_room(1));
   const BlockId copy = *pool_->allocate();
-  for (int32_t l = 0; l < shape_.n_layers; ++l) {
-    const auto bytes =
-        static_cast<size_t>(shape_.n_kv_heads) * (layers_[static_cast<size_t>(l)].key_tile_bytes +
-                                                  layers_[static_cast<size_t>(l)].value_tile_bytes);
-    std::memcpy(pool_->layer_data(copy, LayerId{l}), pool_->layer_data(tail, LayerId{l}), bytes);
+  for (int32_t segment = 0; segment < pool_->n_segments(); ++segment) {
+    std::memcpy(pool_->segment_data(copy, segment), pool_->segment_data(tail, segment),
+                pool_->segment_bytes(segment));
   }
   pool_->release(tail);
   tail = copy;
@@ -297,11 +303,11 @@ void PagedKvCache::store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_token
       std::memcpy(rows.data() + (pos0 - s.staged_begin) * row_stride, src,
                   static_cast<size_t>(n_tokens) * static_cast<size_t>(row_stride) * sizeof(float));
       for (int32_t j = pos0 / bt; (j + 1) * bt <= pos0 + n_tokens; ++j) {
-        uint8_t* data = pool_->layer_data(s.blocks[static_cast<size_t>(j)], layer);
+        const BlockId block = s.blocks[static_cast<size_t>(j)];
         const float* block_rows = rows.data() + (j * bt - s.staged_begin) * row_stride;
         for (int32_t h = 0; h < heads; ++h) {
           codec.encode(block_rows + static_cast<int64_t>(h) * d, row_stride, 0, bt,
-                       data + tile_offset(layer, value_side, h));
+                       tile(block, layer, value_side, h));
         }
       }
       continue;
@@ -311,10 +317,10 @@ void PagedKvCache::store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_token
       const int32_t j = p / bt;
       const int32_t first = p % bt;
       const int32_t count = std::min(bt - first, pos0 + n_tokens - p);
-      uint8_t* data = pool_->layer_data(s.blocks[static_cast<size_t>(j)], layer);
+      const BlockId block = s.blocks[static_cast<size_t>(j)];
       for (int32_t h = 0; h < heads; ++h) {
         codec.encode(src + (p - pos0) * row_stride + static_cast<int64_t>(h) * d, row_stride, first,
-                     count, data + tile_offset(layer, value_side, h));
+                     count, tile(block, layer, value_side, h));
       }
       p += count;
     }
@@ -327,7 +333,7 @@ PagedSide PagedKvCache::paged_side(const Sequence& s, LayerId layer, bool value_
   const KvCodec& codec = value_side ? *c.value : *c.key;
   PagedSide side;
   side.codec = &codec;
-  side.tile_offset = tile_offset(layer, value_side, 0);
+  side.head_arenas = segment_arenas_.data() + segment(layer, value_side, 0);
   side.tile_bytes = value_side ? c.value_tile_bytes : c.key_tile_bytes;
   side.staged = value_side ? c.value_staged : c.key_staged;
   side.residual = codec.residual_tokens();
@@ -339,11 +345,9 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
                           float scale, float* out, ThreadPool& pool) {
   const Sequence& s = sequence(seq);
   KVF_CHECK(pos0 + n_tokens <= static_cast<int32_t>(s.tokens.size()));
-  // One pointer per block; the vector keeps its capacity across calls.
-  block_data_.resize(s.blocks.size());
-  for (size_t j = 0; j < s.blocks.size(); ++j) {
-    block_data_[j] = pool_->layer_data(s.blocks[j], layer);
-  }
+  // The vector keeps its capacity across calls.
+  block_ids_.resize(s.blocks.size());
+  for (size_t j = 0; j < s.blocks.size(); ++j) block_ids_[j] = s.blocks[j].value;
 
   PagedAttentionArgs a;
   a.q = q;
@@ -355,7 +359,7 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
   a.head_dim = shape_.head_dim;
   a.scale = scale;
   a.block_tokens = block_tokens_;
-  a.blocks = block_data_;
+  a.block_ids = block_ids_;
   a.staged_begin = s.staged_begin;
   a.keys = paged_side(s, layer, false);
   a.values = paged_side(s, layer, true);

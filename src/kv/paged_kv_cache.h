@@ -121,7 +121,9 @@ class PagedKvCache final : public KvCache {
   // The largest residual window R among the staged sides (0 if none).
   [[nodiscard]] int32_t staging_start_residual() const;
   void encode_full_blocks(Sequence& s, LayerId layer, int32_t first_pos, int32_t end_pos);
-  [[nodiscard]] size_t tile_offset(LayerId layer, bool value_side, int32_t kv_head) const;
+  // The pool segment holding one layer's keys or values of one KV head.
+  [[nodiscard]] int32_t segment(LayerId layer, bool value_side, int32_t kv_head) const;
+  [[nodiscard]] uint8_t* tile(BlockId block, LayerId layer, bool value_side, int32_t kv_head);
 
   KvShape shape_;
   int32_t block_tokens_ = 16;
@@ -135,7 +137,8 @@ class PagedKvCache final : public KvCache {
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixIndex> index_;  // null when prefix sharing is off
   std::vector<Sequence> sequences_;
-  std::vector<const uint8_t*> block_data_;  // attend() scratch
+  std::vector<const uint8_t*> segment_arenas_;  // tile of block 0 of every segment
+  std::vector<int32_t> block_ids_;              // attend() scratch
 };
 
 }  // namespace kvforge

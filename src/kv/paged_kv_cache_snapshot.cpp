@@ -89,11 +89,10 @@ Status PagedKvCache::save(SeqId seq, const std::string& path) const {
   w.append(s.tokens.data(), s.tokens.size() * sizeof(int32_t));
   for (int32_t p = 0; p < n; ++p) w.put(p);
   w.put(s.staged_begin);
+  // Per block: every segment (layer, keys then values, KV head) in order.
   for (BlockId b : s.blocks) {
-    for (int32_t l = 0; l < shape_.n_layers; ++l) {
-      const LayerCodecs& c = layers_[static_cast<size_t>(l)];
-      w.append(pool_->layer_data(b, LayerId{l}),
-               static_cast<size_t>(shape_.n_kv_heads) * (c.key_tile_bytes + c.value_tile_bytes));
+    for (int32_t segment = 0; segment < pool_->n_segments(); ++segment) {
+      w.append(pool_->segment_data(b, segment), pool_->segment_bytes(segment));
     }
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -186,12 +185,9 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
   Status status;
   for (int32_t j = 0; j < n_blocks && status.ok(); ++j) {
     blocks.push_back(*pool_->allocate());
-    for (int32_t l = 0; l < shape_.n_layers && status.ok(); ++l) {
-      const LayerCodecs& c = layers_[static_cast<size_t>(l)];
-      status =
-          r.read(pool_->layer_data(blocks.back(), LayerId{l}),
-                 static_cast<size_t>(shape_.n_kv_heads) * (c.key_tile_bytes + c.value_tile_bytes),
-                 "KV blocks");
+    for (int32_t segment = 0; segment < pool_->n_segments() && status.ok(); ++segment) {
+      status = r.read(pool_->segment_data(blocks.back(), segment), pool_->segment_bytes(segment),
+                      "KV blocks");
     }
   }
   std::vector<std::vector<float>> staged_keys(layers_.size());

@@ -18,15 +18,15 @@ using testing::make_pool;
 TEST(BlockPoolTest, BlockCountIsTheFloorOfBudgetOverBlockBytes) {
   BlockPoolLayout layout;
   layout.block_tokens = 16;
-  layout.layer_bytes = {1000, 3000, 24};  // 4024 bytes per block
+  layout.segment_bytes = {1000, 3000, 24};  // 4024 bytes per block
   auto exact = BlockPool::create(layout, 7 * 4024);
   ASSERT_TRUE(exact.ok()) << exact.status().to_string();
   EXPECT_EQ((*exact)->n_blocks(), 7);
   EXPECT_EQ((*exact)->bytes_per_block(), 4024u);
   EXPECT_EQ((*exact)->capacity_bytes(), 7u * 4024u);
   EXPECT_EQ((*exact)->block_tokens(), 16);
-  EXPECT_EQ((*exact)->n_layers(), 3);
-  EXPECT_EQ((*exact)->layer_bytes(LayerId{1}), 3000u);
+  EXPECT_EQ((*exact)->n_segments(), 3);
+  EXPECT_EQ((*exact)->segment_bytes(1), 3000u);
   EXPECT_EQ((*exact)->n_free(), 7);
 
   auto one_short = BlockPool::create(layout, 8 * 4024 - 1);
@@ -37,7 +37,7 @@ TEST(BlockPoolTest, BlockCountIsTheFloorOfBudgetOverBlockBytes) {
 TEST(BlockPoolTest, BudgetBelowOneBlockIsAnErrorThatSaysWhatABlockNeeds) {
   BlockPoolLayout layout;
   layout.block_tokens = 16;
-  layout.layer_bytes = {1000, 3000, 24};
+  layout.segment_bytes = {1000, 3000, 24};
   auto pool = BlockPool::create(layout, 4023);
   ASSERT_FALSE(pool.ok());
   EXPECT_EQ(pool.status().code(), StatusCode::kInvalidArgument);
@@ -49,15 +49,16 @@ TEST(BlockPoolTest, BudgetBelowOneBlockIsAnErrorThatSaysWhatABlockNeeds) {
 TEST(BlockPoolTest, UnusableLayoutsAreRejected) {
   BlockPoolLayout no_tokens;
   no_tokens.block_tokens = 0;
-  no_tokens.layer_bytes = {64};
+  no_tokens.segment_bytes = {64};
   EXPECT_EQ(BlockPool::create(no_tokens, 1 << 20).status().code(), StatusCode::kInvalidArgument);
 
-  BlockPoolLayout no_layers;
-  EXPECT_EQ(BlockPool::create(no_layers, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+  BlockPoolLayout no_segments;
+  EXPECT_EQ(BlockPool::create(no_segments, 1 << 20).status().code(), StatusCode::kInvalidArgument);
 
-  BlockPoolLayout empty_layer;
-  empty_layer.layer_bytes = {64, 0};
-  EXPECT_EQ(BlockPool::create(empty_layer, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+  BlockPoolLayout empty_segment;
+  empty_segment.segment_bytes = {64, 0};
+  EXPECT_EQ(BlockPool::create(empty_segment, 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(BlockPoolTest, AllocatesEveryBlockOnceThenReportsExhaustion) {
@@ -111,27 +112,28 @@ TEST(BlockPoolDeathTest, MisuseAborts) {
   EXPECT_DEATH(pool->release(BlockId{0}), "ref_count > 0");
   EXPECT_DEATH(pool->add_ref(BlockId{1}), "ref_count > 0");
   EXPECT_DEATH((void)pool->ref_count(BlockId{2}), "block.value < n_blocks_");
-  EXPECT_DEATH((void)pool->layer_data(BlockId{0}, LayerId{2}), "layer.value < n_layers");
+  EXPECT_DEATH((void)pool->segment_data(BlockId{0}, 2), "segment < n_segments");
 }
 
-TEST(BlockPoolTest, LayerBytesAreAlignedDisjointAndWithinTheArena) {
+TEST(BlockPoolTest, SegmentBytesAreAlignedDisjointAndWithinTheArena) {
   BlockPoolLayout layout;
   layout.block_tokens = 8;
-  layout.layer_bytes = {96, 200, 64};  // 96 and 200 are not multiples of 64
+  layout.segment_bytes = {96, 200, 64};  // 96 and 200 are not multiples of 64
   auto created = BlockPool::create(layout, 360 * 9 + 100);
   ASSERT_TRUE(created.ok());
   BlockPool& pool = **created;
   ASSERT_EQ(pool.n_blocks(), 9);
 
-  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;  // [begin, end) of every (block, layer)
-  for (int32_t l = 0; l < pool.n_layers(); ++l) {
-    const uint8_t* arena = pool.layer_data(BlockId{0}, LayerId{l});
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;  // [begin, end) of every (block, segment)
+  for (int32_t seg = 0; seg < pool.n_segments(); ++seg) {
+    const uint8_t* arena = pool.segment_data(BlockId{0}, seg);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(arena) % BlockPool::kArenaAlignment, 0u);
     for (int32_t b = 0; b < pool.n_blocks(); ++b) {
-      const uint8_t* data = pool.layer_data(BlockId{b}, LayerId{l});
-      EXPECT_EQ(data, arena + static_cast<size_t>(b) * layout.layer_bytes[static_cast<size_t>(l)]);
+      const uint8_t* data = pool.segment_data(BlockId{b}, seg);
+      EXPECT_EQ(data,
+                arena + static_cast<size_t>(b) * layout.segment_bytes[static_cast<size_t>(seg)]);
       const auto begin = reinterpret_cast<uintptr_t>(data);
-      ranges.emplace_back(begin, begin + layout.layer_bytes[static_cast<size_t>(l)]);
+      ranges.emplace_back(begin, begin + layout.segment_bytes[static_cast<size_t>(seg)]);
     }
   }
   std::sort(ranges.begin(), ranges.end());
@@ -140,19 +142,19 @@ TEST(BlockPoolTest, LayerBytesAreAlignedDisjointAndWithinTheArena) {
   }
 
   // Every byte is usable (a sanitizer build catches any that is not) and
-  // keeps what was written: a pattern per (block, layer) survives the others.
-  for (int32_t l = 0; l < pool.n_layers(); ++l) {
+  // keeps what was written: a pattern per (block, segment) survives the others.
+  for (int32_t seg = 0; seg < pool.n_segments(); ++seg) {
     for (int32_t b = 0; b < pool.n_blocks(); ++b) {
-      std::fill_n(pool.layer_data(BlockId{b}, LayerId{l}), pool.layer_bytes(LayerId{l}),
-                  static_cast<uint8_t>(b * 3 + l));
+      std::fill_n(pool.segment_data(BlockId{b}, seg), pool.segment_bytes(seg),
+                  static_cast<uint8_t>(b * 3 + seg));
     }
   }
   const BlockPool& const_pool = pool;
-  for (int32_t l = 0; l < pool.n_layers(); ++l) {
+  for (int32_t seg = 0; seg < pool.n_segments(); ++seg) {
     for (int32_t b = 0; b < pool.n_blocks(); ++b) {
-      const uint8_t* data = const_pool.layer_data(BlockId{b}, LayerId{l});
-      const size_t bytes = pool.layer_bytes(LayerId{l});
-      EXPECT_EQ(std::count(data, data + bytes, static_cast<uint8_t>(b * 3 + l)),
+      const uint8_t* data = const_pool.segment_data(BlockId{b}, seg);
+      const size_t bytes = pool.segment_bytes(seg);
+      EXPECT_EQ(std::count(data, data + bytes, static_cast<uint8_t>(b * 3 + seg)),
                 static_cast<ptrdiff_t>(bytes));
     }
   }

@@ -12,11 +12,11 @@
 
 namespace kvforge::testing {
 
-// A pool of exactly n_blocks blocks of block_tokens tokens over two small layers.
+// A pool of exactly n_blocks blocks of block_tokens tokens over two small segments.
 inline std::unique_ptr<BlockPool> make_pool(int32_t n_blocks, int32_t block_tokens = 4) {
   BlockPoolLayout layout;
   layout.block_tokens = block_tokens;
-  layout.layer_bytes = {64, 128};
+  layout.segment_bytes = {64, 128};
   const size_t block_bytes = 64 + 128;
   // Just under one more block: the floor must land on n_blocks.
   auto pool = BlockPool::create(layout, block_bytes * static_cast<size_t>(n_blocks + 1) - 1);

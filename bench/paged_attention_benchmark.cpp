@@ -1,0 +1,114 @@
+// One decode step of the paged attention in one layer, at context depth, on
+// the Llama-3.2-1B attention shape (32 query heads, 8 KV heads, head_dim 64,
+// 16-token blocks): BM_PagedDecode/<codec>/<depth>/<threads>.
+//
+// Tiles lie as the block pool lays them out for a fresh pool: one arena per
+// side and KV head, consecutive blocks' tiles one after another. The
+// tile bytes of a long context exceed the caches, so bytes/s (tile bytes
+// read per second) is directly comparable with the machine's read bandwidth
+// (bench/machine_limits.cpp); docs/performance.md lists results.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kv/kv_codec.h"
+#include "kv/paged_attention.h"
+#include "util/thread_pool.h"
+
+namespace kvforge {
+namespace {
+
+constexpr int32_t kHeads = 32;
+constexpr int32_t kKvHeads = 8;
+constexpr int32_t kHeadDim = 64;
+constexpr int32_t kBlockTokens = 16;
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::vector<float> v(n);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+void BM_PagedDecode(benchmark::State& state, const char* spec) {
+  const auto depth = static_cast<int32_t>(state.range(0));
+  const auto threads = static_cast<int>(state.range(1));
+  const KvCodecParams params{kBlockTokens, kHeadDim};
+  auto keys = make_kv_codec(spec, KvSide::kKey, params);
+  auto values = make_kv_codec(spec, KvSide::kValue, params);
+  if (!keys.ok() || !values.ok()) {
+    state.SkipWithError("codec");
+    return;
+  }
+  const size_t key_tile = (*keys)->tile_bytes();
+  const size_t value_tile = (*values)->tile_bytes();
+  const size_t block_bytes = kKvHeads * (key_tile + value_tile);
+  const int32_t n_blocks = (depth + kBlockTokens - 1) / kBlockTokens;
+
+  // Every tile holds the same encoded random rows: the cost does not depend on values.
+  const std::vector<float> rows = gaussian(static_cast<size_t>(kBlockTokens) * kHeadDim, 1);
+  std::vector<uint8_t> key_bytes(key_tile), value_bytes(value_tile);
+  (*keys)->encode(rows.data(), kHeadDim, 0, kBlockTokens, key_bytes.data());
+  (*values)->encode(rows.data(), kHeadDim, 0, kBlockTokens, value_bytes.data());
+  // One arena per KV head and side, block b's tile at arena + b * tile bytes.
+  std::vector<std::vector<uint8_t>> arenas;
+  std::vector<const uint8_t*> key_arenas, value_arenas;
+  for (int32_t h = 0; h < 2 * kKvHeads; ++h) {
+    const bool value_side = h >= kKvHeads;
+    const std::vector<uint8_t>& tile = value_side ? value_bytes : key_bytes;
+    std::vector<uint8_t>& arena = arenas.emplace_back(static_cast<size_t>(n_blocks) * tile.size());
+    for (int32_t b = 0; b < n_blocks; ++b) {
+      std::memcpy(arena.data() + static_cast<size_t>(b) * tile.size(), tile.data(), tile.size());
+    }
+    (value_side ? value_arenas : key_arenas).push_back(arena.data());
+  }
+  std::vector<int32_t> block_ids(static_cast<size_t>(n_blocks));
+  for (int32_t b = 0; b < n_blocks; ++b) block_ids[static_cast<size_t>(b)] = b;
+
+  const std::vector<float> q = gaussian(static_cast<size_t>(kHeads) * kHeadDim, 2);
+  std::vector<float> out(q.size());
+  PagedAttentionArgs a;
+  a.q = q.data();
+  a.out = out.data();
+  a.n_tokens = 1;
+  a.first_pos = depth - 1;
+  a.n_heads = kHeads;
+  a.n_kv_heads = kKvHeads;
+  a.head_dim = kHeadDim;
+  a.scale = 0.125f;
+  a.block_tokens = kBlockTokens;
+  a.block_ids = block_ids;
+  a.keys = {keys->get(), key_arenas.data(), key_tile, false, 0, nullptr};
+  a.values = {values->get(), value_arenas.data(), value_tile, false, 0, nullptr};
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    paged_attention(a, pool);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const auto iterations = static_cast<int64_t>(state.iterations());
+  state.SetBytesProcessed(iterations * n_blocks * static_cast<int64_t>(block_bytes));
+  state.SetItemsProcessed(iterations * depth);  // keys read per head group
+}
+
+#define KVF_PAGED_DECODE(name, spec)                  \
+  BENCHMARK_CAPTURE(BM_PagedDecode, name, spec)       \
+      ->ArgsProduct({{64, 256, 4096, 16384}, {1, 2}}) \
+      ->Unit(benchmark::kMicrosecond)                 \
+      ->UseRealTime()
+
+KVF_PAGED_DECODE(f32, "f32");
+KVF_PAGED_DECODE(f16, "f16");
+KVF_PAGED_DECODE(bf16, "bf16");
+KVF_PAGED_DECODE(int8, "int8");
+KVF_PAGED_DECODE(int4, "int4");
+KVF_PAGED_DECODE(int4h, "int4h");
+KVF_PAGED_DECODE(kivi4, "kivi4:r=0");
+KVF_PAGED_DECODE(kivi2, "kivi2:r=0");
+
+}  // namespace
+}  // namespace kvforge
