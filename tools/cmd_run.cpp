@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -18,6 +20,7 @@ struct RunArgs {
   ModelArgs model;
   std::string prompt;
   std::string prompt_file;
+  std::string prompts_file;
   std::string prompt_cache;
   int32_t n_predict = 128;
   bool ignore_eos = false;
@@ -25,33 +28,71 @@ struct RunArgs {
   SamplingParams sampling;
 };
 
+// The prompts of a --prompts file: one per line, empty lines skipped.
+std::vector<std::string> split_prompts(const std::string& text) {
+  std::vector<std::string> prompts;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(begin, end - begin);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) prompts.push_back(std::move(line));
+    begin = end + 1;
+  }
+  return prompts;
+}
+
+// "prefix cache: 2 of 3 lookups hit, 512 of 700 prompt tokens reused (73.1%), 40 blocks cached,
+// 0 evicted"
+std::string describe_prefix_cache(const PrefixCacheStats& s) {
+  return fmt::format(
+      "prefix cache: {} of {} lookups hit, {} of {} prompt tokens reused ({:.1f}%), {} blocks "
+      "cached, {} evicted",
+      s.hits, s.lookups, s.hit_tokens, s.lookup_tokens, 100.0 * s.hit_rate(), s.cached_blocks,
+      s.evicted_blocks);
+}
+
 int run(const RunArgs& a) {
-  if (!a.prompt.empty() && !a.prompt_file.empty()) return fail("give either -p or -f, not both");
+  const int sources =
+      int(!a.prompt.empty()) + int(!a.prompt_file.empty()) + int(!a.prompts_file.empty());
+  if (sources > 1) return fail("give one of -p, -f and --prompts");
+  if (!a.prompts_file.empty() && !a.prompt_cache.empty()) {
+    return fail("--prompt-cache keeps one prompt's KV; it cannot be combined with --prompts");
+  }
   if (auto s = a.sampling.validate(); !s.ok()) return fail(s.message());
-  std::string prompt = a.prompt;
-  if (!a.prompt_file.empty()) {
-    auto text = read_text_file(a.prompt_file);
+  std::vector<std::string> prompts = {a.prompt};
+  if (!a.prompt_file.empty() || !a.prompts_file.empty()) {
+    auto text = read_text_file(a.prompt_file.empty() ? a.prompts_file : a.prompt_file);
     if (!text.ok()) return fail(text.status().message());
-    prompt = std::move(text).value();
+    prompts = a.prompt_file.empty() ? split_prompts(*text) : std::vector<std::string>{*text};
+    if (prompts.empty()) return fail(fmt::format("{} holds no prompt", a.prompts_file));
   }
   auto loaded = load_model(a.model);
   if (!loaded.ok()) return fail(loaded.status().to_string());
   Model& model = *loaded->model;
   const Tokenizer& tok = *loaded->tokenizer;
 
-  std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true, /*parse_special=*/true);
-  if (ids.empty()) return fail("the prompt tokenized to nothing; give a prompt with -p");
-  if (static_cast<int64_t>(ids.size()) > loaded->n_ctx) {
-    return fail(
-        fmt::format("the prompt has {} tokens but the context holds {} (raise "
-                    "-c/--ctx-size or shorten the prompt)",
-                    ids.size(), loaded->n_ctx));
+  std::vector<std::vector<int32_t>> prompt_ids;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<int32_t> ids = tok.encode(prompts[i], /*add_special=*/true, /*parse_special=*/true);
+    const std::string which = prompts.size() > 1 ? fmt::format("prompt {}", i + 1) : "the prompt";
+    if (ids.empty())
+      return fail(fmt::format("{} tokenized to nothing; give a prompt with -p", which));
+    if (static_cast<int64_t>(ids.size()) > loaded->n_ctx) {
+      return fail(
+          fmt::format("{} has {} tokens but the context holds {} (raise -c/--ctx-size or shorten "
+                      "the prompt)",
+                      which, ids.size(), loaded->n_ctx));
+    }
+    prompt_ids.push_back(std::move(ids));
   }
   auto kv = make_kv_cache(model, a.model, loaded->n_ctx);
   if (!kv.ok()) return fail(kv.status().message());
   auto* paged = dynamic_cast<PagedKvCache*>(kv->get());
   int32_t cached = 0;  // prompt tokens whose KV the prompt cache file supplies
   if (!a.prompt_cache.empty() && paged != nullptr && std::filesystem::exists(a.prompt_cache)) {
+    const std::vector<int32_t>& ids = prompt_ids.front();
     if (auto s = paged->restore(SeqId{0}, a.prompt_cache); !s.ok()) return fail(s.message());
     const std::span<const int32_t> saved = paged->tokens(SeqId{0});
     const auto common = static_cast<int32_t>(
@@ -67,10 +108,6 @@ int run(const RunArgs& a) {
   }
 
   Sampler sampler(a.sampling, model.config().n_vocab);
-  if (!a.no_display_prompt) {
-    std::fputs(prompt.c_str(), stdout);
-    std::fflush(stdout);
-  }
   GenerationOptions options;
   options.n_predict = a.n_predict;
   options.stop_at_end_of_generation = !a.ignore_eos;
@@ -84,25 +121,41 @@ int run(const RunArgs& a) {
     return true;
   };
   callbacks.is_end_of_generation = [&](int32_t id) { return tok.is_end_of_generation(id); };
-  auto stats = generate(model, **kv, SeqId{0}, loaded->n_ctx,
-                        std::span<const int32_t>(ids).subspan(static_cast<size_t>(cached)), options,
-                        sampler, callbacks);
-  std::fputs("\n", stdout);
-  if (!stats.ok()) return fail(stats.status().message());
-  if (!a.prompt_cache.empty()) {
-    if (paged == nullptr) return fail("--prompt-cache needs the paged KV cache");
-    if (auto s = paged->save(SeqId{0}, a.prompt_cache); !s.ok()) return fail(s.message());
+
+  // Prompts run one after another in sequence 0; releasing it leaves its full
+  // blocks in the prefix cache, where a later prompt that starts the same way
+  // finds them.
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (i > 0) (*kv)->release(SeqId{0});
+    if (!a.no_display_prompt) {
+      std::fputs(prompts[i].c_str(), stdout);
+      std::fflush(stdout);
+    }
+    auto stats =
+        generate(model, **kv, SeqId{0}, loaded->n_ctx,
+                 std::span<const int32_t>(prompt_ids[i]).subspan(static_cast<size_t>(cached)),
+                 options, sampler, callbacks);
+    std::fputs("\n", stdout);
+    if (!stats.ok()) return fail(stats.status().message());
+    if (!a.prompt_cache.empty()) {
+      if (paged == nullptr) return fail("--prompt-cache needs the paged KV cache");
+      if (auto s = paged->save(SeqId{0}, a.prompt_cache); !s.ok()) return fail(s.message());
+    }
+    std::fprintf(stderr,
+                 "\nprompt: %d tokens, %.1f tok/s, %d reused | decode: %d tokens, %.1f tok/s | KV "
+                 "cache: %s (%s/token, %s) | threads: %d | seed: %llu\n",
+                 stats->n_prompt_tokens, stats->prompt_tokens_per_second(), stats->n_reused_tokens,
+                 stats->n_generated, stats->decode_tokens_per_second(),
+                 format_bytes(double((*kv)->bytes_used())).c_str(),
+                 format_bytes(double((*kv)->bytes_per_token())).c_str(),
+                 paged != nullptr ? paged->codec_plan().c_str() : a.model.kv_codec.c_str(),
+                 model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
+    if (stats->context_full)
+      std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
   }
-  std::fprintf(stderr,
-               "\nprompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | KV cache: %s "
-               "(%s/token, %s) | threads: %d | seed: %llu\n",
-               stats->n_prompt_tokens, stats->prompt_tokens_per_second(), stats->n_generated,
-               stats->decode_tokens_per_second(), format_bytes(double((*kv)->bytes_used())).c_str(),
-               format_bytes(double((*kv)->bytes_per_token())).c_str(),
-               paged != nullptr ? paged->codec_plan().c_str() : a.model.kv_codec.c_str(),
-               model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
-  if (stats->context_full)
-    std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
+  if (paged != nullptr && paged->prefix_sharing_enabled() && prompts.size() > 1) {
+    std::fprintf(stderr, "%s\n", describe_prefix_cache(paged->prefix_stats()).c_str());
+  }
   return 0;
 }
 
@@ -112,6 +165,9 @@ KVFORGE_REGISTER_COMMAND(
       add_model_options(app, a->model);
       app.add_option("-p,--prompt", a->prompt, "Prompt text");
       app.add_option("-f,--file", a->prompt_file, "Read the prompt from a file");
+      app.add_option("--prompts", a->prompts_file,
+                     "Run every line of a file as a prompt, one after another on one KV cache "
+                     "(prompts that start alike reuse each other's KV through the prefix cache)");
       app.add_option("--prompt-cache", a->prompt_cache,
                      "KV of the prompt is loaded from this file when it exists (its matching "
                      "prefix is not recomputed) and saved to it afterwards");

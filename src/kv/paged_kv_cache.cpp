@@ -58,6 +58,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   layout.block_tokens = options.block_tokens;
   bool any_residual = false;
   std::string plan;
+  std::vector<std::string> layer_plans;  // canonical "k=.../v=..." of each layer
   int32_t run_start = 0;
   for (int32_t l = 0; l < shape.n_layers; ++l) {
     const LayerCodecSpec& spec = options.layer_codecs[static_cast<size_t>(l)];
@@ -81,15 +82,14 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
                                 codecs.key_tile_bytes);
     layout.segment_bytes.insert(layout.segment_bytes.end(), static_cast<size_t>(shape.n_kv_heads),
                                 codecs.value_tile_bytes);
+    layer_plans.push_back(side_plan(*codecs.key, *codecs.value));
     cache->layers_.push_back(std::move(codecs));
-    // Plan name: runs of layers with equal codecs, "0-15:k=int8/v=int8".
-    const std::string here = side_plan(*cache->layers_.back().key, *cache->layers_.back().value);
-    const bool run_ends =
-        l + 1 == shape.n_layers ||
-        here != fmt::format("k={}/v={}", options.layer_codecs[static_cast<size_t>(l + 1)].key,
-                            options.layer_codecs[static_cast<size_t>(l + 1)].value);
-    if (run_ends) {
-      plan += fmt::format("{}{}-{}:{}", plan.empty() ? "" : ",", run_start, l, here);
+  }
+  // Plan name: runs of layers with equal (canonical) codecs, "0-15:k=int8/v=int8".
+  for (int32_t l = 0; l < shape.n_layers; ++l) {
+    const auto here = static_cast<size_t>(l);
+    if (l + 1 == shape.n_layers || layer_plans[here] != layer_plans[here + 1]) {
+      plan += fmt::format("{}{}-{}:{}", plan.empty() ? "" : ",", run_start, l, layer_plans[here]);
       run_start = l + 1;
     }
   }

@@ -18,7 +18,27 @@ story="Once upon a time, there was a little girl named Lily. She loved to play o
 expect greedy_int8 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 --kv-codec int8
 expect per_layer_plan 0 "KV cache: .*0-1:k=f32/v=f32,2-4:k=int8/v=int4h" -- \
   run -m "$model" -p "Once upon a time" -n 8 -t 1 --kv-codec-layers "0-1:f32,2-:k=int8/v=int4h"
-expect kivi_window 0 "KV cache: .*kivi2" -- run -m "$model" -p "Once upon a time" -n 8 -t 1 --kv-codec kivi2
+# Equal codecs in every layer make one run in the plan name, parameters included.
+expect kivi_window 0 "KV cache: .*, 0-4:k=kivi2:g=32:r=128/v=kivi2:g=32:r=128\)" -- \
+  run -m "$model" -p "Once upon a time" -n 8 -t 1 --kv-codec kivi2
+
+# Several prompts on one cache: the second starts like the first (32 tokens
+# of full 16-token blocks shared), reuses them and generates what it
+# generates on its own.
+first="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends every day."
+second="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog."
+printf '%s\n\n%s\n' "$first" "$second" >"$tmp/prompts.txt"
+expect alone 0 "" -- run -m "$model" -p "$second" -n 24 --temp 0 -t 1 --kv-codec int8
+alone=$(head -1 "$tmp/out")
+expect prompts_share_prefix 0 "prefix cache: 1 of 2 lookups hit, 32 of 75 prompt tokens reused" -- \
+  run -m "$model" --prompts "$tmp/prompts.txt" -n 24 --temp 0 -t 1 --kv-codec int8
+grep -qF -- "$alone" "$tmp/out" || { echo "FAIL prompts_share_prefix: text differs from a cold run"; failures=$((failures + 1)); }
+grep -q "tok/s, 32 reused |" "$tmp/err" || { echo "FAIL prompts_share_prefix: no reuse reported"; failures=$((failures + 1)); }
+: >"$tmp/empty.txt"
+expect prompts_empty fail "holds no prompt" -- run -m "$model" --prompts "$tmp/empty.txt"
+expect prompts_and_cache fail "cannot be combined" -- run -m "$model" --prompts "$tmp/prompts.txt" \
+  --prompt-cache "$tmp/x.kvs"
+expect prompt_twice fail "give one of" -- run -m "$model" -p hi --prompts "$tmp/prompts.txt"
 
 # The prompt cache: the second run takes the saved prefix and generates the same text.
 expect prompt_cache_save 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 \
