@@ -87,7 +87,7 @@ int run(const RunArgs& a) {
     }
     prompt_ids.push_back(std::move(ids));
   }
-  auto kv = make_kv_cache(model, a.model, loaded->n_ctx);
+  auto kv = make_kv_cache(model, a.model, loaded->n_ctx, 1, kPrefixCacheMemoryFraction);
   if (!kv.ok()) return fail(kv.status().message());
   auto* paged = dynamic_cast<PagedKvCache*>(kv->get());
   int32_t cached = 0;  // prompt tokens whose KV the prompt cache file supplies

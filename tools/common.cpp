@@ -30,7 +30,8 @@ void add_model_options(CLI::App& app, ModelArgs& args) {
                  "Tokens per KV block (default 16; 32 with KIVI codecs)")
       ->check(CLI::Range(1, 64));
   app.add_option("--kv-mem", args.kv_mem,
-                 "KV memory budget, e.g. 512MiB, 4GiB (default: enough for the context)");
+                 "KV memory budget, e.g. 512MiB, 4GiB (default: enough for the context; run "
+                 "grows it for cached prefixes, see docs/kv-storage.md)");
   app.add_option("--cache-salt", args.cache_salt,
                  "Prefix-cache salt: KV is shared only between runs with the same salt");
 }
@@ -49,8 +50,10 @@ Result<LoadedModel> load_model(const ModelArgs& args) {
 }
 
 Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, const ModelArgs& args,
-                                               int32_t n_ctx, int32_t n_seq) {
+                                               int32_t n_ctx, int32_t n_seq,
+                                               double default_budget_fraction) {
   KvCacheOptions options;
+  options.default_budget_fraction = default_budget_fraction;
   options.codec = args.kv_codec;
   options.codec_layers = args.kv_codec_layers;
   options.block_tokens = args.kv_block;

@@ -39,10 +39,17 @@ struct LoadedModel {
 
 [[nodiscard]] Result<LoadedModel> load_model(const ModelArgs& args);
 
-// A KV cache of n_seq sequences of n_ctx positions as the KV options say.
+// Without --kv-mem, commands whose prompts may share prefixes (run) let the
+// block pool grow to this fraction of available memory (at most 16 contexts'
+// worth); the others keep exactly what their contexts need.
+inline constexpr double kPrefixCacheMemoryFraction = 0.25;
+
+// A KV cache of n_seq sequences of n_ctx positions as the KV options say;
+// default_budget_fraction as in KvCacheOptions.
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model,
                                                              const ModelArgs& args, int32_t n_ctx,
-                                                             int32_t n_seq = 1);
+                                                             int32_t n_seq = 1,
+                                                             double default_budget_fraction = 0);
 // The same with every KV option at its default except the codec.
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, int32_t n_ctx,
                                                              const std::string& kv_codec);

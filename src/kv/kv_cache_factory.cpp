@@ -26,6 +26,7 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,
   paged.cache_salt = options.cache_salt;
   paged.prefix_sharing = options.prefix_sharing;
   paged.memory_bytes = options.memory_bytes;
+  paged.default_budget_fraction = options.default_budget_fraction;
   KVF_ASSIGN_OR_RETURN(auto cache, PagedKvCache::create(shape, paged));
   std::unique_ptr<KvCache> result = std::move(cache);
   return result;

@@ -1,5 +1,7 @@
 #include "kv/paged_kv_cache.h"
 
+#include "util/system_memory.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -101,8 +103,18 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     // of a shared partial block.
     size_t block_bytes = 0;
     for (size_t bytes : layout.segment_bytes) block_bytes += bytes;
-    budget = block_bytes * static_cast<size_t>(options.n_seq) *
-             static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens) + 1);
+    const size_t need = block_bytes * static_cast<size_t>(options.n_seq) *
+                        static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens) + 1);
+    budget = need;
+    const std::optional<size_t> available = available_memory_bytes();
+    if (options.default_budget_fraction > 0 && available) {
+      const auto share =
+          static_cast<size_t>(static_cast<double>(*available) * options.default_budget_fraction);
+      const size_t most = need > SIZE_MAX / PagedKvCacheOptions::kMaxDefaultBudgetContexts
+                              ? need
+                              : need * PagedKvCacheOptions::kMaxDefaultBudgetContexts;
+      budget = std::clamp(share, need, most);
+    }
   }
   KVF_ASSIGN_OR_RETURN(cache->pool_, BlockPool::create(layout, budget));
   for (int32_t segment = 0; segment < cache->pool_->n_segments(); ++segment) {

@@ -46,9 +46,15 @@ namespace kvforge {
 struct PagedKvCacheOptions {
   std::vector<LayerCodecSpec> layer_codecs;  // one per layer
   int32_t block_tokens = 16;
-  size_t memory_bytes = 0;  // the block pool's budget; 0: n_seq full contexts
-  int32_t n_ctx = 0;        // most positions one sequence may hold
-  int32_t n_seq = 1;        // sequence slots: SeqId 0 .. n_seq - 1
+  size_t memory_bytes = 0;  // the block pool's budget; 0: see default_budget_fraction
+  // With memory_bytes 0: the budget is n_seq full contexts (what the sequences
+  // can use), grown toward this fraction of the machine's available memory to
+  // leave room for cached prefixes, but to at most kMaxDefaultBudgetContexts
+  // times the contexts' need. 0 keeps exactly the contexts' need.
+  double default_budget_fraction = 0;
+  static constexpr size_t kMaxDefaultBudgetContexts = 16;
+  int32_t n_ctx = 0;  // most positions one sequence may hold
+  int32_t n_seq = 1;  // sequence slots: SeqId 0 .. n_seq - 1
   uint64_t model_fingerprint = 0;
   std::string cache_salt;  // sequences with different salts never share blocks
   bool prefix_sharing = true;

@@ -216,6 +216,30 @@ TEST(PagedModel, RollbackPastTheFullPrecisionWindowIsRefused) {
   cache->check_invariants();
 }
 
+TEST(PagedModel, DefaultBudgetGrowsForCachedPrefixesWithinItsBounds) {
+  // Without a fraction: the two sequences' full contexts (256 / 16 blocks)
+  // plus one copy-on-write block each.
+  auto exact = make_cache("int8");
+  EXPECT_EQ(exact->pool().n_blocks(), 2 * (256 / kBlock + 1));
+  PagedKvCacheOptions o;
+  o.layer_codecs = *plan_kv_codecs("int8", "", model().config().n_layers);
+  o.block_tokens = kBlock;
+  o.n_ctx = 256;
+  o.n_seq = 2;
+  o.default_budget_fraction = 0.25;
+  auto grown = PagedKvCache::create(model().kv_shape(), o);
+  ASSERT_TRUE(grown.ok());
+  // This tiny model's contexts need far less than a quarter of any machine's
+  // memory, so the pool reaches its cap of 16 contexts' worth.
+  EXPECT_EQ((*grown)->pool().n_blocks(),
+            static_cast<int32_t>(PagedKvCacheOptions::kMaxDefaultBudgetContexts) *
+                exact->pool().n_blocks());
+  o.default_budget_fraction = 1e-12;  // a sliver of memory: never below the need
+  auto floor = PagedKvCache::create(model().kv_shape(), o);
+  ASSERT_TRUE(floor.ok());
+  EXPECT_EQ((*floor)->pool().n_blocks(), exact->pool().n_blocks());
+}
+
 TEST(PagedModel, RunningOutOfBlocksIsReportedAndChangesNothing) {
   auto probe = make_cache("int8");
   const size_t block_bytes = probe->pool().bytes_per_block();
