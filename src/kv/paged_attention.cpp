@@ -71,6 +71,11 @@ HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& sid
   }
 }
 
+// The kernel takes whole blocks at a time, up to kChunkRows rows and
+// kChunkFloats floats of decoded scratch (16 KiB: stays in L1).
+constexpr int32_t kChunkRows = kPagedMaxBlockTokens;
+constexpr int32_t kChunkFloats = 4096;
+
 using DF = hn::ScalableTag<float>;
 // Fixed-width targets batch the score kernel's rows: one accumulator per row,
 // reduced together. Others (scalar, scalable vectors) take one row at a time.
@@ -80,7 +85,7 @@ using DF = hn::ScalableTag<float>;
 #else
 #define KVF_PAGED_ROW_BATCH 1
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
-static_assert(kPagedChunkRows % kRowBatch == 0);
+static_assert(kChunkRows % kRowBatch == 0);
 #endif
 
 // Zeros standing in for the rows past the end of a partial block.
@@ -129,10 +134,10 @@ HWY_INLINE VF sum_lanes_of_each(VF* v) {
 }
 #endif
 
-// scores[r] = q · rows[r] for r < n (rows r at rows + r * stride); lanes past
+// scores[r] = q · rows[r] for r < n (rows of d floats, contiguous); lanes past
 // n of the last batch are written too (with zero rows) and are not used.
-HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int64_t stride,
-                             int32_t n, int32_t d, float* HWY_RESTRICT scores) {
+HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int32_t n, int32_t d,
+                             float* HWY_RESTRICT scores) {
 #if KVF_PAGED_ROW_BATCH
   const DF df;
   using V = VF;
@@ -142,7 +147,7 @@ HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int
     V acc[kRowBatch];
 #pragma GCC unroll 16
     for (int32_t i = 0; i < kRowBatch; ++i) {
-      row[i] = r0 + i < n ? rows + (r0 + i) * stride : kZeroRow;
+      row[i] = r0 + i < n ? rows + (r0 + i) * d : kZeroRow;
       acc[i] = hn::Zero(df);
     }
     for (int32_t c = 0; c < vector_end; c += kRowBatch) {
@@ -158,16 +163,16 @@ HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int
     }
   }
 #else
-  for (int32_t r = 0; r < n; ++r) scores[r] = vec::dot(q, rows + r * stride, d);
+  for (int32_t r = 0; r < n; ++r) scores[r] = vec::dot(q, rows + r * d, d);
 #endif
 }
 
 // acc[g][0, d) = acc[g] * rescale[g] + sum_r weights[g][r] * rows[r] for the
-// NB heads g of one batch; the accumulators stay in registers across rows.
+// NB heads g of one batch (rows of d floats, contiguous); the accumulators
+// stay in registers across rows.
 template <int NB>
 HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* const* weights,
-                                const float* rescale, const float* rows, int64_t stride, int32_t n,
-                                int32_t d) {
+                                const float* rescale, const float* rows, int32_t n, int32_t d) {
   const DF df;
   using V = hn::Vec<DF>;
   const int32_t lanes = static_cast<int32_t>(hn::Lanes(df));
@@ -181,8 +186,8 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
       a1[g] = hn::Mul(s, hn::Load(df, acc[g] + c + lanes));
     }
     for (int32_t r = 0; r < n; ++r) {
-      const V v0 = hn::LoadU(df, rows + r * stride + c);
-      const V v1 = hn::LoadU(df, rows + r * stride + c + lanes);
+      const V v0 = hn::LoadU(df, rows + r * d + c);
+      const V v1 = hn::LoadU(df, rows + r * d + c + lanes);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
         const V w = hn::Set(df, weights[g][r]);
@@ -201,7 +206,7 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) a0[g] = hn::Mul(hn::Set(df, rescale[g]), hn::Load(df, acc[g] + c));
     for (int32_t r = 0; r < n; ++r) {
-      const V v0 = hn::LoadU(df, rows + r * stride + c);
+      const V v0 = hn::LoadU(df, rows + r * d + c);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) a0[g] = hn::MulAdd(hn::Set(df, weights[g][r]), v0, a0[g]);
     }
@@ -211,31 +216,30 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
   for (; c < d; ++c) {  // head_dim not a multiple of the lane count
     for (int g = 0; g < NB; ++g) {
       float sum = acc[g][c] * rescale[g];
-      for (int32_t r = 0; r < n; ++r) sum += weights[g][r] * rows[r * stride + c];
+      for (int32_t r = 0; r < n; ++r) sum += weights[g][r] * rows[r * d + c];
       acc[g][c] = sum;
     }
   }
 }
 
 // One task: every query head of one KV-head group, for one query token. The
-// keys are taken a chunk of whole blocks at a time (up to kPagedChunkRows
-// rows, at most 16 KiB of f32, so the scratch stays in L1): the softmax
-// bookkeeping and loop overheads are paid per chunk, not per 16-token block.
+// keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
+// the softmax bookkeeping and loop overheads are paid per chunk, not per block.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t group = a.n_heads / a.n_kv_heads;
   const int32_t d = a.head_dim;
   const int32_t bt = a.block_tokens;
   const int32_t query_pos = a.first_pos + token;
   const int32_t n_keys = query_pos + 1;
-  const int32_t chunk_blocks = std::max(1, std::min(kPagedChunkRows, 4096 / d) / bt);
+  const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
 
-  alignas(64) float rows[kPagedChunkRows * kPagedMaxHeadDim];
+  alignas(64) float rows[kChunkRows * kPagedMaxHeadDim];
   // Queries pre-scaled (and rotated for rotated keys: q·k = Hq·Hk). A rotated
   // side is never staged (rotation is a token-granular codec without a
   // residual window), so every block reads the rotated form.
   alignas(64) float q[kPagedMaxGroup][kPagedMaxHeadDim];
   alignas(64) float acc[kPagedMaxGroup][kPagedMaxHeadDim];
-  alignas(64) float scores[kPagedMaxGroup][kPagedChunkRows];
+  alignas(64) float scores[kPagedMaxGroup][kChunkRows];
   float running_max[kPagedMaxGroup];
   float denom[kPagedMaxGroup];
   float rescale[kPagedMaxGroup];
@@ -264,23 +268,23 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
 
     const int32_t n = gather_rows(a, a.keys, j, count, kv_head, query_pos, rows);
     for (int32_t g = 0; g < group; ++g) {
-      block_scores(q[g], rows, d, n, d, scores[g]);
+      block_scores(q[g], rows, n, d, scores[g]);
       rescale[g] = vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]);
     }
     gather_rows(a, a.values, j, count, kv_head, query_pos, rows);
     int32_t g = 0;
     for (; g + 4 <= group; g += 4) {
-      accumulate_rows<4>(acc_rows + g, weight_rows + g, rescale + g, rows, d, n, d);
+      accumulate_rows<4>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
     }
     switch (group - g) {
       case 3:
-        accumulate_rows<3>(acc_rows + g, weight_rows + g, rescale + g, rows, d, n, d);
+        accumulate_rows<3>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
         break;
       case 2:
-        accumulate_rows<2>(acc_rows + g, weight_rows + g, rescale + g, rows, d, n, d);
+        accumulate_rows<2>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
         break;
       case 1:
-        accumulate_rows<1>(acc_rows + g, weight_rows + g, rescale + g, rows, d, n, d);
+        accumulate_rows<1>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
         break;
       default:
         break;

@@ -63,7 +63,5 @@ void paged_attention(const PagedAttentionArgs& args, ThreadPool& pool);
 inline constexpr int32_t kPagedMaxHeadDim = 256;
 inline constexpr int32_t kPagedMaxBlockTokens = 64;
 inline constexpr int32_t kPagedMaxGroup = 16;
-// Rows the kernel takes at a time (whole blocks; at least one block).
-inline constexpr int32_t kPagedChunkRows = kPagedMaxBlockTokens;
 
 }  // namespace kvforge

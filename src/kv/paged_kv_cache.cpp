@@ -106,8 +106,9 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     const size_t need = block_bytes * static_cast<size_t>(options.n_seq) *
                         static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens) + 1);
     budget = need;
-    const std::optional<size_t> available = available_memory_bytes();
-    if (options.default_budget_fraction > 0 && available) {
+    const std::optional<size_t> available =
+        options.default_budget_fraction > 0 ? available_memory_bytes() : std::nullopt;
+    if (available) {
       const auto share =
           static_cast<size_t>(static_cast<double>(*available) * options.default_budget_fraction);
       const size_t most = need > SIZE_MAX / PagedKvCacheOptions::kMaxDefaultBudgetContexts
