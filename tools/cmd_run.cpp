@@ -44,13 +44,20 @@ std::vector<std::string> split_prompts(const std::string& text) {
 }
 
 // "prefix cache: 2 of 3 lookups hit, 512 of 700 prompt tokens reused (73.1%), 40 blocks cached,
-// 0 evicted"
-std::string describe_prefix_cache(const PrefixCacheStats& s) {
-  return fmt::format(
+// 0 evicted[, 1 f32 window of 4.5 MiB kept for exact hits]"
+std::string describe_prefix_cache(const PagedKvCache& cache) {
+  const PrefixCacheStats s = cache.prefix_stats();
+  std::string text = fmt::format(
       "prefix cache: {} of {} lookups hit, {} of {} prompt tokens reused ({:.1f}%), {} blocks "
       "cached, {} evicted",
       s.hits, s.lookups, s.hit_tokens, s.lookup_tokens, 100.0 * s.hit_rate(), s.cached_blocks,
       s.evicted_blocks);
+  if (const StagedWindowCache* windows = cache.staged_windows()) {
+    text += fmt::format(", {} f32 window{} of {} kept for exact hits", windows->n_windows(),
+                        windows->n_windows() == 1 ? "" : "s",
+                        format_bytes(static_cast<double>(windows->bytes())));
+  }
+  return text;
 }
 
 int run(const RunArgs& a) {
@@ -154,7 +161,7 @@ int run(const RunArgs& a) {
       std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
   }
   if (paged != nullptr && paged->prefix_sharing_enabled() && prompts.size() > 1) {
-    std::fprintf(stderr, "%s\n", describe_prefix_cache(paged->prefix_stats()).c_str());
+    std::fprintf(stderr, "%s\n", describe_prefix_cache(*paged).c_str());
   }
   return 0;
 }

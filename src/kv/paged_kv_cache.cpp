@@ -23,6 +23,11 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
+// A released sequence keeps the f32 rows that hits ending at its last this
+// many block boundaries need (a next prompt may re-tokenize the end of the
+// previous answer differently and so match one block less).
+constexpr int32_t kStagedWindowChainEnds = 3;
+
 std::string side_plan(const KvCodec& key, const KvCodec& value) {
   return fmt::format("k={}/v={}", key.name(), value.name());
 }
@@ -121,17 +126,38 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   for (int32_t segment = 0; segment < cache->pool_->n_segments(); ++segment) {
     cache->segment_arenas_.push_back(cache->pool_->segment_data(BlockId{0}, segment));
   }
-  if (options.prefix_sharing && !any_residual) {
+  if (options.prefix_sharing) {
     cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
+  }
+  if (options.prefix_sharing && any_residual) {
+    size_t window_bytes = options.staged_window_bytes;
+    if (window_bytes == 0) {
+      // A window holds at most R + (kStagedWindowChainEnds + 1) * B rows.
+      size_t row_bytes = 0;
+      for (const LayerCodecs& c : cache->layers_) {
+        const int32_t staged_sides = (c.key_staged ? 1 : 0) + (c.value_staged ? 1 : 0);
+        row_bytes += static_cast<size_t>(staged_sides) * static_cast<size_t>(shape.n_kv_heads) *
+                     static_cast<size_t>(shape.head_dim) * sizeof(float);
+      }
+      row_bytes += sizeof(int32_t);  // the token id
+      const auto rows = static_cast<size_t>(cache->staging_start_residual() +
+                                            (kStagedWindowChainEnds + 1) * options.block_tokens);
+      window_bytes =
+          static_cast<size_t>(std::max(options.n_seq, PagedKvCacheOptions::kDefaultStagedWindows)) *
+          rows * row_bytes;
+    }
+    cache->windows_ = std::make_unique<StagedWindowCache>(window_bytes);
   }
   cache->plan_key_ = fmt::format("{}|B={}", plan, options.block_tokens);
   cache->default_salt_ = options.cache_salt;
   // Reserve what decode steps will need, so that a decode step allocates
   // nothing: tokens and block tables of a full context, and the staged rows
-  // of a residual window plus two blocks (prefill chunks may grow them once).
+  // (trim_staging: a residual window plus kStagedWindowChainEnds + 1 blocks;
+  // prefill chunks may grow them once).
   const auto max_blocks = static_cast<size_t>(ceil_div(options.n_ctx, options.block_tokens));
   const size_t staged_floats =
-      static_cast<size_t>(cache->staging_start_residual() + 2 * options.block_tokens) *
+      static_cast<size_t>(cache->staging_start_residual() +
+                          (kStagedWindowChainEnds + 1) * options.block_tokens) *
       static_cast<size_t>(shape.n_kv_heads) * static_cast<size_t>(shape.head_dim);
   cache->block_ids_.reserve(max_blocks);
   cache->sequences_.resize(static_cast<size_t>(options.n_seq));
@@ -209,7 +235,12 @@ void PagedKvCache::trim_staging(Sequence& s, int32_t next_query_pos) {
     s.staged_begin = static_cast<int32_t>(s.tokens.size()) / block_tokens_ * block_tokens_;
     return;
   }
-  const int32_t start = staging_start_for(static_cast<int32_t>(s.tokens.size()), next_query_pos);
+  // Rows are kept for a query at the start of the block kStagedWindowChainEnds
+  // - 1 blocks before the query's, not only for the query itself: hits
+  // ending at those block boundaries read them (keep_staged_window).
+  const int32_t oldest_end =
+      std::max(0, (next_query_pos / block_tokens_ - (kStagedWindowChainEnds - 1)) * block_tokens_);
+  const int32_t start = staging_start_for(static_cast<int32_t>(s.tokens.size()), oldest_end);
   if (start <= s.staged_begin) return;
   const size_t drop = static_cast<size_t>(start - s.staged_begin) *
                       static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
@@ -411,12 +442,84 @@ int32_t PagedKvCache::reuse_prefix(SeqId seq, std::span<const int32_t> prompt) {
   Sequence& s = sequence(seq);
   if (!index_ || !s.tokens.empty() || prompt.size() < 2) return 0;
   const auto max_blocks = static_cast<int32_t>((prompt.size() - 1) / block_tokens_);
-  const std::vector<BlockId> hit = index_->match(s.cache_namespace, prompt, max_blocks);
+  // Under a residual window a hit must also find the f32 rows its first
+  // query reads.
+  std::shared_ptr<const StagedWindow> window;
+  PrefixIndex::HitFilter has_rows;
+  if (windows_) {
+    has_rows = [&](int32_t n_blocks, const BlockHash& chain_end) {
+      const int32_t end = n_blocks * block_tokens_;
+      const int32_t start = hit_staging_start(end);
+      if (start == end) return true;
+      std::shared_ptr<const StagedWindow> found = windows_->find(chain_end);
+      if (found == nullptr || !found->holds(prompt, start, end)) return false;
+      window = std::move(found);
+      return true;
+    };
+  }
+  const std::vector<BlockId> hit = index_->match(s.cache_namespace, prompt, max_blocks, has_rows);
   const auto n = static_cast<int32_t>(hit.size()) * block_tokens_;
   s.blocks = hit;
   s.tokens.assign(prompt.begin(), prompt.begin() + n);
   s.staged_begin = n;
+  if (n > 0 && hit_staging_start(n) < n) load_staged_window(s, *window);
   return n;
+}
+
+// A sequence just matched n tokens: its staged rows start where the first
+// query after the hit reads f32 rows, copied from the window.
+void PagedKvCache::load_staged_window(Sequence& s, const StagedWindow& window) {
+  s.staged_begin = hit_staging_start(static_cast<int32_t>(s.tokens.size()));
+  size_staged_rows(s);
+  const size_t skip = static_cast<size_t>(s.staged_begin - window.begin) *
+                      static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (const bool value_side : {false, true}) {
+      std::vector<float>& rows = value_side ? s.staged_values[l] : s.staged_keys[l];
+      if (rows.empty()) continue;  // a side without staging
+      const std::vector<float>& kept = value_side ? window.values[l] : window.keys[l];
+      KVF_CHECK(kept.size() >= skip + rows.size());
+      std::copy_n(kept.begin() + static_cast<std::ptrdiff_t>(skip), rows.size(), rows.begin());
+    }
+  }
+}
+
+// Keeps, for the next prompt that continues this sequence, the staged rows
+// that hits ending at its last kStagedWindowChainEnds full blocks read.
+void PagedKvCache::keep_staged_window(const Sequence& s, int32_t full_blocks) {
+  const int32_t bt = block_tokens_;
+  const int32_t last = full_blocks * bt;
+  const int32_t oldest_end = std::max(bt, last - (kStagedWindowChainEnds - 1) * bt);
+  const int32_t first = std::max(s.staged_begin, hit_staging_start(oldest_end));
+  std::vector<BlockHash> chain_ends;
+  BlockHash chain = kRootChainHash;
+  const std::span<const int32_t> tokens(s.tokens);
+  for (int32_t j = 0; j < full_blocks; ++j) {
+    chain = chain_block_hash(
+        chain, s.cache_namespace,
+        tokens.subspan(static_cast<size_t>(j) * static_cast<size_t>(bt), static_cast<size_t>(bt)));
+    const int32_t end = (j + 1) * bt;
+    if (end >= oldest_end && hit_staging_start(end) >= first) chain_ends.push_back(chain);
+  }
+  if (chain_ends.empty()) return;
+
+  auto window = std::make_shared<StagedWindow>();
+  window->begin = first;
+  window->tokens.assign(s.tokens.begin() + first, s.tokens.begin() + last);
+  const size_t row = static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+  const auto skip = static_cast<std::ptrdiff_t>(static_cast<size_t>(first - s.staged_begin) * row);
+  const auto count = static_cast<std::ptrdiff_t>(static_cast<size_t>(last - first) * row);
+  window->keys.resize(layers_.size());
+  window->values.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (const bool value_side : {false, true}) {
+      const std::vector<float>& rows = value_side ? s.staged_values[l] : s.staged_keys[l];
+      if (rows.empty()) continue;
+      (value_side ? window->values[l] : window->keys[l])
+          .assign(rows.begin() + skip, rows.begin() + skip + count);
+    }
+  }
+  windows_->insert(std::move(window), chain_ends);
 }
 
 void PagedKvCache::release(SeqId seq) {
@@ -427,6 +530,7 @@ void PagedKvCache::release(SeqId seq) {
                    std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
                                                             static_cast<size_t>(block_tokens_)),
                    std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)));
+    if (windows_) keep_staged_window(s, full_blocks);
   }
   KVF_CHECK(truncate(seq, 0).ok());
   // The slot may next serve another tenant: back to the cache-wide salt.
@@ -467,7 +571,7 @@ size_t PagedKvCache::bytes_used() const {
       bytes += (s.staged_keys[l].size() + s.staged_values[l].size()) * sizeof(float);
     }
   }
-  return bytes;
+  return bytes + (windows_ ? windows_->bytes() : 0);
 }
 
 PrefixCacheStats PagedKvCache::prefix_stats() const {
@@ -475,17 +579,22 @@ PrefixCacheStats PagedKvCache::prefix_stats() const {
 }
 
 std::string PagedKvCache::describe() const {
+  std::string sharing = index_ ? "on" : "off";
+  if (windows_) {
+    sharing += fmt::format(" (up to {:.1f} MiB of f32 windows kept for exact hits)",
+                           static_cast<double>(windows_->capacity_bytes()) / (1 << 20));
+  }
   return fmt::format(
       "paged cache: {}, blocks of {} tokens, {} blocks ({:.1f} MiB), {} bytes/token, "
       "prefix sharing {}",
       plan_name_, block_tokens_, pool_->n_blocks(),
-      static_cast<double>(pool_->capacity_bytes()) / (1 << 20), bytes_per_token(),
-      index_ ? "on" : "off (full-precision window)");
+      static_cast<double>(pool_->capacity_bytes()) / (1 << 20), bytes_per_token(), sharing);
 }
 
 void PagedKvCache::check_invariants() const {
   pool_->check_invariants();
   if (index_) index_->check_invariants();
+  if (windows_) windows_->check_invariants();
   std::vector<int32_t> seq_refs(static_cast<size_t>(pool_->n_blocks()), 0);
   const size_t row_floats =
       static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);

@@ -19,8 +19,12 @@
 // (token-granular codecs without a window always read the encoded form).
 // Because the form depends on positions, not on how a prompt was split into
 // forward calls, prefill, decode and prefix reuse compute identical logits.
-// A prefix can only be reused where no reused block would need its
-// full-precision rows, so with R > 0 the prefix index is not used.
+// With R > 0 a prefix hit of P tokens also needs the f32 rows of the blocks
+// before P that are inside the window; they cannot be rebuilt from the
+// encoded blocks, so a released sequence leaves its staged rows in a
+// StagedWindowCache (staged_window_cache.h) and a hit is taken only up to a
+// block boundary whose rows are there (in practice: the end of a released
+// sequence, i.e. the next turn of a conversation).
 //
 // Thread-safety: none (one forward pass at a time).
 #pragma once
@@ -40,6 +44,7 @@
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_attention.h"
 #include "kv/prefix_index.h"
+#include "kv/staged_window_cache.h"
 
 namespace kvforge {
 
@@ -58,6 +63,11 @@ struct PagedKvCacheOptions {
   uint64_t model_fingerprint = 0;
   std::string cache_salt;  // sequences with different salts never share blocks
   bool prefix_sharing = true;
+  // Codecs with a full-precision window (R > 0): memory for the f32 rows kept
+  // from released sequences so that prefix hits stay exact. 0: room for
+  // max(n_seq, kDefaultStagedWindows) windows of the largest size.
+  size_t staged_window_bytes = 0;
+  static constexpr int32_t kDefaultStagedWindows = 4;
 };
 
 class PagedKvCache final : public KvCache {
@@ -100,6 +110,8 @@ class PagedKvCache final : public KvCache {
 
   [[nodiscard]] const BlockPool& pool() const { return *pool_; }
   [[nodiscard]] PrefixCacheStats prefix_stats() const;
+  // Windows kept for exact prefix hits under a residual window; null without one.
+  [[nodiscard]] const StagedWindowCache* staged_windows() const { return windows_.get(); }
   [[nodiscard]] bool prefix_sharing_enabled() const { return index_ != nullptr; }
   [[nodiscard]] int32_t block_tokens() const { return block_tokens_; }
   // The codec plan as one string ("0-15:k=int8/v=int8"), part of every cache key.
@@ -122,6 +134,11 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status ensure_writable_tail(Sequence& s);
   void trim_staging(Sequence& s, int32_t next_query_pos);
   void size_staged_rows(Sequence& s) const;
+  // The first staged position a query at `pos` (the first after a hit of pos
+  // tokens) may read in f32.
+  [[nodiscard]] int32_t hit_staging_start(int32_t pos) const { return staging_start_for(pos, pos); }
+  void keep_staged_window(const Sequence& s, int32_t full_blocks);
+  void load_staged_window(Sequence& s, const StagedWindow& window);
   [[nodiscard]] PagedSide paged_side(const Sequence& s, LayerId layer, bool value_side) const;
   [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;
   // The largest residual window R among the staged sides (0 if none).
@@ -141,7 +158,8 @@ class PagedKvCache final : public KvCache {
   std::string plan_key_;  // codec plan and block size, part of every cache namespace
   std::string default_salt_;
   std::unique_ptr<BlockPool> pool_;
-  std::unique_ptr<PrefixIndex> index_;  // null when prefix sharing is off
+  std::unique_ptr<PrefixIndex> index_;          // null when prefix sharing is off
+  std::unique_ptr<StagedWindowCache> windows_;  // with an index and some R > 0
   std::vector<Sequence> sequences_;
   std::vector<const uint8_t*> segment_arenas_;  // tile of block 0 of every segment
   std::vector<int32_t> block_ids_;              // attend() scratch

@@ -24,11 +24,12 @@ PrefixIndex::~PrefixIndex() {
 }
 
 std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<const int32_t> tokens,
-                                        int32_t max_blocks) {
+                                        int32_t max_blocks, const HitFilter& usable) {
   const size_t full_blocks = tokens.size() / static_cast<size_t>(block_tokens_);
   const size_t limit = std::min(full_blocks, static_cast<size_t>(std::max(max_blocks, 0)));
 
   std::vector<BlockId> matched;
+  std::vector<BlockHash> chain_hashes;
   BlockHash parent_hash = kRootChainHash;
   std::optional<BlockId> parent;
   for (size_t i = 0; i < limit; ++i) {
@@ -40,8 +41,15 @@ std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<cons
       break;
     }
     matched.push_back(found->second);
+    chain_hashes.push_back(hash);
     parent = found->second;
     parent_hash = hash;
+  }
+  if (usable) {
+    while (!matched.empty() &&
+           !usable(static_cast<int32_t>(matched.size()), chain_hashes[matched.size() - 1])) {
+      matched.pop_back();
+    }
   }
   for (BlockId block : matched) pool_.add_ref(block);
 

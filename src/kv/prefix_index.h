@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -55,11 +56,15 @@ class PrefixIndex {
   PrefixIndex& operator=(const PrefixIndex&) = delete;
 
   // Longest run of cached full blocks equal to tokens[0, k*B) under `ns`,
-  // k <= max_blocks. Each returned block gets one new reference owned by the
-  // caller. Counts a lookup (a hit when k > 0); the matched blocks count as
-  // used when the caller releases them.
+  // k <= max_blocks, and, if `usable` is given, with usable(k, chain hash of
+  // block k - 1) true (the caller may need more than the blocks to serve a
+  // hit). Each returned block gets one new reference owned by the caller.
+  // Counts a lookup (a hit when k > 0); the matched blocks count as used when
+  // the caller releases them.
+  using HitFilter = std::function<bool(int32_t n_blocks, const BlockHash& chain_end)>;
   [[nodiscard]] std::vector<BlockId> match(const CacheNamespace& ns,
-                                           std::span<const int32_t> tokens, int32_t max_blocks);
+                                           std::span<const int32_t> tokens, int32_t max_blocks,
+                                           const HitFilter& usable = nullptr);
 
   // The caller offers its full blocks: blocks[i] holds tokens[i*B, (i+1)*B)
   // after blocks[0..i). The index takes its own reference on each block it

@@ -34,6 +34,13 @@ expect prompts_share_prefix 0 "prefix cache: 1 of 2 lookups hit, 32 of 75 prompt
   run -m "$model" --prompts "$tmp/prompts.txt" -n 24 --temp 0 -t 1 --kv-codec int8
 grep -qF -- "$alone" "$tmp/out" || { echo "FAIL prompts_share_prefix: text differs from a cold run"; failures=$((failures + 1)); }
 grep -q "tok/s, 32 reused |" "$tmp/err" || { echo "FAIL prompts_share_prefix: no reuse reported"; failures=$((failures + 1)); }
+# The same with KIVI's full-precision window (r = 128): the hit reads the
+# first prompt's kept f32 rows and still generates exactly the cold text.
+expect alone_kivi 0 "" -- run -m "$model" -p "$second" -n 24 --temp 0 -t 1 --kv-codec kivi2
+alone_kivi=$(head -1 "$tmp/out")
+expect prompts_share_prefix_kivi 0 "prefix cache: 1 of 2 lookups hit, 32 of 75 prompt tokens reused.*1 f32 window" -- \
+  run -m "$model" --prompts "$tmp/prompts.txt" -n 24 --temp 0 -t 1 --kv-codec kivi2
+grep -qF -- "$alone_kivi" "$tmp/out" || { echo "FAIL prompts_share_prefix_kivi: text differs from a cold run"; failures=$((failures + 1)); }
 : >"$tmp/empty.txt"
 expect prompts_empty fail "holds no prompt" -- run -m "$model" --prompts "$tmp/empty.txt"
 expect prompts_and_cache fail "cannot be combined" -- run -m "$model" --prompts "$tmp/prompts.txt" \

@@ -134,16 +134,60 @@ TEST_P(PrefixHitTest, HitGivesExactlyTheColdLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Codecs, PrefixHitTest,
                          ::testing::Values("f32", "f16", "bf16", "int8", "int4", "int4h",
-                                           "k=int8,v=int4h", "kivi2:g=16:r=0", "kivi4:g=8:r=0"),
+                                           "k=int8,v=int4h", "kivi2:g=16:r=0", "kivi4:g=8:r=0",
+                                           "kivi2:g=16:r=32", "kivi4:g=8:r=40",
+                                           "k=kivi2:g=16:r=32,v=int8"),
                          codec_test_name);
 
-TEST(PagedModel, ResidualWindowTurnsPrefixSharingOff) {
-  auto cache = make_cache("kivi2:g=16:r=32");
-  EXPECT_FALSE(cache->prefix_sharing_enabled());
-  const auto ids = prompt_tokens(70, 1);
-  run(*cache, SeqId{0}, ids);
+// A prompt of `prompt` tokens, then one decode step per token up to `held`.
+void prefill_then_decode(KvCache& kv, SeqId seq, std::span<const int32_t> ids, size_t prompt,
+                         size_t held) {
+  run(kv, seq, ids.first(prompt));
+  for (size_t i = prompt; i < held; ++i) run(kv, seq, ids.subspan(i, 1));
+}
+
+// The next turn of a conversation: the previous sequence (prompt + decoded
+// answer) plus a new message. Its hit needs the released sequence's
+// full-precision rows.
+TEST(PagedModel, ResidualWindowHitContinuesAReleasedSequenceExactly) {
+  const std::string codec = "kivi2:g=16:r=32";
+  const auto ids = prompt_tokens(80, 8);
+  auto cache = make_cache(codec);
+  prefill_then_decode(*cache, SeqId{0}, ids, 40, 70);
   cache->release(SeqId{0});
-  EXPECT_EQ(cache->reuse_prefix(SeqId{1}, ids), 0);
+  cache->check_invariants();
+  ASSERT_NE(cache->staged_windows(), nullptr);
+  EXPECT_EQ(cache->staged_windows()->n_windows(), 1);
+  EXPECT_GT(cache->bytes_used(), cache->staged_windows()->bytes());
+
+  ASSERT_EQ(cache->reuse_prefix(SeqId{1}, ids), 64);
+  cache->check_invariants();
+  const auto hit = run(*cache, SeqId{1}, std::span<const int32_t>(ids).subspan(64));
+
+  // Cold, with the same forward chunks: positions 40..63 decoded one by one.
+  auto cold_cache = make_cache(codec);
+  prefill_then_decode(*cold_cache, SeqId{0}, ids, 40, 64);
+  const auto cold = run(*cold_cache, SeqId{0}, std::span<const int32_t>(ids).subspan(64));
+  ASSERT_EQ(hit.size(), cold.size());
+  EXPECT_EQ(std::memcmp(hit.data(), cold.data(), hit.size() * sizeof(float)), 0);
+  EXPECT_EQ(cache->prefix_stats().hit_tokens, 64);
+}
+
+TEST(PagedModel, ResidualWindowHitEndsOnlyWhereRowsWereKept) {
+  const auto ids = prompt_tokens(100, 9);
+  auto cache = make_cache("kivi2:g=16:r=32");
+  prefill_then_decode(*cache, SeqId{0}, ids, 40, 100);
+  cache->release(SeqId{0});
+  // Rows were kept for hits ending at the last three block boundaries (64,
+  // 80, 96); an earlier boundary has cached blocks but no rows.
+  std::vector<int32_t> early(ids.begin(), ids.begin() + 50);
+  early.push_back(7);
+  EXPECT_EQ(cache->reuse_prefix(SeqId{1}, early), 0);
+  EXPECT_EQ(cache->prefix_stats().misses, 1);
+  const std::vector<int32_t> later(ids.begin(), ids.begin() + 85);
+  EXPECT_EQ(cache->reuse_prefix(SeqId{0}, later), 80);
+  cache->check_invariants();
+  EXPECT_EQ(cache->prefix_stats().hit_tokens, 80);
 }
 
 TEST(PagedModel, SaltsIsolateTenants) {

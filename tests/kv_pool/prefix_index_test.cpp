@@ -127,6 +127,39 @@ TEST_F(PrefixIndexTest, MatchReturnsTheLongestCachedRunOfFullBlocks) {
   for (BlockId block : cached) EXPECT_EQ(pool_->ref_count(block), 1);
 }
 
+TEST_F(PrefixIndexTest, HitFilterShortensTheMatchToAUsableEnd) {
+  const std::vector<int32_t> tokens = iota_tokens(16, 300);
+  const std::vector<BlockId> cached = cache_sequence(ns_, tokens);
+  // The filter sees every candidate end from the longest down, with the
+  // chain hash of its last block; the first it accepts is the hit.
+  std::vector<int32_t> asked;
+  std::vector<BlockHash> hashes;
+  const std::vector<BlockId> two =
+      index_->match(ns_, tokens, 4, [&](int32_t n_blocks, const BlockHash& chain_end) {
+        asked.push_back(n_blocks);
+        hashes.push_back(chain_end);
+        return n_blocks == 2;
+      });
+  check();
+  EXPECT_EQ(two, std::vector<BlockId>(cached.begin(), cached.begin() + 2));
+  EXPECT_EQ(asked, (std::vector<int32_t>{4, 3, 2}));
+  BlockHash expected = kRootChainHash;
+  for (int32_t b = 0; b < 2; ++b) {
+    expected = chain_block_hash(
+        expected, ns_, std::span<const int32_t>(tokens).subspan(b * kBlockTokens, kBlockTokens));
+  }
+  EXPECT_EQ(hashes.back(), expected);
+  EXPECT_EQ(pool_->ref_count(cached[2]), 1);  // not handed out
+  EXPECT_EQ(index_->stats().hit_tokens, 2 * kBlockTokens);
+  release(two);
+
+  // A filter that accepts nothing: a miss, no references taken.
+  EXPECT_TRUE(
+      index_->match(ns_, tokens, 4, [](int32_t, const BlockHash&) { return false; }).empty());
+  EXPECT_EQ(index_->stats().misses, 1);
+  for (BlockId block : cached) EXPECT_EQ(pool_->ref_count(block), 1);
+}
+
 TEST_F(PrefixIndexTest, PartialBlockTailsAreNeverMatched) {
   // 11 tokens: two full blocks and a 3-token tail, which the index ignores.
   const std::vector<int32_t> tokens = iota_tokens(11, 0);
