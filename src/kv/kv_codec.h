@@ -35,6 +35,21 @@ namespace kvforge {
 
 enum class KvSide { kKey, kValue };
 
+// How the attention may read a tile's rows in place instead of decode()-ing
+// them: tiles whose rows are stored one after another, row r at
+// tile + r * kv_row_bytes(format, head_dim), with no other bytes in the tile
+// (so the tiles of consecutive blocks in one arena are one run of rows).
+enum class KvRowFormat {
+  kOpaque,  // only decode() knows the layout
+  kF32,     // head_dim floats
+  kF16,     // head_dim IEEE halves
+  kBF16,    // head_dim bfloat16
+  kInt8,    // an f16 scale s, then head_dim int8 codes c: x = s * c
+};
+
+// Bytes of one row in a plain row format (0 for kOpaque).
+[[nodiscard]] size_t kv_row_bytes(KvRowFormat format, int32_t head_dim);
+
 struct KvCodecParams {
   int32_t block_tokens = 16;  // rows per tile
   int32_t head_dim = 0;       // columns
@@ -60,6 +75,8 @@ class KvCodec {
   [[nodiscard]] virtual bool rotated() const = 0;
   // KIVI's full-precision residual window R (tokens); 0 for codecs without one.
   [[nodiscard]] virtual int32_t residual_tokens() const = 0;
+  // The plain row layout the attention may read in place; kOpaque by default.
+  [[nodiscard]] virtual KvRowFormat row_format() const { return KvRowFormat::kOpaque; }
   // Encodes rows [first, first + n) of the tile from `rows` (n rows of head_dim floats,
   // row i at rows + i * row_stride). Deterministic: the same input gives the same bytes.
   // Finite inputs give finite decodes; quantized codecs saturate beyond the f16 range.

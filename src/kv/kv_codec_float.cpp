@@ -32,6 +32,17 @@ class FloatKvCodec final : public KvCodec {
   bool token_granular() const override { return true; }
   bool rotated() const override { return false; }
   int32_t residual_tokens() const override { return 0; }
+  KvRowFormat row_format() const override {
+    switch (format_) {
+      case KvFloatFormat::kF32:
+        return KvRowFormat::kF32;
+      case KvFloatFormat::kF16:
+        return KvRowFormat::kF16;
+      case KvFloatFormat::kBF16:
+        return KvRowFormat::kBF16;
+    }
+    return KvRowFormat::kOpaque;
+  }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
               void* tile) const override {

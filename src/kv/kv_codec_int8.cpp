@@ -28,6 +28,7 @@ class Int8KvCodec final : public KvCodec {
   bool token_granular() const override { return true; }
   bool rotated() const override { return false; }
   int32_t residual_tokens() const override { return 0; }
+  KvRowFormat row_format() const override { return KvRowFormat::kInt8; }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
               void* tile) const override {

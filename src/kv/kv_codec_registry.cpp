@@ -10,6 +10,7 @@
 
 #include "kv/kv_codec.h"
 #include "kv/kv_codec_factories.h"
+#include "kv/kv_codec_kernels.h"
 
 namespace kvforge {
 namespace {
@@ -159,6 +160,22 @@ Result<ParsedSpec> parse_spec(std::string_view spec) {
 }
 
 }  // namespace
+
+size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
+  const auto d = static_cast<size_t>(head_dim);
+  switch (format) {
+    case KvRowFormat::kF32:
+      return 4 * d;
+    case KvRowFormat::kF16:
+    case KvRowFormat::kBF16:
+      return 2 * d;
+    case KvRowFormat::kInt8:
+      return kv_kernels::int8_row_bytes(head_dim);
+    case KvRowFormat::kOpaque:
+      break;
+  }
+  return 0;
+}
 
 double KvCodec::bytes_per_row() const {
   return static_cast<double>(tile_bytes()) / static_cast<double>(block_tokens());

@@ -11,11 +11,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kv/hadamard.h"
 #include "kv/paged_attention.h"
 #include "kvforge/status.h"
+#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -90,6 +93,43 @@ static_assert(kChunkRows % kRowBatch == 0);
 
 // Zeros standing in for the rows past the end of a partial block.
 alignas(64) constexpr float kZeroRow[kPagedMaxHeadDim] = {};
+
+// One vector of row elements [c, c + lanes) of a row in a plain row format
+// (kv_codec.h), as floats; int8 rows without their scale (row_scale).
+template <KvRowFormat F>
+HWY_INLINE hn::Vec<DF> load_row(const uint8_t* row, int32_t c) {
+  const DF df;
+  if constexpr (F == KvRowFormat::kF32) {
+    return hn::LoadU(df, reinterpret_cast<const float*>(row) + c);
+  } else if constexpr (F == KvRowFormat::kF16) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + c));
+  } else if constexpr (F == KvRowFormat::kBF16) {
+    const hn::RebindToUnsigned<DF> du32;
+    const hn::Rebind<uint16_t, DF> du16;
+    const auto wide =
+        hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(row) + c));
+    return hn::BitCast(df, hn::ShiftLeft<16>(wide));
+  } else {
+    static_assert(F == KvRowFormat::kInt8);
+    const hn::RebindToSigned<DF> di32;
+    const hn::Rebind<int8_t, DF> di8;
+    return hn::ConvertTo(
+        df, hn::PromoteTo(di32, hn::LoadU(di8, reinterpret_cast<const int8_t*>(row + 2) + c)));
+  }
+}
+
+// The factor load_row leaves out: an int8 row's f16 scale, 1 otherwise.
+template <KvRowFormat F>
+HWY_INLINE float row_scale(const uint8_t* row) {
+  if constexpr (F == KvRowFormat::kInt8) {
+    uint16_t bits;
+    std::memcpy(&bits, row, sizeof bits);
+    return fp16_to_fp32(bits);
+  } else {
+    return 1.0f;
+  }
+}
 
 #if KVF_PAGED_ROW_BATCH
 using VF = hn::Vec<DF>;
@@ -167,12 +207,56 @@ HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int
 #endif
 }
 
-// acc[g][0, d) = acc[g] * rescale[g] + sum_r weights[g][r] * rows[r] for the
-// NB heads g of one batch (rows of d floats, contiguous); the accumulators
-// stay in registers across rows.
-template <int NB>
+#if KVF_PAGED_ROW_BATCH
+// scores[g][r] = q[g] · row r for the NB query heads g of one batch and rows
+// r < n in format F, row r at rows + r * row_bytes (d a multiple of the lane
+// count). R = kRowBatch / NB rows are taken at once, so each row is loaded
+// and converted once for all NB heads, and the R * NB dot products finish
+// together (sum_lanes_of_each).
+template <KvRowFormat F, int NB>
+HWY_INLINE void group_scores(const float* const* q, const uint8_t* rows, size_t row_bytes,
+                             int32_t n, int32_t d, float* const* scores) {
+  constexpr int32_t R = kRowBatch / NB;
+  static_assert(R >= 1);
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  alignas(64) float sums[kRowBatch];
+  for (int32_t r0 = 0; r0 < n; r0 += R) {
+    const uint8_t* row[R];
+#pragma GCC unroll 16
+    for (int32_t r = 0; r < R; ++r) row[r] = rows + std::min(r0 + r, n - 1) * row_bytes;
+    VF acc[kRowBatch];
+#pragma GCC unroll 16
+    for (int32_t i = 0; i < kRowBatch; ++i) acc[i] = hn::Zero(df);
+    for (int32_t c = 0; c < d; c += lanes) {
+      VF k[R];
+#pragma GCC unroll 16
+      for (int32_t r = 0; r < R; ++r) k[r] = load_row<F>(row[r], c);
+#pragma GCC unroll 4
+      for (int32_t g = 0; g < NB; ++g) {
+        const VF qg = hn::Load(df, q[g] + c);
+#pragma GCC unroll 16
+        for (int32_t r = 0; r < R; ++r) acc[r * NB + g] = hn::MulAdd(qg, k[r], acc[r * NB + g]);
+      }
+    }
+    hn::Store(sum_lanes_of_each(acc), df, sums);
+    for (int32_t r = 0; r < R && r0 + r < n; ++r) {
+      const float s = row_scale<F>(row[r]);
+#pragma GCC unroll 4
+      for (int32_t g = 0; g < NB; ++g) scores[g][r0 + r] = sums[r * NB + g] * s;
+    }
+  }
+}
+#endif
+
+// acc[g][0, d) = acc[g] * rescale[g] + sum_r weights[g][r] * row r for the
+// NB heads g of one batch, rows r < n in format F at rows + r * row_bytes
+// (int8 scales already folded into the weights); the accumulators stay in
+// registers across rows.
+template <KvRowFormat F, int NB>
 HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* const* weights,
-                                const float* rescale, const float* rows, int32_t n, int32_t d) {
+                                const float* rescale, const uint8_t* rows, size_t row_bytes,
+                                int32_t n, int32_t d) {
   const DF df;
   using V = hn::Vec<DF>;
   const int32_t lanes = static_cast<int32_t>(hn::Lanes(df));
@@ -186,8 +270,9 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
       a1[g] = hn::Mul(s, hn::Load(df, acc[g] + c + lanes));
     }
     for (int32_t r = 0; r < n; ++r) {
-      const V v0 = hn::LoadU(df, rows + r * d + c);
-      const V v1 = hn::LoadU(df, rows + r * d + c + lanes);
+      const uint8_t* row = rows + r * row_bytes;
+      const V v0 = load_row<F>(row, c);
+      const V v1 = load_row<F>(row, c + lanes);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
         const V w = hn::Set(df, weights[g][r]);
@@ -206,25 +291,150 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) a0[g] = hn::Mul(hn::Set(df, rescale[g]), hn::Load(df, acc[g] + c));
     for (int32_t r = 0; r < n; ++r) {
-      const V v0 = hn::LoadU(df, rows + r * d + c);
+      const V v0 = load_row<F>(rows + r * row_bytes, c);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) a0[g] = hn::MulAdd(hn::Set(df, weights[g][r]), v0, a0[g]);
     }
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) hn::Store(a0[g], df, acc[g] + c);
   }
-  for (; c < d; ++c) {  // head_dim not a multiple of the lane count
-    for (int g = 0; g < NB; ++g) {
-      float sum = acc[g][c] * rescale[g];
-      for (int32_t r = 0; r < n; ++r) sum += weights[g][r] * rows[r * d + c];
-      acc[g][c] = sum;
+  if constexpr (F == KvRowFormat::kF32) {
+    for (; c < d; ++c) {  // head_dim not a multiple of the lane count (the f32 scratch only)
+      for (int g = 0; g < NB; ++g) {
+        float sum = acc[g][c] * rescale[g];
+        for (int32_t r = 0; r < n; ++r) {
+          sum += weights[g][r] * reinterpret_cast<const float*>(rows + r * row_bytes)[c];
+        }
+        acc[g][c] = sum;
+      }
     }
   }
+}
+
+// Calls fn(first_block, row_offset, n_rows) for each run of consecutive
+// block ids among blocks [first, first + count): their tiles lie one after
+// another in each arena, so a run's rows are one array (row_offset: the run's
+// first row within the chunk).
+template <class Fn>
+HWY_INLINE void for_each_run(const PagedAttentionArgs& a, int32_t first, int32_t count,
+                             int32_t n_keys, const Fn& fn) {
+  const int32_t bt = a.block_tokens;
+  int32_t start = first;
+  for (int32_t b = first + 1; b <= first + count; ++b) {
+    if (b < first + count &&
+        a.block_ids[static_cast<size_t>(b)] == a.block_ids[static_cast<size_t>(b - 1)] + 1) {
+      continue;
+    }
+    fn(start, (start - first) * bt, std::min(b * bt, n_keys) - start * bt);
+    start = b;
+  }
+}
+
+// scores[g][0, n) = q[g] · rows for every head g of the group, rows in format F.
+template <KvRowFormat F>
+HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* rows,
+                           size_t row_bytes, int32_t n, int32_t d, float* const* scores) {
+#if KVF_PAGED_ROW_BATCH
+  if (d % static_cast<int32_t>(hn::Lanes(DF())) == 0) {
+    for (int32_t g = 0; g < group; g += 4) {
+      switch (std::min(4, group - g)) {
+        case 4:
+          group_scores<F, 4>(q + g, rows, row_bytes, n, d, scores + g);
+          break;
+        case 3:
+          group_scores<F, 3>(q + g, rows, row_bytes, n, d, scores + g);
+          break;
+        case 2:
+          group_scores<F, 2>(q + g, rows, row_bytes, n, d, scores + g);
+          break;
+        default:
+          group_scores<F, 1>(q + g, rows, row_bytes, n, d, scores + g);
+          break;
+      }
+    }
+    return;
+  }
+#endif
+  // Rows read in place need the batched kernel (reads_in_place); the scratch is f32.
+  if constexpr (F == KvRowFormat::kF32) {
+    KVF_CHECK(row_bytes == static_cast<size_t>(d) * sizeof(float));
+    for (int32_t g = 0; g < group; ++g) {
+      block_scores(q[g], reinterpret_cast<const float*>(rows), n, d, scores[g]);
+    }
+  } else {
+    KVF_CHECK(false);
+  }
+}
+
+// acc[g] = acc[g] * rescale[g] + sum_r weights[g][r] * row r, for every head g.
+template <KvRowFormat F>
+HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const float* rescale,
+                         int32_t group, const uint8_t* rows, size_t row_bytes, int32_t n,
+                         int32_t d) {
+  for (int32_t g = 0; g < group; g += 4) {
+    switch (std::min(4, group - g)) {
+      case 4:
+        accumulate_rows<F, 4>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
+        break;
+      case 3:
+        accumulate_rows<F, 3>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
+        break;
+      case 2:
+        accumulate_rows<F, 2>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
+        break;
+      default:
+        accumulate_rows<F, 1>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
+        break;
+    }
+  }
+}
+
+// Runs fn with the row format as a compile-time constant.
+template <class Fn>
+HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
+  switch (format) {
+    case KvRowFormat::kF16:
+      fn(std::integral_constant<KvRowFormat, KvRowFormat::kF16>());
+      break;
+    case KvRowFormat::kBF16:
+      fn(std::integral_constant<KvRowFormat, KvRowFormat::kBF16>());
+      break;
+    case KvRowFormat::kInt8:
+      fn(std::integral_constant<KvRowFormat, KvRowFormat::kInt8>());
+      break;
+    default:
+      fn(std::integral_constant<KvRowFormat, KvRowFormat::kF32>());
+      break;
+  }
+}
+
+// The format in which the kernel reads a side's tiles in place, or kOpaque
+// when it decodes them into the f32 scratch: in place needs a plain row
+// format, the batched score kernel (head_dim a multiple of the lane count)
+// and a side that is never read from staged rows.
+HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d) {
+#if KVF_PAGED_ROW_BATCH
+  // f32 tiles stay on the copy path: a plain copy into the scratch streams
+  // them from memory faster than dot products reading them in place
+  // (docs/performance.md); the narrower formats gain from skipping it.
+  const KvRowFormat format = side.codec->row_format();
+  if (!side.staged && format != KvRowFormat::kF32 &&
+      d % static_cast<int32_t>(hn::Lanes(DF())) == 0) {
+    return format;
+  }
+#else
+  (void)side;
+  (void)d;
+#endif
+  return KvRowFormat::kOpaque;
 }
 
 // One task: every query head of one KV-head group, for one query token. The
 // keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
 // the softmax bookkeeping and loop overheads are paid per chunk, not per block.
+// Tiles in a plain row format (f32, f16, bf16, int8) are read in place, with
+// the conversion inside the dot products; the others are decoded into an
+// L1-sized f32 scratch first.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t group = a.n_heads / a.n_kv_heads;
   const int32_t d = a.head_dim;
@@ -232,6 +442,11 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t query_pos = a.first_pos + token;
   const int32_t n_keys = query_pos + 1;
   const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
+  const KvRowFormat key_format = reads_in_place(a.keys, d);
+  const KvRowFormat value_format = reads_in_place(a.values, d);
+  const size_t key_row_bytes = kv_row_bytes(key_format, d);
+  const size_t value_row_bytes = kv_row_bytes(value_format, d);
+  const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
 
   alignas(64) float rows[kChunkRows * kPagedMaxHeadDim];
   // Queries pre-scaled (and rotated for rotated keys: q·k = Hq·Hk). A rotated
@@ -243,8 +458,11 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   float running_max[kPagedMaxGroup];
   float denom[kPagedMaxGroup];
   float rescale[kPagedMaxGroup];
+  float ones[kPagedMaxGroup];
+  const float* q_rows[kPagedMaxGroup];
   float* acc_rows[kPagedMaxGroup];
-  const float* weight_rows[kPagedMaxGroup];
+  float* score_rows_at[kPagedMaxGroup];
+  const float* weight_rows_at[kPagedMaxGroup];
 
   for (int32_t g = 0; g < group; ++g) {
     const float* src = a.q + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
@@ -253,8 +471,9 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     std::fill_n(acc[g], d, 0.0f);
     running_max[g] = -std::numeric_limits<float>::infinity();
     denom[g] = 0.0f;
+    q_rows[g] = q[g];
     acc_rows[g] = acc[g];
-    weight_rows[g] = scores[g];
+    ones[g] = 1.0f;
   }
 
   const int32_t n_blocks = (n_keys + bt - 1) / bt;
@@ -265,29 +484,51 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     const int32_t next = std::min(chunk_blocks, n_blocks - j - count);
     prefetch_jumps(a, a.keys, j + count, next, kv_head);
     prefetch_jumps(a, a.values, j + count, next, kv_head);
+    const int32_t n = std::min(count * bt, n_keys - j * bt);
 
-    const int32_t n = gather_rows(a, a.keys, j, count, kv_head, query_pos, rows);
+    // Scores of the chunk's rows, then the online softmax over them.
+    if (key_format != KvRowFormat::kOpaque) {
+      with_row_format(key_format, [&](auto format) {
+        for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
+          for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + offset;
+          score_rows<decltype(format)::value>(q_rows, group, tile_data(a, a.keys, first, kv_head),
+                                              key_row_bytes, run_rows, d, score_rows_at);
+        });
+      });
+    } else {
+      gather_rows(a, a.keys, j, count, kv_head, query_pos, rows);
+      for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g];
+      score_rows<KvRowFormat::kF32>(q_rows, group, reinterpret_cast<const uint8_t*>(rows),
+                                    scratch_row_bytes, n, d, score_rows_at);
+    }
     for (int32_t g = 0; g < group; ++g) {
-      block_scores(q[g], rows, n, d, scores[g]);
       rescale[g] = vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]);
     }
-    gather_rows(a, a.values, j, count, kv_head, query_pos, rows);
-    int32_t g = 0;
-    for (; g + 4 <= group; g += 4) {
-      accumulate_rows<4>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
-    }
-    switch (group - g) {
-      case 3:
-        accumulate_rows<3>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
-        break;
-      case 2:
-        accumulate_rows<2>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
-        break;
-      case 1:
-        accumulate_rows<1>(acc_rows + g, weight_rows + g, rescale + g, rows, n, d);
-        break;
-      default:
-        break;
+
+    // Weighted sum of the chunk's value rows.
+    if (value_format != KvRowFormat::kOpaque) {
+      const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk
+      with_row_format(value_format, [&](auto format) {
+        constexpr KvRowFormat F = decltype(format)::value;
+        for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
+          const uint8_t* tile_rows = tile_data(a, a.values, first, kv_head);
+          if constexpr (F == KvRowFormat::kInt8) {  // fold each row's scale into its weights
+            for (int32_t r = 0; r < run_rows; ++r) {
+              const float s = row_scale<F>(tile_rows + r * value_row_bytes);
+              for (int32_t g = 0; g < group; ++g) scores[g][offset + r] *= s;
+            }
+          }
+          for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
+          sum_rows<F>(acc_rows, weight_rows_at, run_rescale, group, tile_rows, value_row_bytes,
+                      run_rows, d);
+          run_rescale = ones;
+        });
+      });
+    } else {
+      gather_rows(a, a.values, j, count, kv_head, query_pos, rows);
+      for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g];
+      sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, rescale, group,
+                                  reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes, n, d);
     }
   }
 

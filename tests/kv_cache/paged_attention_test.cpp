@@ -23,11 +23,21 @@ struct Case {
   std::string codec;
   int32_t head_dim;
   int32_t block_tokens;
+  // Another sequence takes a block before each of the first chunks, so this
+  // sequence's block ids are not one consecutive run.
+  bool interleaved = false;
+  int32_t n_heads = 8;  // query heads per KV head: n_heads / n_kv_heads
+  int32_t n_kv_heads = 2;
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   std::string name = info.param.codec + "_d" + std::to_string(info.param.head_dim) + "_b" +
-                     std::to_string(info.param.block_tokens);
+                     std::to_string(info.param.block_tokens) +
+                     (info.param.interleaved ? "_interleaved" : "") +
+                     (info.param.n_heads != 8 || info.param.n_kv_heads != 2
+                          ? "_h" + std::to_string(info.param.n_heads) + "_kv" +
+                                std::to_string(info.param.n_kv_heads)
+                          : "");
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -102,13 +112,14 @@ void reference_attention(const std::vector<float>& k, const std::vector<float>& 
 
 TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
   const Case& c = GetParam();
-  const KvShape shape{1, 8, 2, c.head_dim};
+  const KvShape shape{1, c.n_heads, c.n_kv_heads, c.head_dim};
   PagedKvCacheOptions options;
   auto plan = plan_kv_codecs(c.codec, "", 1);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   options.layer_codecs = *plan;
   options.block_tokens = c.block_tokens;
   options.n_ctx = 256;
+  options.n_seq = 2;
   auto cache = PagedKvCache::create(shape, options);
   ASSERT_TRUE(cache.ok()) << cache.status().to_string();
   PagedKvCache& kv = **cache;
@@ -134,7 +145,14 @@ TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
   const std::vector<int32_t> chunks = {70, 33, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                        1,  1,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   int32_t pos = 0;
+  int32_t other_pos = 0;
   for (int32_t n : chunks) {
+    if (c.interleaved && other_pos + c.block_tokens <= options.n_ctx) {
+      const std::vector<int32_t> other(static_cast<size_t>(c.block_tokens), 6);
+      ASSERT_TRUE(kv.begin_append(SeqId{1}, other_pos, other).ok());
+      kv.store(SeqId{1}, LayerId{0}, other_pos, c.block_tokens, values.data(), keys.data());
+      other_pos += c.block_tokens;
+    }
     std::vector<int32_t> ids(static_cast<size_t>(n), 5);
     ASSERT_TRUE(kv.begin_append(SeqId{0}, pos, ids).ok());
     kv.store(SeqId{0}, LayerId{0}, pos, n, keys.data() + pos * row, values.data() + pos * row);
@@ -169,7 +187,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"k=int4h,v=int4h", 64, 16}, Case{"k=int8,v=int4h", 64, 16},
                       Case{"kivi2:g=16:r=0", 64, 16}, Case{"kivi2:g=16:r=40", 64, 16},
                       Case{"kivi4:g=32:r=128", 64, 32}, Case{"kivi2:g=8:r=24", 128, 16},
-                      Case{"k=kivi2:g=16:r=0,v=int8", 64, 16}),
+                      Case{"k=kivi2:g=16:r=0,v=int8", 64, 16}, Case{"f32", 64, 16, true},
+                      Case{"f16", 64, 16, true}, Case{"bf16", 64, 16, true},
+                      Case{"int8", 64, 16, true}, Case{"int4", 64, 16, true},
+                      Case{"kivi2:g=16:r=40", 64, 16, true},
+                      // Groups of 3, 7 (4 + 3), 2 and 1 query heads.
+                      Case{"f16", 64, 16, false, 6, 2}, Case{"int8", 64, 16, false, 7, 1},
+                      Case{"int4", 64, 16, false, 7, 1}, Case{"bf16", 64, 16, false, 4, 2},
+                      Case{"int8", 32, 16, false, 3, 3}),
     case_name);
 
 }  // namespace
