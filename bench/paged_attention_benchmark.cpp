@@ -3,12 +3,17 @@
 // 16-token blocks): BM_PagedDecode/<codec>/<depth>/<threads>.
 //
 // Tiles lie as the block pool lays them out for a fresh pool: one arena per
-// side and KV head, consecutive blocks' tiles one after another. The
-// tile bytes of a long context exceed the caches, so bytes/s (tile bytes
-// read per second) is directly comparable with the machine's read bandwidth
-// (bench/machine_limits.cpp); docs/performance.md lists results.
+// side and KV head, consecutive blocks' tiles one after another. Like a
+// model's decode step, successive iterations read different layers' tiles,
+// enough of them (kStreamBytes) that no layer is still in the last-level
+// cache when it is read again: bytes/s (tile bytes read per second) is then
+// directly comparable with the machine's DRAM read bandwidth
+// (bench/machine_limits.cpp). One layer of a 16k context is 6-64 MiB, about
+// the size of a server L3, so a single layer read again and again would
+// measure the cache instead. docs/performance.md lists results.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -25,6 +30,8 @@ constexpr int32_t kHeads = 32;
 constexpr int32_t kKvHeads = 8;
 constexpr int32_t kHeadDim = 64;
 constexpr int32_t kBlockTokens = 16;
+constexpr size_t kStreamBytes = size_t{256} << 20;  // tile bytes cycled through
+constexpr size_t kMaxLayers = 64;
 
 std::vector<float> gaussian(size_t n, uint32_t seed) {
   std::vector<float> v(n);
@@ -54,17 +61,22 @@ void BM_PagedDecode(benchmark::State& state, const char* spec) {
   std::vector<uint8_t> key_bytes(key_tile), value_bytes(value_tile);
   (*keys)->encode(rows.data(), kHeadDim, 0, kBlockTokens, key_bytes.data());
   (*values)->encode(rows.data(), kHeadDim, 0, kBlockTokens, value_bytes.data());
-  // One arena per KV head and side, block b's tile at arena + b * tile bytes.
+  // Per layer, one arena per KV head and side, block b's tile at arena + b * tile bytes.
+  const size_t layer_bytes = static_cast<size_t>(n_blocks) * block_bytes;
+  const size_t n_layers = std::clamp<size_t>(kStreamBytes / layer_bytes, 2, kMaxLayers);
   std::vector<std::vector<uint8_t>> arenas;
-  std::vector<const uint8_t*> key_arenas, value_arenas;
-  for (int32_t h = 0; h < 2 * kKvHeads; ++h) {
-    const bool value_side = h >= kKvHeads;
-    const std::vector<uint8_t>& tile = value_side ? value_bytes : key_bytes;
-    std::vector<uint8_t>& arena = arenas.emplace_back(static_cast<size_t>(n_blocks) * tile.size());
-    for (int32_t b = 0; b < n_blocks; ++b) {
-      std::memcpy(arena.data() + static_cast<size_t>(b) * tile.size(), tile.data(), tile.size());
+  std::vector<std::vector<const uint8_t*>> key_arenas(n_layers), value_arenas(n_layers);
+  for (size_t l = 0; l < n_layers; ++l) {
+    for (int32_t h = 0; h < 2 * kKvHeads; ++h) {
+      const bool value_side = h >= kKvHeads;
+      const std::vector<uint8_t>& tile = value_side ? value_bytes : key_bytes;
+      std::vector<uint8_t>& arena =
+          arenas.emplace_back(static_cast<size_t>(n_blocks) * tile.size());
+      for (int32_t b = 0; b < n_blocks; ++b) {
+        std::memcpy(arena.data() + static_cast<size_t>(b) * tile.size(), tile.data(), tile.size());
+      }
+      (value_side ? value_arenas : key_arenas)[l].push_back(arena.data());
     }
-    (value_side ? value_arenas : key_arenas).push_back(arena.data());
   }
   std::vector<int32_t> block_ids(static_cast<size_t>(n_blocks));
   for (int32_t b = 0; b < n_blocks; ++b) block_ids[static_cast<size_t>(b)] = b;
@@ -82,10 +94,12 @@ void BM_PagedDecode(benchmark::State& state, const char* spec) {
   a.scale = 0.125f;
   a.block_tokens = kBlockTokens;
   a.block_ids = block_ids;
-  a.keys = {keys->get(), key_arenas.data(), key_tile, false, 0, nullptr};
-  a.values = {values->get(), value_arenas.data(), value_tile, false, 0, nullptr};
   ThreadPool pool(threads);
+  size_t layer = 0;
   for (auto _ : state) {
+    a.keys = {keys->get(), key_arenas[layer].data(), key_tile, false, 0, nullptr};
+    a.values = {values->get(), value_arenas[layer].data(), value_tile, false, 0, nullptr};
+    layer = (layer + 1) % n_layers;
     paged_attention(a, pool);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();

@@ -1,11 +1,13 @@
 // Causal grouped-query attention over one sequence's KV blocks in one layer,
 // reading every codec directly.
 //
-// Each block tile is decoded into an L1-sized f32 scratch right before its
-// dot products and value sums, then dropped; an online (streaming) softmax
-// folds one block at a time, so no score matrix and no dequantized copy of
-// the cache exists. Rows that the cache still stages in full precision (see
-// paged_kv_cache.h) are read in place, in the same pass as encoded blocks.
+// Tiles in a plain row format (f16, bf16, int8: KvCodec::row_format) are read
+// in place, converted inside the dot products; the others are decoded into an
+// L1-sized f32 scratch right before their dot products and value sums, then
+// dropped. An online (streaming) softmax folds one chunk of blocks at a time,
+// so no score matrix and no dequantized copy of the cache exists. Rows that
+// the cache still stages in full precision (see paged_kv_cache.h) are read in
+// the same pass as encoded blocks. docs/kv-cache.md walks through the kernel.
 //
 // Rotated codecs store H·x (H the orthonormal Walsh–Hadamard matrix): for
 // rotated keys the query is rotated once (q·k = Hq·Hk); for rotated values the
