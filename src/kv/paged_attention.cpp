@@ -80,19 +80,17 @@ constexpr int32_t kChunkRows = kPagedMaxBlockTokens;
 constexpr int32_t kChunkFloats = 4096;
 
 using DF = hn::ScalableTag<float>;
-// Fixed-width targets batch the score kernel's rows: one accumulator per row,
-// reduced together. Others (scalar, scalable vectors) take one row at a time.
+// Fixed-width targets batch the score kernel (group_scores): one accumulator
+// per (row, head) pair, a vector's worth of pairs reduced together; they also
+// read plain row formats in place. Others (scalar, scalable vectors) decode
+// every tile into the scratch and take one row at a time (block_scores).
 #undef KVF_PAGED_ROW_BATCH
 #if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE
 #define KVF_PAGED_ROW_BATCH 0
 #else
 #define KVF_PAGED_ROW_BATCH 1
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
-static_assert(kChunkRows % kRowBatch == 0);
 #endif
-
-// Zeros standing in for the rows past the end of a partial block.
-alignas(64) constexpr float kZeroRow[kPagedMaxHeadDim] = {};
 
 // One vector of row elements [c, c + lanes) of a row in a plain row format
 // (kv_codec.h), as floats; int8 rows without their scale (row_scale).
@@ -174,37 +172,12 @@ HWY_INLINE VF sum_lanes_of_each(VF* v) {
 }
 #endif
 
-// scores[r] = q · rows[r] for r < n (rows of d floats, contiguous); lanes past
-// n of the last batch are written too (with zero rows) and are not used.
+// scores[r] = q · rows[r] for r < n (rows of d floats, contiguous): the
+// fallback for targets without the batched kernel and for a head_dim that is
+// not a multiple of the lane count.
 HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int32_t n, int32_t d,
                              float* HWY_RESTRICT scores) {
-#if KVF_PAGED_ROW_BATCH
-  const DF df;
-  using V = VF;
-  const int32_t vector_end = d - d % kRowBatch;
-  for (int32_t r0 = 0; r0 < n; r0 += kRowBatch) {
-    const float* row[kRowBatch];
-    V acc[kRowBatch];
-#pragma GCC unroll 16
-    for (int32_t i = 0; i < kRowBatch; ++i) {
-      row[i] = r0 + i < n ? rows + (r0 + i) * d : kZeroRow;
-      acc[i] = hn::Zero(df);
-    }
-    for (int32_t c = 0; c < vector_end; c += kRowBatch) {
-      const V qc = hn::Load(df, q + c);
-#pragma GCC unroll 16
-      for (int32_t i = 0; i < kRowBatch; ++i) {
-        acc[i] = hn::MulAdd(qc, hn::LoadU(df, row[i] + c), acc[i]);
-      }
-    }
-    hn::Store(sum_lanes_of_each(acc), df, scores + r0);
-    for (int32_t c = vector_end; c < d; ++c) {  // head_dim below the lane count
-      for (int32_t i = 0; i < kRowBatch; ++i) scores[r0 + i] += q[c] * row[i][c];
-    }
-  }
-#else
   for (int32_t r = 0; r < n; ++r) scores[r] = vec::dot(q, rows + r * d, d);
-#endif
 }
 
 #if KVF_PAGED_ROW_BATCH

@@ -194,7 +194,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // Groups of 3, 7 (4 + 3), 2 and 1 query heads.
                       Case{"f16", 64, 16, false, 6, 2}, Case{"int8", 64, 16, false, 7, 1},
                       Case{"int4", 64, 16, false, 7, 1}, Case{"bf16", 64, 16, false, 4, 2},
-                      Case{"int8", 32, 16, false, 3, 3}),
+                      Case{"int8", 32, 16, false, 3, 3},
+                      // A head_dim that is no multiple of the lane count: scratch, row by row.
+                      Case{"f16", 12, 16}, Case{"f32", 20, 8, true}),
     case_name);
 
 }  // namespace
