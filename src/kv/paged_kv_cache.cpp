@@ -235,12 +235,15 @@ void PagedKvCache::trim_staging(Sequence& s, int32_t next_query_pos) {
     s.staged_begin = static_cast<int32_t>(s.tokens.size()) / block_tokens_ * block_tokens_;
     return;
   }
-  // Rows are kept for a query at the start of the block kStagedWindowChainEnds
-  // - 1 blocks before the query's, not only for the query itself: hits
-  // ending at those block boundaries read them (keep_staged_window).
-  const int32_t oldest_end =
-      std::max(0, (next_query_pos / block_tokens_ - (kStagedWindowChainEnds - 1)) * block_tokens_);
-  const int32_t start = staging_start_for(static_cast<int32_t>(s.tokens.size()), oldest_end);
+  // With windows kept for prefix hits, rows are kept for a query at the start
+  // of the block kStagedWindowChainEnds - 1 blocks before the query's, not
+  // only for the query itself: hits ending at those block boundaries read
+  // them (keep_staged_window).
+  const int32_t oldest_query =
+      windows_ ? std::max(0, (next_query_pos / block_tokens_ - (kStagedWindowChainEnds - 1)) *
+                                 block_tokens_)
+               : next_query_pos;
+  const int32_t start = staging_start_for(static_cast<int32_t>(s.tokens.size()), oldest_query);
   if (start <= s.staged_begin) return;
   const size_t drop = static_cast<size_t>(start - s.staged_begin) *
                       static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
