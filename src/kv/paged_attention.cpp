@@ -405,9 +405,9 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d) {
 // One task: every query head of one KV-head group, for one query token. The
 // keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
 // the softmax bookkeeping and loop overheads are paid per chunk, not per block.
-// Tiles in a plain row format (f32, f16, bf16, int8) are read in place, with
-// the conversion inside the dot products; the others are decoded into an
-// L1-sized f32 scratch first.
+// Tiles that reads_in_place accepts (f16, bf16, int8) are read in place, with
+// the conversion inside the dot products; the others are decoded (or copied)
+// into an L1-sized f32 scratch first.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t group = a.n_heads / a.n_kv_heads;
   const int32_t d = a.head_dim;
