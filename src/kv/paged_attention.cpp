@@ -58,6 +58,13 @@ HWY_INLINE int32_t gather_rows(const PagedAttentionArgs& a, const PagedSide& sid
   return n;
 }
 
+// True when block `block`'s id follows the previous block's: its tiles lie
+// right after the previous block's in every arena.
+HWY_INLINE bool continues_run(const PagedAttentionArgs& a, int32_t block) {
+  return block > 0 &&
+         a.block_ids[static_cast<size_t>(block)] == a.block_ids[static_cast<size_t>(block - 1)] + 1;
+}
+
 // Requests the tiles of blocks [first, first + count) that do not directly
 // follow the previous block's tile: consecutive block ids are one contiguous
 // run, which the hardware prefetcher follows by itself; a jump to another
@@ -65,10 +72,7 @@ HWY_INLINE int32_t gather_rows(const PagedAttentionArgs& a, const PagedSide& sid
 HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& side, int32_t first,
                                int32_t count, int32_t kv_head) {
   for (int32_t j = first; j < first + count; ++j) {
-    if (j > 0 &&
-        a.block_ids[static_cast<size_t>(j)] == a.block_ids[static_cast<size_t>(j - 1)] + 1) {
-      continue;
-    }
+    if (continues_run(a, j)) continue;
     const uint8_t* data = tile_data(a, side, j, kv_head);
     for (size_t offset = 0; offset < side.tile_bytes; offset += 64) hwy::Prefetch(data + offset);
   }
@@ -294,12 +298,31 @@ HWY_INLINE void for_each_run(const PagedAttentionArgs& a, int32_t first, int32_t
   const int32_t bt = a.block_tokens;
   int32_t start = first;
   for (int32_t b = first + 1; b <= first + count; ++b) {
-    if (b < first + count &&
-        a.block_ids[static_cast<size_t>(b)] == a.block_ids[static_cast<size_t>(b - 1)] + 1) {
-      continue;
-    }
+    if (b < first + count && continues_run(a, b)) continue;
     fn(start, (start - first) * bt, std::min(b * bt, n_keys) - start * bt);
     start = b;
+  }
+}
+
+// Calls fn(g, std::integral_constant<int, NB>()) for the batches [g, g + NB)
+// of at most four heads that cover a group of `group` query heads.
+template <class Fn>
+HWY_INLINE void for_head_batches(int32_t group, const Fn& fn) {
+  for (int32_t g = 0; g < group; g += 4) {
+    switch (std::min(4, group - g)) {
+      case 4:
+        fn(g, std::integral_constant<int, 4>());
+        break;
+      case 3:
+        fn(g, std::integral_constant<int, 3>());
+        break;
+      case 2:
+        fn(g, std::integral_constant<int, 2>());
+        break;
+      default:
+        fn(g, std::integral_constant<int, 1>());
+        break;
+    }
   }
 }
 
@@ -309,22 +332,9 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
                            size_t row_bytes, int32_t n, int32_t d, float* const* scores) {
 #if KVF_PAGED_ROW_BATCH
   if (d % static_cast<int32_t>(hn::Lanes(DF())) == 0) {
-    for (int32_t g = 0; g < group; g += 4) {
-      switch (std::min(4, group - g)) {
-        case 4:
-          group_scores<F, 4>(q + g, rows, row_bytes, n, d, scores + g);
-          break;
-        case 3:
-          group_scores<F, 3>(q + g, rows, row_bytes, n, d, scores + g);
-          break;
-        case 2:
-          group_scores<F, 2>(q + g, rows, row_bytes, n, d, scores + g);
-          break;
-        default:
-          group_scores<F, 1>(q + g, rows, row_bytes, n, d, scores + g);
-          break;
-      }
-    }
+    for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+      group_scores<F, decltype(nb)::value>(q + g, rows, row_bytes, n, d, scores + g);
+    });
     return;
   }
 #endif
@@ -344,22 +354,10 @@ template <KvRowFormat F>
 HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const float* rescale,
                          int32_t group, const uint8_t* rows, size_t row_bytes, int32_t n,
                          int32_t d) {
-  for (int32_t g = 0; g < group; g += 4) {
-    switch (std::min(4, group - g)) {
-      case 4:
-        accumulate_rows<F, 4>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
-        break;
-      case 3:
-        accumulate_rows<F, 3>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
-        break;
-      case 2:
-        accumulate_rows<F, 2>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
-        break;
-      default:
-        accumulate_rows<F, 1>(acc + g, weights + g, rescale + g, rows, row_bytes, n, d);
-        break;
-    }
-  }
+  for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+    accumulate_rows<F, decltype(nb)::value>(acc + g, weights + g, rescale + g, rows, row_bytes, n,
+                                            d);
+  });
 }
 
 // Runs fn with the row format as a compile-time constant.
