@@ -63,7 +63,6 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   const KvCodecParams params{options.block_tokens, shape.head_dim};
   BlockPoolLayout layout;
   layout.block_tokens = options.block_tokens;
-  bool any_residual = false;
   std::string plan;
   std::vector<std::string> layer_plans;  // canonical "k=.../v=..." of each layer
   int32_t run_start = 0;
@@ -80,8 +79,6 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
         (codecs.value_staged && codecs.value->rotated())) {
       return unsupported("a rotated codec with a full-precision window is not supported");
     }
-    any_residual =
-        any_residual || codecs.key->residual_tokens() > 0 || codecs.value->residual_tokens() > 0;
     cache->needs_staging_ = cache->needs_staging_ || codecs.key_staged || codecs.value_staged;
     // Segments (pool arenas) of this layer: one per KV head for the keys, then
     // one per KV head for the values; see segment().
@@ -129,7 +126,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   if (options.prefix_sharing) {
     cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
   }
-  if (options.prefix_sharing && any_residual) {
+  if (options.prefix_sharing && cache->staging_start_residual() > 0) {
     size_t window_bytes = options.staged_window_bytes;
     if (window_bytes == 0) {
       // A window holds at most R + (kStagedWindowChainEnds + 1) * B rows.
@@ -489,20 +486,16 @@ void PagedKvCache::load_staged_window(Sequence& s, const StagedWindow& window) {
 
 // Keeps, for the next prompt that continues this sequence, the staged rows
 // that hits ending at its last kStagedWindowChainEnds full blocks read.
-void PagedKvCache::keep_staged_window(const Sequence& s, int32_t full_blocks) {
+// chain_hashes[j]: the chain hash of the sequence's block j (PrefixIndex::insert).
+void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHash> chain_hashes) {
   const int32_t bt = block_tokens_;
-  const int32_t last = full_blocks * bt;
+  const int32_t last = static_cast<int32_t>(chain_hashes.size()) * bt;
+  if (last == 0) return;
   const int32_t oldest_end = std::max(bt, last - (kStagedWindowChainEnds - 1) * bt);
   const int32_t first = std::max(s.staged_begin, hit_staging_start(oldest_end));
   std::vector<BlockHash> chain_ends;
-  BlockHash chain = kRootChainHash;
-  const std::span<const int32_t> tokens(s.tokens);
-  for (int32_t j = 0; j < full_blocks; ++j) {
-    chain = chain_block_hash(
-        chain, s.cache_namespace,
-        tokens.subspan(static_cast<size_t>(j) * static_cast<size_t>(bt), static_cast<size_t>(bt)));
-    const int32_t end = (j + 1) * bt;
-    if (end >= oldest_end && hit_staging_start(end) >= first) chain_ends.push_back(chain);
+  for (int32_t end = oldest_end; end <= last; end += bt) {
+    if (hit_staging_start(end) >= first) chain_ends.push_back(chain_hashes[end / bt - 1]);
   }
   if (chain_ends.empty()) return;
 
@@ -529,11 +522,13 @@ void PagedKvCache::release(SeqId seq) {
   Sequence& s = sequence(seq);
   const auto full_blocks = static_cast<int32_t>(s.tokens.size()) / block_tokens_;
   if (index_ && full_blocks > 0) {
+    std::vector<BlockHash> chain_hashes;
     index_->insert(s.cache_namespace,
                    std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
                                                             static_cast<size_t>(block_tokens_)),
-                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)));
-    if (windows_) keep_staged_window(s, full_blocks);
+                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)),
+                   windows_ ? &chain_hashes : nullptr);
+    if (windows_) keep_staged_window(s, chain_hashes);
   }
   KVF_CHECK(truncate(seq, 0).ok());
   // The slot may next serve another tenant: back to the cache-wide salt.

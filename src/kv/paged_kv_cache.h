@@ -137,7 +137,7 @@ class PagedKvCache final : public KvCache {
   // The first staged position a query at `pos` (the first after a hit of pos
   // tokens) may read in f32.
   [[nodiscard]] int32_t hit_staging_start(int32_t pos) const { return staging_start_for(pos, pos); }
-  void keep_staged_window(const Sequence& s, int32_t full_blocks);
+  void keep_staged_window(const Sequence& s, std::span<const BlockHash> chain_hashes);
   void load_staged_window(Sequence& s, const StagedWindow& window);
   [[nodiscard]] PagedSide paged_side(const Sequence& s, LayerId layer, bool value_side) const;
   [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;

@@ -61,7 +61,7 @@ std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<cons
 }
 
 void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
-                         std::span<const BlockId> blocks) {
+                         std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes) {
   const size_t block_size = static_cast<size_t>(block_tokens_);
   KVF_CHECK(tokens.size() >= blocks.size() * block_size);
 
@@ -90,6 +90,7 @@ void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> toke
       pool_.cache(block, parent, hash);
       parent = block;
     }
+    if (chain_hashes != nullptr) chain_hashes->push_back(hash);
     parent_hash = hash;
   }
   // The offered chain was just used: refresh the cached blocks it duplicates

@@ -71,9 +71,11 @@ class PrefixIndex {
   // newly records; where that chain is already cached by another block, the
   // existing one is kept and the offered block is not recorded (the caller
   // keeps its own reference). tokens may extend past the blocks (a partial
-  // tail); that part is ignored.
+  // tail); that part is ignored. If given, chain_hashes receives the chain
+  // hash of every block walked (all of them unless a hash collision ends the
+  // walk early).
   void insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
-              std::span<const BlockId> blocks);
+              std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes = nullptr);
 
   // Frees min(n_blocks, n_evictable()) cached blocks back to the pool, least
   // recently used first, children before parents. Returns the count freed.
