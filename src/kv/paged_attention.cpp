@@ -78,6 +78,53 @@ HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& sid
   }
 }
 
+// Walks the tiles of a run of blocks of one side a few cache lines per call.
+// Spread over the dot products of the other side's rows (one step per row
+// batch), it requests the rows the kernel reads next while the current ones
+// are multiplied: the hardware prefetcher alone stays only a few lines ahead
+// of each stream, and one loop that requests a whole chunk at once fills the
+// miss buffers and stalls the arithmetic behind it.
+class TilePrefetcher {
+ public:
+  // An idle prefetcher (enabled false) requests nothing.
+  TilePrefetcher(const PagedAttentionArgs& a, const PagedSide& side, int32_t kv_head, bool enabled)
+      : a_(a), side_(side), kv_head_(kv_head), enabled_(enabled) {}
+
+  // Starts on the tiles of blocks [first, first + count), spread over the
+  // `rows` rows of the pass that steps it.
+  HWY_INLINE void start(int32_t first, int32_t count, int32_t rows) {
+    block_ = first;
+    end_ = enabled_ ? first + count : first;
+    offset_ = 0;
+    const auto lines = static_cast<int64_t>(count) * static_cast<int64_t>(side_.tile_bytes) / 64;
+    lines_per_row_ = rows > 0 ? static_cast<int32_t>((lines + rows - 1) / rows) : 0;
+    tile_ = block_ < end_ ? tile_data(a_, side_, block_, kv_head_) : nullptr;
+  }
+
+  // Requests the next lines: `rows` rows' share of the tiles.
+  HWY_INLINE void step(int32_t rows) {
+    for (int32_t i = rows * lines_per_row_; i > 0 && block_ < end_; --i) {
+      hwy::Prefetch(tile_ + offset_);
+      offset_ += 64;
+      if (offset_ >= side_.tile_bytes) {
+        offset_ = 0;
+        if (++block_ < end_) tile_ = tile_data(a_, side_, block_, kv_head_);
+      }
+    }
+  }
+
+ private:
+  const PagedAttentionArgs& a_;
+  const PagedSide& side_;
+  int32_t kv_head_;
+  bool enabled_;
+  int32_t block_ = 0;
+  int32_t end_ = 0;
+  size_t offset_ = 0;
+  int32_t lines_per_row_ = 0;
+  const uint8_t* tile_ = nullptr;
+};
+
 // The kernel takes whole blocks at a time, up to kChunkRows rows and
 // kChunkFloats floats of decoded scratch (16 KiB: stays in L1).
 constexpr int32_t kChunkRows = kPagedMaxBlockTokens;
@@ -192,13 +239,14 @@ HWY_INLINE void block_scores(const float* HWY_RESTRICT q, const float* rows, int
 // together (sum_lanes_of_each).
 template <KvRowFormat F, int NB>
 HWY_INLINE void group_scores(const float* const* q, const uint8_t* rows, size_t row_bytes,
-                             int32_t n, int32_t d, float* const* scores) {
+                             int32_t n, int32_t d, float* const* scores, TilePrefetcher& ahead) {
   constexpr int32_t R = kRowBatch / NB;
   static_assert(R >= 1);
   const DF df;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   alignas(64) float sums[kRowBatch];
   for (int32_t r0 = 0; r0 < n; r0 += R) {
+    ahead.step(R);
     const uint8_t* row[R];
 #pragma GCC unroll 16
     for (int32_t r = 0; r < R; ++r) row[r] = rows + std::min(r0 + r, n - 1) * row_bytes;
@@ -233,7 +281,7 @@ HWY_INLINE void group_scores(const float* const* q, const uint8_t* rows, size_t 
 template <KvRowFormat F, int NB>
 HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* const* weights,
                                 const float* rescale, const uint8_t* rows, size_t row_bytes,
-                                int32_t n, int32_t d) {
+                                int32_t n, int32_t d, TilePrefetcher& ahead) {
   const DF df;
   using V = hn::Vec<DF>;
   const int32_t lanes = static_cast<int32_t>(hn::Lanes(df));
@@ -247,6 +295,7 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
       a1[g] = hn::Mul(s, hn::Load(df, acc[g] + c + lanes));
     }
     for (int32_t r = 0; r < n; ++r) {
+      if (c == 0) ahead.step(1);
       const uint8_t* row = rows + r * row_bytes;
       const V v0 = load_row<F>(row, c);
       const V v1 = load_row<F>(row, c + lanes);
@@ -329,16 +378,18 @@ HWY_INLINE void for_head_batches(int32_t group, const Fn& fn) {
 // scores[g][0, n) = q[g] · rows for every head g of the group, rows in format F.
 template <KvRowFormat F>
 HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* rows,
-                           size_t row_bytes, int32_t n, int32_t d, float* const* scores) {
+                           size_t row_bytes, int32_t n, int32_t d, float* const* scores,
+                           TilePrefetcher& ahead) {
 #if KVF_PAGED_ROW_BATCH
   if (d % static_cast<int32_t>(hn::Lanes(DF())) == 0) {
     for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
-      group_scores<F, decltype(nb)::value>(q + g, rows, row_bytes, n, d, scores + g);
+      group_scores<F, decltype(nb)::value>(q + g, rows, row_bytes, n, d, scores + g, ahead);
     });
     return;
   }
 #endif
   // Rows read in place need the batched kernel (reads_in_place); the scratch is f32.
+  ahead.step(n);
   if constexpr (F == KvRowFormat::kF32) {
     KVF_CHECK(row_bytes == static_cast<size_t>(d) * sizeof(float));
     for (int32_t g = 0; g < group; ++g) {
@@ -352,11 +403,11 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
 // acc[g] = acc[g] * rescale[g] + sum_r weights[g][r] * row r, for every head g.
 template <KvRowFormat F>
 HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const float* rescale,
-                         int32_t group, const uint8_t* rows, size_t row_bytes, int32_t n,
-                         int32_t d) {
+                         int32_t group, const uint8_t* rows, size_t row_bytes, int32_t n, int32_t d,
+                         TilePrefetcher& ahead) {
   for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
     accumulate_rows<F, decltype(nb)::value>(acc + g, weights + g, rescale + g, rows, row_bytes, n,
-                                            d);
+                                            d, ahead);
   });
 }
 
@@ -450,12 +501,16 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t n_blocks = (n_keys + bt - 1) / bt;
   prefetch_jumps(a, a.keys, 0, std::min(chunk_blocks, n_blocks), kv_head);
   prefetch_jumps(a, a.values, 0, std::min(chunk_blocks, n_blocks), kv_head);
+  // While the keys of a chunk are multiplied, its values are requested; while
+  // its values are summed, the next chunk's keys.
+  TilePrefetcher value_ahead(a, a.values, kv_head, value_format != KvRowFormat::kOpaque);
+  TilePrefetcher key_ahead(a, a.keys, kv_head, key_format != KvRowFormat::kOpaque);
   for (int32_t j = 0; j < n_blocks; j += chunk_blocks) {
     const int32_t count = std::min(chunk_blocks, n_blocks - j);
     const int32_t next = std::min(chunk_blocks, n_blocks - j - count);
-    prefetch_jumps(a, a.keys, j + count, next, kv_head);
-    prefetch_jumps(a, a.values, j + count, next, kv_head);
     const int32_t n = std::min(count * bt, n_keys - j * bt);
+    value_ahead.start(j, count, n);
+    key_ahead.start(j + count, next, n);
 
     // Scores of the chunk's rows, then the online softmax over them.
     if (key_format != KvRowFormat::kOpaque) {
@@ -463,14 +518,15 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
         for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
           for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + offset;
           score_rows<decltype(format)::value>(q_rows, group, tile_data(a, a.keys, first, kv_head),
-                                              key_row_bytes, run_rows, d, score_rows_at);
+                                              key_row_bytes, run_rows, d, score_rows_at,
+                                              value_ahead);
         });
       });
     } else {
       gather_rows(a, a.keys, j, count, kv_head, query_pos, rows);
       for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g];
       score_rows<KvRowFormat::kF32>(q_rows, group, reinterpret_cast<const uint8_t*>(rows),
-                                    scratch_row_bytes, n, d, score_rows_at);
+                                    scratch_row_bytes, n, d, score_rows_at, value_ahead);
     }
     for (int32_t g = 0; g < group; ++g) {
       rescale[g] = vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]);
@@ -491,7 +547,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
           }
           for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
           sum_rows<F>(acc_rows, weight_rows_at, run_rescale, group, tile_rows, value_row_bytes,
-                      run_rows, d);
+                      run_rows, d, key_ahead);
           run_rescale = ones;
         });
       });
@@ -499,7 +555,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       gather_rows(a, a.values, j, count, kv_head, query_pos, rows);
       for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g];
       sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, rescale, group,
-                                  reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes, n, d);
+                                  reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes, n, d,
+                                  key_ahead);
     }
   }
 
