@@ -179,6 +179,11 @@ int bench(const BenchArgs& a) {
     j["batch"] = a.model.n_batch;
     j["kv_codec"] = a.model.kv_codec;
     j["kv_bytes_per_token"] = (*kv)->bytes_per_token();
+    // Attention arithmetic a decode step spends per token of context: for
+    // every layer and query head, one dot product with its key and one
+    // multiply-add of its value row (head_dim each, 2 FLOP per element).
+    j["attention_flops_per_context_token"] =
+        4 * static_cast<int64_t>(c.n_layers) * c.n_heads * c.head_dim;
     j["reps"] = a.reps;
     j["depth_fill"] = a.depth_fill;
     for (const TestResult& r : results) {
