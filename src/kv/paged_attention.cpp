@@ -79,22 +79,21 @@ HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& sid
 }
 
 // Walks the tiles of a run of blocks of one side a few cache lines per call.
-// Spread over the dot products of the other side's rows (one step per row
+// Stepped from the dot products over the other side's rows (once per row
 // batch), it requests the rows the kernel reads next while the current ones
-// are multiplied: the hardware prefetcher alone stays only a few lines ahead
-// of each stream, and one loop that requests a whole chunk at once fills the
-// miss buffers and stalls the arithmetic behind it.
+// are multiplied. Measured faster than leaving the streams to the hardware
+// prefetcher alone, and than one loop that requests a whole chunk at once
+// (docs/performance.md).
 class TilePrefetcher {
  public:
-  // An idle prefetcher (enabled false) requests nothing.
-  TilePrefetcher(const PagedAttentionArgs& a, const PagedSide& side, int32_t kv_head, bool enabled)
-      : a_(a), side_(side), kv_head_(kv_head), enabled_(enabled) {}
+  TilePrefetcher(const PagedAttentionArgs& a, const PagedSide& side, int32_t kv_head)
+      : a_(a), side_(side), kv_head_(kv_head) {}
 
   // Starts on the tiles of blocks [first, first + count), spread over the
   // `rows` rows of the pass that steps it.
   HWY_INLINE void start(int32_t first, int32_t count, int32_t rows) {
     block_ = first;
-    end_ = enabled_ ? first + count : first;
+    end_ = first + count;
     offset_ = 0;
     const auto lines = static_cast<int64_t>(count) * static_cast<int64_t>(side_.tile_bytes) / 64;
     lines_per_row_ = rows > 0 ? static_cast<int32_t>((lines + rows - 1) / rows) : 0;
@@ -117,7 +116,6 @@ class TilePrefetcher {
   const PagedAttentionArgs& a_;
   const PagedSide& side_;
   int32_t kv_head_;
-  bool enabled_;
   int32_t block_ = 0;
   int32_t end_ = 0;
   size_t offset_ = 0;
@@ -503,8 +501,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   prefetch_jumps(a, a.values, 0, std::min(chunk_blocks, n_blocks), kv_head);
   // While the keys of a chunk are multiplied, its values are requested; while
   // its values are summed, the next chunk's keys.
-  TilePrefetcher value_ahead(a, a.values, kv_head, value_format != KvRowFormat::kOpaque);
-  TilePrefetcher key_ahead(a, a.keys, kv_head, key_format != KvRowFormat::kOpaque);
+  TilePrefetcher value_ahead(a, a.values, kv_head);
+  TilePrefetcher key_ahead(a, a.keys, kv_head);
   for (int32_t j = 0; j < n_blocks; j += chunk_blocks) {
     const int32_t count = std::min(chunk_blocks, n_blocks - j);
     const int32_t next = std::min(chunk_blocks, n_blocks - j - count);
