@@ -125,7 +125,12 @@ void BlockPool::release(BlockId block) {
   KVF_CHECK(!r.cached || r.ref_count > 1);
   --r.ref_count;
   if (r.ref_count == 0) {
-    push_front(free_list_, block.value);
+    // To the back: blocks released in a sequence's order come back out in
+    // that order, so the next sequence again gets ascending runs of ids
+    // (contiguous tiles, which the attention kernel streams as one run).
+    // From the front, a released sequence's blocks were handed out in
+    // descending order (docs/kv-storage.md).
+    push_back(free_list_, block.value);
   } else if (is_idle(r)) {
     on_became_idle(block.value);
   }
@@ -273,21 +278,6 @@ void BlockPool::push_back(BlockList& list, int32_t index) {
     list.head = index;
   }
   list.tail = index;
-  ++list.size;
-}
-
-void BlockPool::push_front(BlockList& list, int32_t index) {
-  BlockRecord& r = records_[static_cast<size_t>(index)];
-  KVF_CHECK(r.list == ListKind::kNone);
-  r.list = list.kind;
-  r.prev = -1;
-  r.next = list.head;
-  if (list.head >= 0) {
-    records_[static_cast<size_t>(list.head)].prev = index;
-  } else {
-    list.tail = index;
-  }
-  list.head = index;
   ++list.size;
 }
 

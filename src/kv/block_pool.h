@@ -154,7 +154,6 @@ class BlockPool {
   bool is_idle(const BlockRecord& r) const;
 
   void push_back(BlockList& list, int32_t index);
-  void push_front(BlockList& list, int32_t index);
   void unlink(BlockList& list, int32_t index);
 
   // A cached block just went from idle to busy or back: update the idle list

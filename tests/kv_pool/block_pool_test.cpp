@@ -89,6 +89,24 @@ TEST(BlockPoolTest, AllocatesEveryBlockOnceThenReportsExhaustion) {
   pool->check_invariants();
 }
 
+// The attention kernel reads a run of consecutive block ids as one array, so
+// a sequence that takes over released blocks should get them in ascending
+// runs again, not reversed.
+TEST(BlockPoolTest, ReleasedBlocksComeBackInTheOrderTheyWereReleased) {
+  auto pool = make_pool(8);
+  std::vector<BlockId> first;
+  for (int32_t i = 0; i < 6; ++i) first.push_back(*pool->allocate());
+  for (int32_t i = 0; i < 6; ++i) EXPECT_EQ(first[static_cast<size_t>(i)].value, i);
+  for (BlockId b : first) pool->release(b);  // a sequence's table order
+  pool->check_invariants();
+
+  // The never-used blocks 6 and 7 first, then 0..5 in release order.
+  std::vector<int32_t> next;
+  while (const std::optional<BlockId> b = pool->allocate()) next.push_back(b->value);
+  EXPECT_EQ(next, (std::vector<int32_t>{6, 7, 0, 1, 2, 3, 4, 5}));
+  pool->check_invariants();
+}
+
 TEST(BlockPoolTest, ABlockIsFreedOnlyWhenItsLastReferenceGoes) {
   auto pool = make_pool(2);
   const BlockId block = *pool->allocate();
