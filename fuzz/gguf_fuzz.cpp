@@ -32,15 +32,20 @@ uint64_t walk(const Value& v) {
     case ValueType::kUint8:
     case ValueType::kUint16:
     case ValueType::kUint32:
-    case ValueType::kUint64: return std::get<uint64_t>(v.data);
+    case ValueType::kUint64:
+      return std::get<uint64_t>(v.data);
     case ValueType::kInt8:
     case ValueType::kInt16:
     case ValueType::kInt32:
-    case ValueType::kInt64: return static_cast<uint64_t>(std::get<int64_t>(v.data));
+    case ValueType::kInt64:
+      return static_cast<uint64_t>(std::get<int64_t>(v.data));
     case ValueType::kFloat32:
-    case ValueType::kFloat64: return std::get<double>(v.data) == 0.0 ? 0 : 1;
-    case ValueType::kBool: return std::get<bool>(v.data) ? 1 : 0;
-    case ValueType::kString: return std::get<std::string>(v.data).size();
+    case ValueType::kFloat64:
+      return std::get<double>(v.data) == 0.0 ? 0 : 1;
+    case ValueType::kBool:
+      return std::get<bool>(v.data) ? 1 : 0;
+    case ValueType::kString:
+      return std::get<std::string>(v.data).size();
     case ValueType::kArray: {
       const Array& array = std::get<Array>(v.data);
       uint64_t sum = array.items.size();

@@ -22,7 +22,8 @@ std::string describe_value(const gguf::Value& v, size_t max_items) {
           std::string s = x.size() > 80 ? x.substr(0, 77) + "..." : x;
           return fmt::format("\"{}\"", s);
         } else if constexpr (std::is_same_v<T, gguf::Array>) {
-          std::string s = fmt::format("[{} x {}]", x.items.size(), gguf::value_type_name(x.elem_type));
+          std::string s =
+              fmt::format("[{} x {}]", x.items.size(), gguf::value_type_name(x.elem_type));
           if (max_items > 0 && !x.items.empty()) {
             s += " ";
             for (size_t i = 0; i < x.items.size() && i < max_items; ++i) {
@@ -46,7 +47,8 @@ int info(const std::string& path, bool all_tensors) {
   const gguf::GgufFile& f = **file;
   std::printf("file: %s\nGGUF version %u, alignment %llu, %zu metadata keys, %zu tensors, %s\n\n",
               path.c_str(), f.version(), static_cast<unsigned long long>(f.alignment()),
-              f.metadata().size(), f.tensors().size(), format_bytes(double(f.file_bytes())).c_str());
+              f.metadata().size(), f.tensors().size(),
+              format_bytes(double(f.file_bytes())).c_str());
   std::printf("metadata:\n");
   for (const auto& [key, value] : f.metadata()) {
     std::printf("  %-44s %s\n", key.c_str(), describe_value(value, 4).c_str());

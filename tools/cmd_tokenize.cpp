@@ -55,20 +55,20 @@ int tokenize(const TokenizeArgs& a) {
   return 0;
 }
 
-KVFORGE_REGISTER_COMMAND(tokenize_command, "tokenize", "Print the tokens of a text",
-                         [](CLI::App& app) -> std::function<int()> {
-                           auto a = std::make_shared<TokenizeArgs>();
-                           app.add_option("-m,--model", a->model_path, "Model or vocabulary GGUF")
-                               ->required();
-                           auto* p = app.add_option("-p,--prompt", a->prompt, "Text to tokenize");
-                           auto* f = app.add_option("-f,--file", a->prompt_file, "Read the text from a file");
-                           p->excludes(f);
-                           app.add_flag("--ids", a->ids_only, "Print only the ids, as a list");
-                           app.add_flag("--no-bos", a->no_bos, "Do not add BOS/special prefix tokens");
-                           app.add_flag("--no-parse-special", a->no_parse_special,
-                                        "Treat special-token text as plain text");
-                           return [a] { return tokenize(*a); };
-                         });
+KVFORGE_REGISTER_COMMAND(
+    tokenize_command, "tokenize", "Print the tokens of a text",
+    [](CLI::App& app) -> std::function<int()> {
+      auto a = std::make_shared<TokenizeArgs>();
+      app.add_option("-m,--model", a->model_path, "Model or vocabulary GGUF")->required();
+      auto* p = app.add_option("-p,--prompt", a->prompt, "Text to tokenize");
+      auto* f = app.add_option("-f,--file", a->prompt_file, "Read the text from a file");
+      p->excludes(f);
+      app.add_flag("--ids", a->ids_only, "Print only the ids, as a list");
+      app.add_flag("--no-bos", a->no_bos, "Do not add BOS/special prefix tokens");
+      app.add_flag("--no-parse-special", a->no_parse_special,
+                   "Treat special-token text as plain text");
+      return [a] { return tokenize(*a); };
+    });
 
 }  // namespace
 }  // namespace kvforge::cli

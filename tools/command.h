@@ -30,5 +30,9 @@ int fail(const std::string& message);
 
 }  // namespace kvforge::cli
 
-#define KVFORGE_REGISTER_COMMAND(var, ...) \
-  static ::kvforge::cli::CommandRegistrar var{::kvforge::cli::Command{__VA_ARGS__}}
+#define KVFORGE_REGISTER_COMMAND(var, ...)      \
+  static ::kvforge::cli::CommandRegistrar var { \
+    ::kvforge::cli::Command {                   \
+      __VA_ARGS__                               \
+    }                                           \
+  }

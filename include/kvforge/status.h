@@ -16,14 +16,14 @@ namespace kvforge {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller passed something unusable (flag, config, request)
-  kNotFound,          // a file, key or tensor that should exist does not
-  kCorrupt,           // a file's bytes contradict its own format
-  kUnsupported,       // well-formed, but a feature we do not implement
-  kIoError,           // the operating system refused (open, read, mmap, write)
-  kOutOfRange,        // a value or size beyond what is allowed (e.g. prompt > context)
-  kResourceExhausted, // a memory budget was too small
-  kInternal,          // a bug surfaced as an error rather than an abort
+  kInvalidArgument,    // the caller passed something unusable (flag, config, request)
+  kNotFound,           // a file, key or tensor that should exist does not
+  kCorrupt,            // a file's bytes contradict its own format
+  kUnsupported,        // well-formed, but a feature we do not implement
+  kIoError,            // the operating system refused (open, read, mmap, write)
+  kOutOfRange,         // a value or size beyond what is allowed (e.g. prompt > context)
+  kResourceExhausted,  // a memory budget was too small
+  kInternal,           // a bug surfaced as an error rather than an abort
 };
 
 [[nodiscard]] std::string_view status_code_name(StatusCode code);
@@ -49,21 +49,35 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status corrupt(std::string m) { return {StatusCode::kCorrupt, std::move(m)}; }
-inline Status unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
-inline Status io_error(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
-inline Status out_of_range(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status not_found(std::string m) {
+  return {StatusCode::kNotFound, std::move(m)};
+}
+inline Status corrupt(std::string m) {
+  return {StatusCode::kCorrupt, std::move(m)};
+}
+inline Status unsupported(std::string m) {
+  return {StatusCode::kUnsupported, std::move(m)};
+}
+inline Status io_error(std::string m) {
+  return {StatusCode::kIoError, std::move(m)};
+}
+inline Status out_of_range(std::string m) {
+  return {StatusCode::kOutOfRange, std::move(m)};
+}
 inline Status resource_exhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
-inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status internal_error(std::string m) {
+  return {StatusCode::kInternal, std::move(m)};
+}
 
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: must be non-ok
 
   [[nodiscard]] bool ok() const { return v_.index() == 0; }
@@ -88,9 +102,9 @@ class [[nodiscard]] Result {
 
 }  // namespace kvforge
 
-#define KVF_CHECK(cond)                                                      \
-  do {                                                                       \
-    if (!(cond)) ::kvforge::check_failed(__FILE__, __LINE__, #cond);         \
+#define KVF_CHECK(cond)                                              \
+  do {                                                               \
+    if (!(cond)) ::kvforge::check_failed(__FILE__, __LINE__, #cond); \
   } while (0)
 
 #define KVF_CONCAT_INNER_(a, b) a##b

@@ -33,19 +33,18 @@ size_t ContiguousKvCache::region_offset(SeqId seq, LayerId layer) const {
          region_elems_ * element_bytes();
 }
 
-Status ContiguousKvCache::begin_append(SeqId seq, int32_t pos0,
-                                       std::span<const int32_t> tokens) {
+Status ContiguousKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32_t> tokens) {
   const auto n_tokens = static_cast<int32_t>(tokens.size());
   if (seq.value < 0 || seq.value >= n_seq_slots_) {
-    return invalid_argument(fmt::format("sequence {} does not exist (cache has {} slots)",
-                                        seq.value, n_seq_slots_));
+    return invalid_argument(
+        fmt::format("sequence {} does not exist (cache has {} slots)", seq.value, n_seq_slots_));
   }
   KVF_CHECK(pos0 == seq_tokens_[static_cast<size_t>(seq.value)]);
   if (n_tokens < 0 || static_cast<int64_t>(pos0) + n_tokens > capacity_tokens_) {
-    return out_of_range(fmt::format(
-        "the context is full: {} tokens requested, the KV cache holds {} per sequence "
-        "(raise -c/--ctx-size)",
-        static_cast<int64_t>(pos0) + n_tokens, capacity_tokens_));
+    return out_of_range(
+        fmt::format("the context is full: {} tokens requested, the KV cache holds {} per sequence "
+                    "(raise -c/--ctx-size)",
+                    static_cast<int64_t>(pos0) + n_tokens, capacity_tokens_));
   }
   seq_tokens_[static_cast<size_t>(seq.value)] = pos0 + n_tokens;
   return Status();
@@ -87,8 +86,8 @@ void ContiguousKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n
   args.out = out;
   args.k = keys_.data() + base;
   args.v = values_.data() + base;
-  args.element = type_ == ContiguousKvType::kF32 ? kernels::KvElement::kF32
-                                                 : kernels::KvElement::kF16;
+  args.element =
+      type_ == ContiguousKvType::kF32 ? kernels::KvElement::kF32 : kernels::KvElement::kF16;
   args.head_stride = static_cast<int64_t>(capacity_tokens_) * shape_.head_dim;
   args.n_tokens = n_tokens;
   args.first_pos = pos0;

@@ -13,7 +13,7 @@
 namespace kvforge {
 
 struct Architecture {
-  std::string_view name;           // general.architecture
+  std::string_view name;            // general.architecture
   kernels::RopeLayout rope_layout;  // which head elements rotate together
   bool qkv_bias = false;            // attn_{q,k,v}.bias tensors (Qwen2)
   bool qk_norm = false;             // per-head RMSNorm of q and k before RoPE (Qwen3)

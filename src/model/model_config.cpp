@@ -12,8 +12,8 @@ Result<int32_t> read_count(const gguf::GgufFile& f, const std::string& key, int6
   auto v = f.get_uint(key);
   if (!v.ok()) return v.status().with_context("model metadata");
   if (v.value() == 0 || v.value() > static_cast<uint64_t>(max)) {
-    return corrupt(fmt::format("model metadata: {} = {} is out of range [1, {}]", key, v.value(),
-                               max));
+    return corrupt(
+        fmt::format("model metadata: {} = {} is out of range [1, {}]", key, v.value(), max));
   }
   return static_cast<int32_t>(v.value());
 }
@@ -27,7 +27,8 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
   c.arch = find_architecture(arch_name.value());
   if (c.arch == nullptr) {
     std::string known;
-    for (const Architecture& a : architectures()) known += (known.empty() ? "" : ", ") + std::string(a.name);
+    for (const Architecture& a : architectures())
+      known += (known.empty() ? "" : ", ") + std::string(a.name);
     return unsupported(fmt::format("architecture '{}' is not supported (supported: {})",
                                    arch_name.value(), known));
   }
@@ -46,8 +47,8 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
   if (!kv_heads.ok()) return kv_heads.status();
   c.n_kv_heads = kv_heads.value() ? static_cast<int32_t>(*kv_heads.value()) : c.n_heads;
   if (c.n_kv_heads <= 0 || c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0) {
-    return corrupt(fmt::format("model metadata: {} query heads cannot share {} KV heads",
-                               c.n_heads, c.n_kv_heads));
+    return corrupt(fmt::format("model metadata: {} query heads cannot share {} KV heads", c.n_heads,
+                               c.n_kv_heads));
   }
 
   auto key_len = f.find_uint(a + ".attention.key_length");
@@ -58,8 +59,8 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
     c.head_dim = static_cast<int32_t>(*key_len.value());
   } else {
     if (c.n_embd % c.n_heads != 0) {
-      return corrupt(fmt::format("model metadata: width {} is not a multiple of {} heads",
-                                 c.n_embd, c.n_heads));
+      return corrupt(fmt::format("model metadata: width {} is not a multiple of {} heads", c.n_embd,
+                                 c.n_heads));
     }
     c.head_dim = c.n_embd / c.n_heads;
   }
@@ -70,8 +71,8 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
     return unsupported(fmt::format("head size {} (supported: even, up to 256)", c.head_dim));
   }
   if (c.n_heads / c.n_kv_heads > 16) {
-    return unsupported(fmt::format("{} query heads per KV head (supported: up to 16)",
-                                   c.n_heads / c.n_kv_heads));
+    return unsupported(
+        fmt::format("{} query heads per KV head (supported: up to 16)", c.n_heads / c.n_kv_heads));
   }
 
   auto eps = f.find_float(a + ".attention.layer_norm_rms_epsilon");

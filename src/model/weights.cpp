@@ -8,7 +8,9 @@
 namespace kvforge {
 namespace {
 
-std::string dims_string(const std::vector<uint64_t>& dims) { return fmt::format("{}", dims); }
+std::string dims_string(const std::vector<uint64_t>& dims) {
+  return fmt::format("{}", dims);
+}
 
 class Binder {
  public:
@@ -44,12 +46,12 @@ class Binder {
     const gguf::TensorInfo* t = f_.find_tensor(name);
     if (t == nullptr) return not_found(fmt::format("model is missing tensor '{}'", name));
     if (t->dims != std::vector<uint64_t>{static_cast<uint64_t>(n)}) {
-      return corrupt(fmt::format("tensor '{}' has shape {}, expected [{}]", name,
-                                 dims_string(t->dims), n));
+      return corrupt(
+          fmt::format("tensor '{}' has shape {}, expected [{}]", name, dims_string(t->dims), n));
     }
     if (t->type != TensorType::kF32) {
-      return unsupported(fmt::format("tensor '{}' must be f32, it is {}", name,
-                                     tensor_type_name(t->type)));
+      return unsupported(
+          fmt::format("tensor '{}' must be f32, it is {}", name, tensor_type_name(t->type)));
     }
     // GGUF aligns tensor data to general.alignment (>= 4 in practice); check
     // it rather than assume, since we read floats in place.

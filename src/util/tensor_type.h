@@ -47,10 +47,10 @@ enum class TensorType : uint32_t {
 };
 
 struct TensorTypeTraits {
-  std::string_view name;   // "q4_K", as llama.cpp prints it
-  uint32_t block_elems;    // elements per block (1 for plain types)
-  uint32_t block_bytes;    // bytes per block
-  bool supported;          // kvforge can compute with it
+  std::string_view name;  // "q4_K", as llama.cpp prints it
+  uint32_t block_elems;   // elements per block (1 for plain types)
+  uint32_t block_bytes;   // bytes per block
+  bool supported;         // kvforge can compute with it
 };
 
 // Traits of a type id read from a file; nullopt for ids no format version defines.

@@ -104,8 +104,9 @@ TEST(Stories260K, PrefillEqualsDecodeAndThreadCountsAgree) {
   {
     auto m = load(1, 256);
     ContiguousKvCache kv(m->kv_shape(), 1, 512, ContiguousKvType::kF32);
-    ASSERT_TRUE(m->forward(std::span(ids.data(), n), 0, kv, SeqId{0}, LogitsFor::kAllTokens,
-                           all.data()).ok());
+    ASSERT_TRUE(
+        m->forward(std::span(ids.data(), n), 0, kv, SeqId{0}, LogitsFor::kAllTokens, all.data())
+            .ok());
   }
   for (int threads : {1, 3}) {
     auto m = load(threads, 256);
@@ -113,7 +114,8 @@ TEST(Stories260K, PrefillEqualsDecodeAndThreadCountsAgree) {
     std::vector<float> logits(512);
     for (size_t i = 0; i < n; ++i) {
       ASSERT_TRUE(m->forward(std::span(ids.data() + i, 1), static_cast<int32_t>(i), kv, SeqId{0},
-                             LogitsFor::kLastToken, logits.data()).ok());
+                             LogitsFor::kLastToken, logits.data())
+                      .ok());
       for (int v = 0; v < 512; ++v) ASSERT_NEAR(logits[v], all[i * 512 + v], 1e-4) << i;
     }
   }

@@ -18,7 +18,7 @@ struct Case {
 // The streaming kernel must equal the two-pass double-precision reference,
 // for prefill and decode shapes, GQA groups, chunk boundaries and f16 keys.
 TEST(Attention, MatchesReference) {
-  const Case cases[] = {{1, 0, 2, 2, 8},   {1, 300, 8, 4, 8}, {7, 0, 4, 1, 16},
+  const Case cases[] = {{1, 0, 2, 2, 8},    {1, 300, 8, 4, 8},     {7, 0, 4, 1, 16},
                         {5, 129, 6, 2, 64}, {1, 1000, 16, 2, 128}, {3, 250, 14, 2, 64}};
   ThreadPool pool(3);
   std::mt19937 rng(7);
@@ -55,7 +55,8 @@ TEST(Attention, MatchesReference) {
       a.out = ref.data();
       attention_reference(a);
       for (size_t i = 0; i < out.size(); ++i) {
-        ASSERT_NEAR(out[i], ref[i], 2e-5) << "case " << c.n_tokens << "x" << c.first_pos << " i=" << i;
+        ASSERT_NEAR(out[i], ref[i], 2e-5)
+            << "case " << c.n_tokens << "x" << c.first_pos << " i=" << i;
       }
     }
   }

@@ -51,11 +51,14 @@ TEST(Rope, RotationProperties) {
       return s;
     };
     EXPECT_NEAR(rotated_dot(5, 2), rotated_dot(103, 100), 1e-4);
-    EXPECT_NEAR(rotated_dot(0, 0), [&] {
-      double s = 0;
-      for (int i = 0; i < d; ++i) s += double(q[i]) * k[i];
-      return s;
-    }(), 1e-5);
+    EXPECT_NEAR(
+        rotated_dot(0, 0),
+        [&] {
+          double s = 0;
+          for (int i = 0; i < d; ++i) s += double(q[i]) * k[i];
+          return s;
+        }(),
+        1e-5);
   }
 }
 
