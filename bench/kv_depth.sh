@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decode speed against context depth for every KV codec, on a synthetic
 # Llama-3.2-1B-shaped model in Q4_0, next to the bandwidth limit for the
-# weights plus the KV bytes one decode step reads at that depth.
+# weights plus the KV bytes one decode step reads at that depth, and next to
+# a roofline that also counts the attention's arithmetic (speed_report.py).
 #
 # The context is filled with random keys and values stored through each
 # codec (kvforge bench --depth-fill random): a decode step's cost depends on
