@@ -7,6 +7,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // clang-format on
+#include "kernels/vector_ops-inl.h"
 
 #include <cstdint>
 
@@ -23,13 +24,7 @@ constexpr int32_t kMaxHeadDim = 256;
 
 using DF = hn::ScalableTag<float>;
 
-// One f16 at p (any alignment), converted by the target's instruction where it has one.
-HWY_INLINE float load_f16(const uint8_t* p) {
-  const hn::CappedTag<float, 1> d1;
-  const hn::Rebind<hwy::float16_t, decltype(d1)> dh1;
-  const auto* h = reinterpret_cast<const hwy::float16_t*>(p);
-  return hn::GetLane(hn::PromoteTo(d1, hn::LoadU(dh1, h)));
-}
+using kernels::HWY_NAMESPACE::vec::load_f16;
 
 // A plain copy: glibc's memcpy (rep movsb) is several times slower than this for
 // 16 KiB tiles on the AMD machine the benchmarks ran on.

@@ -11,14 +11,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
 #include "kv/hadamard.h"
 #include "kv/paged_attention.h"
 #include "kvforge/status.h"
-#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -170,9 +168,7 @@ HWY_INLINE hn::Vec<DF> load_row(const uint8_t* row, int32_t c) {
 template <KvRowFormat F>
 HWY_INLINE float row_scale(const uint8_t* row) {
   if constexpr (F == KvRowFormat::kInt8) {
-    uint16_t bits;
-    std::memcpy(&bits, row, sizeof bits);
-    return fp16_to_fp32(bits);
+    return vec::load_f16(row);
   } else {
     return 1.0f;
   }
@@ -497,6 +493,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   }
 
   const int32_t n_blocks = (n_keys + bt - 1) / bt;
+  // The first chunk has no arithmetic before it to spread requests over.
   prefetch_jumps(a, a.keys, 0, std::min(chunk_blocks, n_blocks), kv_head);
   prefetch_jumps(a, a.values, 0, std::min(chunk_blocks, n_blocks), kv_head);
   // While the keys of a chunk are multiplied, its values are requested; while
