@@ -45,9 +45,14 @@ enum class KvRowFormat {
   kF16,     // head_dim IEEE halves
   kBF16,    // head_dim bfloat16
   kInt8,    // an f16 scale s, then head_dim int8 codes c: x = s * c
+  // Not a row format: the whole tile by column, head_dim columns of
+  // block_tokens IEEE halves (element c of row r at c * block_tokens + r).
+  // f16 keys use it: the score kernel then computes a vector of rows' scores
+  // per query element, with no per-row horizontal sums (kv-cache.md).
+  kF16Columns,
 };
 
-// Bytes of one row in a plain row format (0 for kOpaque).
+// Bytes of one row in a plain row format (0 for kOpaque and kF16Columns).
 [[nodiscard]] size_t kv_row_bytes(KvRowFormat format, int32_t head_dim);
 
 struct KvCodecParams {

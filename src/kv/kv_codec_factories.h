@@ -13,8 +13,10 @@
 namespace kvforge {
 
 enum class KvFloatFormat { kF32, kF16, kBF16 };
-// Plain rows: f32, f16 or bf16 (round to nearest even).
+// Plain f32, f16 or bf16 elements (round to nearest even): rows, except f16
+// keys, whose tiles are stored by column (KvRowFormat::kF16Columns).
 [[nodiscard]] Result<std::unique_ptr<KvCodec>> make_float_kv_codec(KvFloatFormat format,
+                                                                   KvSide side,
                                                                    const KvCodecParams& params);
 
 // Symmetric int8 per row with one f16 scale.

@@ -1,4 +1,5 @@
-// f32, f16 and bf16 tiles: block_tokens rows of head_dim elements, row-major.
+// f32, f16 and bf16 tiles: block_tokens rows of head_dim elements, row-major;
+// f16 key tiles column-major instead (KvRowFormat::kF16Columns).
 #include <cstring>
 
 #include <fmt/format.h>
@@ -12,8 +13,10 @@ namespace {
 
 class FloatKvCodec final : public KvCodec {
  public:
-  FloatKvCodec(KvFloatFormat format, const KvCodecParams& params)
-      : KvCodec(params), format_(format) {}
+  FloatKvCodec(KvFloatFormat format, KvSide side, const KvCodecParams& params)
+      : KvCodec(params),
+        format_(format),
+        by_column_(format == KvFloatFormat::kF16 && side == KvSide::kKey) {}
 
   std::string name() const override {
     switch (format_) {
@@ -37,7 +40,7 @@ class FloatKvCodec final : public KvCodec {
       case KvFloatFormat::kF32:
         return KvRowFormat::kF32;
       case KvFloatFormat::kF16:
-        return KvRowFormat::kF16;
+        return by_column_ ? KvRowFormat::kF16Columns : KvRowFormat::kF16;
       case KvFloatFormat::kBF16:
         return KvRowFormat::kBF16;
     }
@@ -48,6 +51,16 @@ class FloatKvCodec final : public KvCodec {
               void* tile) const override {
     KVF_CHECK(first >= 0 && n >= 0 && first + n <= block_tokens());
     const int32_t d = head_dim();
+    if (by_column_) {
+      auto* columns = static_cast<uint16_t*>(tile);
+      for (int32_t r = 0; r < n; ++r) {
+        const float* x = rows + r * row_stride;
+        for (int32_t i = 0; i < d; ++i) {
+          columns[static_cast<size_t>(i) * block_tokens() + first + r] = fp32_to_fp16(x[i]);
+        }
+      }
+      return;
+    }
     auto* bytes = static_cast<uint8_t*>(tile) + static_cast<size_t>(first) * d * element_bytes();
     for (int32_t r = 0; r < n; ++r) {
       const float* x = rows + r * row_stride;
@@ -65,6 +78,17 @@ class FloatKvCodec final : public KvCodec {
 
   void decode(const void* tile, int32_t n, float* out) const override {
     KVF_CHECK(n >= 0 && n <= block_tokens());
+    if (by_column_) {
+      const auto* columns = static_cast<const uint16_t*>(tile);
+      const int32_t d = head_dim();
+      for (int32_t r = 0; r < n; ++r) {
+        for (int32_t i = 0; i < d; ++i) {
+          out[static_cast<size_t>(r) * d + i] =
+              fp16_to_fp32(columns[static_cast<size_t>(i) * block_tokens() + r]);
+        }
+      }
+      return;
+    }
     const int64_t count = static_cast<int64_t>(n) * head_dim();
     switch (format_) {
       case KvFloatFormat::kF32:
@@ -83,13 +107,14 @@ class FloatKvCodec final : public KvCodec {
   size_t element_bytes() const { return format_ == KvFloatFormat::kF32 ? 4 : 2; }
 
   KvFloatFormat format_;
+  bool by_column_;  // f16 keys: the score kernel reads whole columns (kv_codec.h)
 };
 
 }  // namespace
 
-Result<std::unique_ptr<KvCodec>> make_float_kv_codec(KvFloatFormat format,
+Result<std::unique_ptr<KvCodec>> make_float_kv_codec(KvFloatFormat format, KvSide side,
                                                      const KvCodecParams& params) {
-  return std::unique_ptr<KvCodec>(std::make_unique<FloatKvCodec>(format, params));
+  return std::unique_ptr<KvCodec>(std::make_unique<FloatKvCodec>(format, side, params));
 }
 
 }  // namespace kvforge

@@ -56,16 +56,16 @@ struct CodecEntry {
 
 const CodecEntry kCodecs[] = {
     {"f32", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
-       return make_float_kv_codec(KvFloatFormat::kF32, p);
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_float_kv_codec(KvFloatFormat::kF32, side, p);
      }},
     {"f16", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
-       return make_float_kv_codec(KvFloatFormat::kF16, p);
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_float_kv_codec(KvFloatFormat::kF16, side, p);
      }},
     {"bf16", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
-       return make_float_kv_codec(KvFloatFormat::kBF16, p);
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_float_kv_codec(KvFloatFormat::kBF16, side, p);
      }},
     {"int8", false,
      [](const ParsedSpec&, KvSide, const KvCodecParams& p) { return make_int8_kv_codec(p); }},
@@ -172,6 +172,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
     case KvRowFormat::kInt8:
       return kv_kernels::int8_row_bytes(head_dim);
     case KvRowFormat::kOpaque:
+    case KvRowFormat::kF16Columns:
       break;
   }
   return 0;

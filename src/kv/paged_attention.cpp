@@ -394,6 +394,71 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
   }
 }
 
+#if KVF_PAGED_ROW_BATCH
+// scores[g][r0, r0 + V * lanes) = q[g] · rows of one f16 tile stored by
+// column (KvRowFormat::kF16Columns), for the NB heads of one batch: each
+// column element is converted once for the NB heads and multiplied with the
+// broadcast query element, so the rows' scores come out as vectors, with no
+// horizontal sum per row.
+template <int NB, int V>
+HWY_INLINE void column_scores(const float* const* q, const uint16_t* columns, int32_t bt,
+                              int32_t r0, int32_t d, float* const* scores) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(columns) + r0;
+  VF acc[NB][V];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(df);
+  }
+  for (int32_t i = 0; i < d; ++i) {
+    VF k[V];
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) k[v] = hn::PromoteTo(df, hn::LoadU(dh, h + i * bt + v * lanes));
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const VF qg = hn::Set(df, q[g][i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) acc[g][v] = hn::MulAdd(qg, k[v], acc[g][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) hn::StoreU(acc[g][v], df, scores[g] + r0 + v * lanes);
+  }
+}
+#endif
+
+// scores[g][0, bt) = q[g] · row r of one kF16Columns tile, for every head g
+// of the group (block_tokens a multiple of the lane count: reads_in_place).
+// Rows past the ones the query reads hold whatever the tile holds there;
+// their scores are computed and never used.
+HWY_INLINE void tile_column_scores(const float* const* q, int32_t group, const uint16_t* columns,
+                                   int32_t bt, int32_t d, float* const* scores,
+                                   TilePrefetcher& ahead) {
+#if KVF_PAGED_ROW_BATCH
+  const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
+  for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+    constexpr int NB = decltype(nb)::value;
+    int32_t r0 = 0;
+    for (; r0 + 2 * lanes <= bt; r0 += 2 * lanes) {
+      ahead.step(2 * lanes);
+      column_scores<NB, 2>(q + g, columns, bt, r0, d, scores + g);
+    }
+    if (r0 < bt) {
+      ahead.step(lanes);
+      column_scores<NB, 1>(q + g, columns, bt, r0, d, scores + g);
+    }
+  });
+#else
+  (void)q, (void)group, (void)columns, (void)bt, (void)d, (void)scores, (void)ahead;
+  KVF_CHECK(false);  // reads_in_place never picks it here
+#endif
+}
+
 // acc[g] = acc[g] * rescale[g] + sum_r weights[g][r] * row r, for every head g.
 template <KvRowFormat F>
 HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const float* rescale,
@@ -426,21 +491,25 @@ HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
 
 // The format in which the kernel reads a side's tiles in place, or kOpaque
 // when it decodes them into the f32 scratch: in place needs a plain row
-// format, the batched score kernel (head_dim a multiple of the lane count)
+// format or f16 key columns (those with block_tokens a multiple of the lane
+// count), the batched score kernel (head_dim a multiple of the lane count)
 // and a side that is never read from staged rows.
-HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d) {
+HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t bt) {
 #if KVF_PAGED_ROW_BATCH
   // f32 tiles stay on the copy path: a plain copy into the scratch streams
   // them from memory faster than dot products reading them in place
   // (docs/performance.md); the narrower formats gain from skipping it.
   const KvRowFormat format = side.codec->row_format();
-  if (!side.staged && format != KvRowFormat::kF32 &&
-      d % static_cast<int32_t>(hn::Lanes(DF())) == 0) {
+  const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
+  // Column tiles are read a vector of rows at a time.
+  const bool whole_vectors = format != KvRowFormat::kF16Columns || bt % lanes == 0;
+  if (!side.staged && format != KvRowFormat::kF32 && d % lanes == 0 && whole_vectors) {
     return format;
   }
 #else
   (void)side;
   (void)d;
+  (void)bt;
 #endif
   return KvRowFormat::kOpaque;
 }
@@ -448,9 +517,9 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d) {
 // One task: every query head of one KV-head group, for one query token. The
 // keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
 // the softmax bookkeeping and loop overheads are paid per chunk, not per block.
-// Tiles that reads_in_place accepts (f16, bf16, int8) are read in place, with
-// the conversion inside the dot products; the others are decoded (or copied)
-// into an L1-sized f32 scratch first.
+// Tiles that reads_in_place accepts (f16 key columns, f16/bf16/int8 rows) are
+// read in place, with the conversion inside the dot products; the others are
+// decoded (or copied) into an L1-sized f32 scratch first.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t group = a.n_heads / a.n_kv_heads;
   const int32_t d = a.head_dim;
@@ -458,8 +527,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   const int32_t query_pos = a.first_pos + token;
   const int32_t n_keys = query_pos + 1;
   const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
-  const KvRowFormat key_format = reads_in_place(a.keys, d);
-  const KvRowFormat value_format = reads_in_place(a.values, d);
+  const KvRowFormat key_format = reads_in_place(a.keys, d, bt);
+  const KvRowFormat value_format = reads_in_place(a.values, d, bt);
   const size_t key_row_bytes = kv_row_bytes(key_format, d);
   const size_t value_row_bytes = kv_row_bytes(value_format, d);
   const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
@@ -508,7 +577,14 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     key_ahead.start(j + count, next, n);
 
     // Scores of the chunk's rows, then the online softmax over them.
-    if (key_format != KvRowFormat::kOpaque) {
+    if (key_format == KvRowFormat::kF16Columns) {
+      for (int32_t b = j; b < j + count; ++b) {
+        for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + (b - j) * bt;
+        tile_column_scores(q_rows, group,
+                           reinterpret_cast<const uint16_t*>(tile_data(a, a.keys, b, kv_head)), bt,
+                           d, score_rows_at, value_ahead);
+      }
+    } else if (key_format != KvRowFormat::kOpaque) {
       with_row_format(key_format, [&](auto format) {
         for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
           for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + offset;
@@ -586,6 +662,8 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   KVF_CHECK(a.head_dim > 0 && a.head_dim <= kPagedMaxHeadDim);
   KVF_CHECK(a.block_tokens > 0 && a.block_tokens <= kPagedMaxBlockTokens);
   KVF_CHECK(a.keys.codec != nullptr && a.values.codec != nullptr);
+  // Column tiles are read by the score kernel only.
+  KVF_CHECK(a.values.codec->row_format() != KvRowFormat::kF16Columns);
   // The kernel reads a rotated side only in its rotated form (see attend_group).
   KVF_CHECK(!(a.keys.staged && a.keys.codec->rotated()));
   KVF_CHECK(!(a.values.staged && a.values.codec->rotated()));

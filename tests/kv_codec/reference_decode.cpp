@@ -39,6 +39,12 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
 
   if (name == "f32") {
     std::memcpy(out.data(), tile, out.size() * sizeof(float));
+  } else if (codec.row_format() == KvRowFormat::kF16Columns) {  // f16 keys: by column
+    for (int32_t r = 0; r < n; ++r) {
+      for (int32_t c = 0; c < d; ++c) {
+        at(r, c) = half_at(tile + 2 * (static_cast<size_t>(c) * codec.block_tokens() + r));
+      }
+    }
   } else if (name == "f16" || name == "bf16") {
     for (size_t i = 0; i < out.size(); ++i) {
       uint16_t h;
