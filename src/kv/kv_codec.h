@@ -45,14 +45,24 @@ enum class KvRowFormat {
   kF16,     // head_dim IEEE halves
   kBF16,    // head_dim bfloat16
   kInt8,    // an f16 scale s, then head_dim int8 codes c: x = s * c
-  // Not a row format: the whole tile by column, head_dim columns of
-  // block_tokens IEEE halves (element c of row r at c * block_tokens + r).
-  // f16 keys use it: the score kernel then computes a vector of rows' scores
-  // per query element, with no per-row horizontal sums (kv-cache.md).
+  // Not row formats: the whole tile by column, so that the score kernel
+  // computes a vector of rows' scores per query element, with no per-row
+  // horizontal sums (kv-cache.md). f16 and int8 keys use them.
+  // kF16Columns: head_dim columns of block_tokens IEEE halves (element c of
+  // row r at c * block_tokens + r).
   kF16Columns,
+  // kInt8Columns: block_tokens f16 row scales s, then head_dim columns of
+  // block_tokens int8 codes q (row r's code c at 2 * block_tokens +
+  // c * block_tokens + r): x = s[r] * q.
+  kInt8Columns,
 };
 
-// Bytes of one row in a plain row format (0 for kOpaque and kF16Columns).
+// True for the column formats above.
+[[nodiscard]] inline bool is_column_format(KvRowFormat format) {
+  return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns;
+}
+
+// Bytes of one row in a plain row format (0 for kOpaque and the column formats).
 [[nodiscard]] size_t kv_row_bytes(KvRowFormat format, int32_t head_dim);
 
 struct KvCodecParams {

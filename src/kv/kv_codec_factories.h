@@ -19,8 +19,10 @@ enum class KvFloatFormat { kF32, kF16, kBF16 };
                                                                    KvSide side,
                                                                    const KvCodecParams& params);
 
-// Symmetric int8 per row with one f16 scale.
-[[nodiscard]] Result<std::unique_ptr<KvCodec>> make_int8_kv_codec(const KvCodecParams& params);
+// Symmetric int8 per row with one f16 scale; key tiles stored by column
+// (KvRowFormat::kInt8Columns), value tiles by row.
+[[nodiscard]] Result<std::unique_ptr<KvCodec>> make_int8_kv_codec(KvSide side,
+                                                                  const KvCodecParams& params);
 
 // Asymmetric `bits`-bit quantization of each row in groups of min(32, head_dim)
 // channels (int4, int4h, and the values of KIVI). `name` and `residual_tokens`

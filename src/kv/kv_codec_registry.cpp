@@ -68,7 +68,9 @@ const CodecEntry kCodecs[] = {
        return make_float_kv_codec(KvFloatFormat::kBF16, side, p);
      }},
     {"int8", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) { return make_int8_kv_codec(p); }},
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_int8_kv_codec(side, p);
+     }},
     {"int4", false,
      [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
        return make_token_group_kv_codec({"int4", 4, false, 0}, p);
@@ -173,6 +175,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
       return kv_kernels::int8_row_bytes(head_dim);
     case KvRowFormat::kOpaque:
     case KvRowFormat::kF16Columns:
+    case KvRowFormat::kInt8Columns:
       break;
   }
   return 0;

@@ -395,67 +395,105 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
 }
 
 #if KVF_PAGED_ROW_BATCH
-// scores[g][r0, r0 + V * lanes) = q[g] · rows of one f16 tile stored by
-// column (KvRowFormat::kF16Columns), for the NB heads of one batch: each
-// column element is converted once for the NB heads and multiplied with the
-// broadcast query element, so the rows' scores come out as vectors, with no
-// horizontal sum per row.
-template <int NB, int V>
-HWY_INLINE void column_scores(const float* const* q, const uint16_t* columns, int32_t bt,
-                              int32_t r0, int32_t d, float* const* scores) {
+// One vector of column c's elements for rows [r0, r0 + lanes) of a tile in a
+// column format F (kv_codec.h), as floats; int8 codes without their scales.
+template <KvRowFormat F>
+HWY_INLINE VF load_column(const uint8_t* tile, int32_t bt, int32_t c, int32_t r0) {
   const DF df;
-  const hn::Rebind<hwy::float16_t, DF> dh;
+  const size_t at = static_cast<size_t>(c) * bt + r0;
+  if constexpr (F == KvRowFormat::kF16Columns) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(tile) + at));
+  } else {
+    static_assert(F == KvRowFormat::kInt8Columns);
+    const hn::RebindToSigned<DF> di32;
+    const hn::Rebind<int8_t, DF> di8;
+    const auto* codes = reinterpret_cast<const int8_t*>(tile + 2 * static_cast<size_t>(bt));
+    return hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, codes + at)));
+  }
+}
+
+// scores[g][r0, r0 + V * lanes) = q[g] · rows of one tile in column format
+// F, for the NB heads of one batch: each column element is converted once
+// for the NB heads and multiplied with the broadcast query element, so the
+// rows' scores come out as vectors, with no horizontal sum per row (int8
+// row scales: one vector multiply at the end).
+template <KvRowFormat F, int NB, int V>
+HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_t bt, int32_t r0,
+                              int32_t d, float* const* scores) {
+  const DF df;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  const auto* h = reinterpret_cast<const hwy::float16_t*>(columns) + r0;
   VF acc[NB][V];
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) {
 #pragma GCC unroll 2
     for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(df);
   }
-  for (int32_t i = 0; i < d; ++i) {
+  for (int32_t c = 0; c < d; ++c) {
     VF k[V];
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) k[v] = hn::PromoteTo(df, hn::LoadU(dh, h + i * bt + v * lanes));
+    for (int v = 0; v < V; ++v) k[v] = load_column<F>(tile, bt, c, r0 + v * lanes);
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) {
-      const VF qg = hn::Set(df, q[g][i]);
+      const VF qg = hn::Set(df, q[g][c]);
 #pragma GCC unroll 2
       for (int v = 0; v < V; ++v) acc[g][v] = hn::MulAdd(qg, k[v], acc[g][v]);
+    }
+  }
+  VF scale[V];
+#pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) {
+    if constexpr (F == KvRowFormat::kInt8Columns) {
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      scale[v] = hn::PromoteTo(
+          df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(tile) + r0 + v * lanes));
+    } else {
+      scale[v] = hn::Set(df, 1.0f);
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) {
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) hn::StoreU(acc[g][v], df, scores[g] + r0 + v * lanes);
+    for (int v = 0; v < V; ++v) {
+      hn::StoreU(hn::Mul(acc[g][v], scale[v]), df, scores[g] + r0 + v * lanes);
+    }
   }
 }
 #endif
 
-// scores[g][0, bt) = q[g] · row r of one kF16Columns tile, for every head g
-// of the group (block_tokens a multiple of the lane count: reads_in_place).
-// Rows past the ones the query reads hold whatever the tile holds there;
-// their scores are computed and never used.
-HWY_INLINE void tile_column_scores(const float* const* q, int32_t group, const uint16_t* columns,
-                                   int32_t bt, int32_t d, float* const* scores,
+// scores[g][0, bt) = q[g] · row r of one tile in a column format, for every
+// head g of the group (block_tokens a multiple of the lane count:
+// reads_in_place). Rows past the ones the query reads hold whatever the tile
+// holds there; their scores are computed and never used.
+HWY_INLINE void tile_column_scores(KvRowFormat format, const float* const* q, int32_t group,
+                                   const uint8_t* tile, int32_t bt, int32_t d, float* const* scores,
                                    TilePrefetcher& ahead) {
 #if KVF_PAGED_ROW_BATCH
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
-  for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
-    constexpr int NB = decltype(nb)::value;
-    int32_t r0 = 0;
-    for (; r0 + 2 * lanes <= bt; r0 += 2 * lanes) {
-      ahead.step(2 * lanes);
-      column_scores<NB, 2>(q + g, columns, bt, r0, d, scores + g);
-    }
-    if (r0 < bt) {
-      ahead.step(lanes);
-      column_scores<NB, 1>(q + g, columns, bt, r0, d, scores + g);
-    }
-  });
+  auto run = [&](auto f) HWY_ATTR {
+    constexpr KvRowFormat F = decltype(f)::value;
+    for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+      constexpr int NB = decltype(nb)::value;
+      int32_t r0 = 0;
+      for (; r0 + 2 * lanes <= bt; r0 += 2 * lanes) {
+        ahead.step(2 * lanes);
+        column_scores<F, NB, 2>(q + g, tile, bt, r0, d, scores + g);
+      }
+      if (r0 < bt) {
+        ahead.step(lanes);
+        column_scores<F, NB, 1>(q + g, tile, bt, r0, d, scores + g);
+      }
+    });
+  };
+  if (format == KvRowFormat::kF16Columns) {
+    run(std::integral_constant<KvRowFormat, KvRowFormat::kF16Columns>());
+  } else {
+    KVF_CHECK(format == KvRowFormat::kInt8Columns);
+    run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
+  }
 #else
-  (void)q, (void)group, (void)columns, (void)bt, (void)d, (void)scores, (void)ahead;
-  KVF_CHECK(false);  // reads_in_place never picks it here
+  (void)format, (void)q, (void)group, (void)tile, (void)bt, (void)d, (void)scores, (void)ahead;
+  KVF_CHECK(false);  // reads_in_place never picks a column format here
 #endif
 }
 
@@ -491,7 +529,7 @@ HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
 
 // The format in which the kernel reads a side's tiles in place, or kOpaque
 // when it decodes them into the f32 scratch: in place needs a plain row
-// format or f16 key columns (those with block_tokens a multiple of the lane
+// format or a column format (with block_tokens a multiple of the lane
 // count), the batched score kernel (head_dim a multiple of the lane count)
 // and a side that is never read from staged rows.
 HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t bt) {
@@ -502,7 +540,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   const KvRowFormat format = side.codec->row_format();
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
   // Column tiles are read a vector of rows at a time.
-  const bool whole_vectors = format != KvRowFormat::kF16Columns || bt % lanes == 0;
+  const bool whole_vectors = !is_column_format(format) || bt % lanes == 0;
   if (!side.staged && format != KvRowFormat::kF32 && d % lanes == 0 && whole_vectors) {
     return format;
   }
@@ -517,7 +555,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
 // One task: every query head of one KV-head group, for one query token. The
 // keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
 // the softmax bookkeeping and loop overheads are paid per chunk, not per block.
-// Tiles that reads_in_place accepts (f16 key columns, f16/bf16/int8 rows) are
+// Tiles that reads_in_place accepts (f16/int8 key columns, f16/bf16/int8 rows) are
 // read in place, with the conversion inside the dot products; the others are
 // decoded (or copied) into an L1-sized f32 scratch first.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
@@ -577,12 +615,11 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     key_ahead.start(j + count, next, n);
 
     // Scores of the chunk's rows, then the online softmax over them.
-    if (key_format == KvRowFormat::kF16Columns) {
+    if (is_column_format(key_format)) {
       for (int32_t b = j; b < j + count; ++b) {
         for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + (b - j) * bt;
-        tile_column_scores(q_rows, group,
-                           reinterpret_cast<const uint16_t*>(tile_data(a, a.keys, b, kv_head)), bt,
-                           d, score_rows_at, value_ahead);
+        tile_column_scores(key_format, q_rows, group, tile_data(a, a.keys, b, kv_head), bt, d,
+                           score_rows_at, value_ahead);
       }
     } else if (key_format != KvRowFormat::kOpaque) {
       with_row_format(key_format, [&](auto format) {
@@ -663,7 +700,7 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   KVF_CHECK(a.block_tokens > 0 && a.block_tokens <= kPagedMaxBlockTokens);
   KVF_CHECK(a.keys.codec != nullptr && a.values.codec != nullptr);
   // Column tiles are read by the score kernel only.
-  KVF_CHECK(a.values.codec->row_format() != KvRowFormat::kF16Columns);
+  KVF_CHECK(!is_column_format(a.values.codec->row_format()));
   // The kernel reads a rotated side only in its rotated form (see attend_group).
   KVF_CHECK(!(a.keys.staged && a.keys.codec->rotated()));
   KVF_CHECK(!(a.values.staged && a.values.codec->rotated()));

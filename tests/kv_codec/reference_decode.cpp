@@ -45,6 +45,16 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
         at(r, c) = half_at(tile + 2 * (static_cast<size_t>(c) * codec.block_tokens() + r));
       }
     }
+  } else if (codec.row_format() == KvRowFormat::kInt8Columns) {  // int8 keys: by column
+    const int32_t b = codec.block_tokens();
+    for (int32_t r = 0; r < n; ++r) {
+      const float scale = half_at(tile + 2 * r);
+      for (int32_t c = 0; c < d; ++c) {
+        at(r, c) = static_cast<float>(static_cast<int8_t>(
+                       tile[2 * static_cast<size_t>(b) + static_cast<size_t>(c) * b + r])) *
+                   scale;
+      }
+    }
   } else if (name == "f16" || name == "bf16") {
     for (size_t i = 0; i < out.size(); ++i) {
       uint16_t h;
