@@ -3,7 +3,7 @@
 // File layout (little-endian, as the machine writes it; the magic's byte
 // order check refuses files from a machine of the other endianness):
 //   "KVFSNAP\0"                     8 bytes
-//   u32 version (2; version 1 stored f16 key tiles by row)
+//   u32 version (2; version 1 stored f16 and int8 key tiles by row)
 //   u64 model fingerprint
 //   u32 length, codec plan text     e.g. "0-15:k=int8/v=int8"
 //   i32 block_tokens, n_layers, n_kv_heads, head_dim

@@ -382,7 +382,7 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
   s = other_model->restore(SeqId{0}, path_);
   EXPECT_NE(s.message().find("another model"), std::string::npos) << s.message();
 
-  // A file of format version 1 (f16 key tiles by row), checksum intact.
+  // A file of format version 1 (f16 and int8 key tiles by row), checksum intact.
   auto fresh = make_cache("int8");
   std::vector<char> old_version = bytes;
   const uint32_t version_1 = 1;
