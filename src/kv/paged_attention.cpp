@@ -139,6 +139,12 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
+// One vector of IEEE halves starting at element `index` of `base`, as floats.
+HWY_INLINE hn::Vec<DF> load_halves(const uint8_t* base, size_t index) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(DF(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(base) + index));
+}
+
 // One vector of row elements [c, c + lanes) of a row in a plain row format
 // (kv_codec.h), as floats; int8 rows without their scale (row_scale).
 template <KvRowFormat F>
@@ -147,8 +153,7 @@ HWY_INLINE hn::Vec<DF> load_row(const uint8_t* row, int32_t c) {
   if constexpr (F == KvRowFormat::kF32) {
     return hn::LoadU(df, reinterpret_cast<const float*>(row) + c);
   } else if constexpr (F == KvRowFormat::kF16) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + c));
+    return load_halves(row, static_cast<size_t>(c));
   } else if constexpr (F == KvRowFormat::kBF16) {
     const hn::RebindToUnsigned<DF> du32;
     const hn::Rebind<uint16_t, DF> du16;
@@ -399,13 +404,12 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
 // column format F (kv_codec.h), as floats; int8 codes without their scales.
 template <KvRowFormat F>
 HWY_INLINE VF load_column(const uint8_t* tile, int32_t bt, int32_t c, int32_t r0) {
-  const DF df;
   const size_t at = static_cast<size_t>(c) * bt + r0;
   if constexpr (F == KvRowFormat::kF16Columns) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(tile) + at));
+    return load_halves(tile, at);
   } else {
     static_assert(F == KvRowFormat::kInt8Columns);
+    const DF df;
     const hn::RebindToSigned<DF> di32;
     const hn::Rebind<int8_t, DF> di8;
     const auto* codes = reinterpret_cast<const int8_t*>(tile + 2 * static_cast<size_t>(bt));
@@ -440,23 +444,18 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
       for (int v = 0; v < V; ++v) acc[g][v] = hn::MulAdd(qg, k[v], acc[g][v]);
     }
   }
-  VF scale[V];
+  if constexpr (F == KvRowFormat::kInt8Columns) {  // the tile starts with the rows' f16 scales
 #pragma GCC unroll 2
-  for (int v = 0; v < V; ++v) {
-    if constexpr (F == KvRowFormat::kInt8Columns) {
-      const hn::Rebind<hwy::float16_t, DF> dh;
-      scale[v] = hn::PromoteTo(
-          df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(tile) + r0 + v * lanes));
-    } else {
-      scale[v] = hn::Set(df, 1.0f);
+    for (int v = 0; v < V; ++v) {
+      const VF scale = load_halves(tile, static_cast<size_t>(r0 + v * lanes));
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) acc[g][v] = hn::Mul(acc[g][v], scale);
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) {
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) {
-      hn::StoreU(hn::Mul(acc[g][v], scale[v]), df, scores[g] + r0 + v * lanes);
-    }
+    for (int v = 0; v < V; ++v) hn::StoreU(acc[g][v], df, scores[g] + r0 + v * lanes);
   }
 }
 #endif
@@ -521,9 +520,11 @@ HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
     case KvRowFormat::kInt8:
       fn(std::integral_constant<KvRowFormat, KvRowFormat::kInt8>());
       break;
-    default:
+    case KvRowFormat::kF32:
       fn(std::integral_constant<KvRowFormat, KvRowFormat::kF32>());
       break;
+    default:  // opaque and column formats never take the row path
+      KVF_CHECK(false);
   }
 }
 
