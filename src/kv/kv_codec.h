@@ -47,7 +47,7 @@ enum class KvRowFormat {
   kInt8,    // an f16 scale s, then head_dim int8 codes c: x = s * c
   // Not row formats: the whole tile by column, so that the score kernel
   // computes a vector of rows' scores per query element, with no per-row
-  // horizontal sums (kv-cache.md). f16 and int8 keys use them.
+  // horizontal sums (kv-cache.md). f16, int8, int4 and KIVI keys use them.
   // kF16Columns: head_dim columns of block_tokens IEEE halves (element c of
   // row r at c * block_tokens + r).
   kF16Columns,
@@ -55,11 +55,26 @@ enum class KvRowFormat {
   // block_tokens int8 codes q (row r's code c at 2 * block_tokens +
   // c * block_tokens + r): x = s[r] * q.
   kInt8Columns,
+  // kInt4Columns (int4 and int4h keys; block_tokens even): with G = min(32,
+  // head_dim) channels per group and n = head_dim / G groups, n × block_tokens
+  // f16 scales (group k of row r at k * block_tokens + r), n × block_tokens
+  // f16 mins in the same order, then head_dim columns of block_tokens / 2
+  // bytes: byte j of column c holds row j's code in its low nibble and row
+  // j + block_tokens / 2's in its high nibble. x = code * scale + min.
+  kInt4Columns,
+  // kKivi2Columns, kKivi4Columns (KIVI keys): per token group of g rows,
+  // head_dim f16 scales, head_dim f16 mins (one grid per channel), then
+  // head_dim columns of B = g * bits / 8 bytes: byte j of column c holds the
+  // codes of rows j, j + B, j + 2B, ... from its low bits up. x = code * scale[c] + min[c].
+  kKivi2Columns,
+  kKivi4Columns,
 };
 
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
-  return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns;
+  return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
+         format == KvRowFormat::kInt4Columns || format == KvRowFormat::kKivi2Columns ||
+         format == KvRowFormat::kKivi4Columns;
 }
 
 // Bytes of one row in a plain row format (0 for kOpaque and the column formats).
@@ -92,6 +107,8 @@ class KvCodec {
   [[nodiscard]] virtual int32_t residual_tokens() const = 0;
   // The plain row layout the attention may read in place; kOpaque by default.
   [[nodiscard]] virtual KvRowFormat row_format() const { return KvRowFormat::kOpaque; }
+  // KIVI keys: the g rows that share one grid per channel; 0 for the others.
+  [[nodiscard]] virtual int32_t grid_tokens() const { return 0; }
   // Encodes rows [first, first + n) of the tile from `rows` (n rows of head_dim floats,
   // row i at rows + i * row_stride). Deterministic: the same input gives the same bytes.
   // Finite inputs give finite decodes; quantized codecs saturate beyond the f16 range.

@@ -26,7 +26,9 @@ enum class KvFloatFormat { kF32, kF16, kBF16 };
 
 // Asymmetric `bits`-bit quantization of each row in groups of min(32, head_dim)
 // channels (int4, int4h, and the values of KIVI). `name` and `residual_tokens`
-// are what the codec reports; `rotated` quantizes H·x instead of x.
+// are what the codec reports; `rotated` quantizes H·x instead of x. 4-bit key
+// tiles with an even block_tokens are stored by column
+// (KvRowFormat::kInt4Columns); the others row after row.
 struct TokenGroupOptions {
   std::string name;
   int32_t bits = 4;  // 2 or 4
@@ -34,7 +36,7 @@ struct TokenGroupOptions {
   int32_t residual_tokens = 0;
 };
 [[nodiscard]] Result<std::unique_ptr<KvCodec>> make_token_group_kv_codec(
-    const TokenGroupOptions& options, const KvCodecParams& params);
+    const TokenGroupOptions& options, KvSide side, const KvCodecParams& params);
 
 // Asymmetric `bits`-bit quantization of each channel over groups of
 // `group_tokens` rows (the keys of KIVI). Whole tiles only.

@@ -20,8 +20,6 @@ namespace kvforge::kv_kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-constexpr int32_t kMaxHeadDim = 256;
-
 using DF = hn::ScalableTag<float>;
 
 using kernels::HWY_NAMESPACE::vec::load_f16;
@@ -112,26 +110,6 @@ HWY_INLINE void affine_chunk(const uint8_t* src, float scale, float min, float* 
   }
 }
 
-// out[i] = code_i * scale[i] + min[i] for the kGroup codes of one chunk.
-template <int kBits, int kGroup>
-HWY_INLINE void affine_chunk(const uint8_t* src, const float* scale, const float* min, float* out) {
-  using Shape = ChunkShape<kBits, kGroup>;
-  const typename Shape::D df;
-  const hn::RebindToUnsigned<decltype(df)> du32;
-  const hn::RebindToSigned<decltype(df)> di32;
-  const hn::Rebind<uint8_t, decltype(df)> du8;
-  const auto mask = hn::Set(du32, (1u << kBits) - 1);
-  for (int j = 0; j < Shape::kBytes; j += static_cast<int>(hn::Lanes(df))) {
-    auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, src + j));
-    for (int s = 0; s < Shape::kPerByte; ++s) {
-      const int i = s * Shape::kBytes + j;
-      const auto q = hn::ConvertTo(df, hn::BitCast(di32, hn::And(bytes, mask)));
-      hn::StoreU(hn::MulAdd(q, hn::LoadU(df, scale + i), hn::LoadU(df, min + i)), df, out + i);
-      bytes = hn::ShiftRight<kBits>(bytes);
-    }
-  }
-}
-
 template <int kBits, int kGroup>
 void token_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, float* out) {
   constexpr int kBlockBytes = 4 + ChunkShape<kBits, kGroup>::kBytes;
@@ -163,51 +141,6 @@ void decode_token_group_rows_impl(const uint8_t* src, int32_t n_rows, int32_t he
   }
 }
 
-template <int kBits, int kGroup>
-void channel_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t group_tokens,
-                        float* out) {
-  constexpr int kChunkBytes = ChunkShape<kBits, kGroup>::kBytes;
-  const int32_t row_code_bytes = head_dim * kBits / 8;
-  const size_t group_bytes =
-      static_cast<size_t>(head_dim) * 4 +
-      static_cast<size_t>(group_tokens) * static_cast<size_t>(row_code_bytes);
-  alignas(64) float scale[kMaxHeadDim];
-  alignas(64) float min[kMaxHeadDim];
-  for (int32_t first = 0; first < n_rows; first += group_tokens, src += group_bytes) {
-    decode_f16_impl(reinterpret_cast<const uint16_t*>(src), head_dim, scale);
-    decode_f16_impl(reinterpret_cast<const uint16_t*>(src + 2 * head_dim), head_dim, min);
-    const uint8_t* row_codes = src + 4 * head_dim;
-    const int32_t rows = n_rows - first < group_tokens ? n_rows - first : group_tokens;
-    for (int32_t r = 0; r < rows; ++r, row_codes += row_code_bytes, out += head_dim) {
-      for (int32_t c = 0, chunk = 0; c < head_dim; c += kGroup, chunk += kChunkBytes) {
-        affine_chunk<kBits, kGroup>(row_codes + chunk, scale + c, min + c, out + c);
-      }
-    }
-  }
-}
-
-void decode_channel_group_rows_impl(const uint8_t* src, int32_t n_rows, int32_t head_dim,
-                                    int32_t bits, int32_t group_tokens, float* out) {
-  const int32_t group = head_dim < 32 ? head_dim : 32;
-  const int32_t key = bits * 100 + group;
-  switch (key) {
-    case 432:
-      return channel_group_rows<4, 32>(src, n_rows, head_dim, group_tokens, out);
-    case 416:
-      return channel_group_rows<4, 16>(src, n_rows, head_dim, group_tokens, out);
-    case 408:
-      return channel_group_rows<4, 8>(src, n_rows, head_dim, group_tokens, out);
-    case 232:
-      return channel_group_rows<2, 32>(src, n_rows, head_dim, group_tokens, out);
-    case 216:
-      return channel_group_rows<2, 16>(src, n_rows, head_dim, group_tokens, out);
-    case 208:
-      return channel_group_rows<2, 8>(src, n_rows, head_dim, group_tokens, out);
-    default:
-      KVF_CHECK(false && "unsupported bits / head_dim");
-  }
-}
-
 }  // namespace HWY_NAMESPACE
 }  // namespace kvforge::kv_kernels
 HWY_AFTER_NAMESPACE();
@@ -220,7 +153,6 @@ HWY_EXPORT(decode_f16_impl);
 HWY_EXPORT(decode_bf16_impl);
 HWY_EXPORT(decode_int8_rows_impl);
 HWY_EXPORT(decode_token_group_rows_impl);
-HWY_EXPORT(decode_channel_group_rows_impl);
 
 void decode_f32(const float* src, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(decode_f32_impl)(src, n, out);
@@ -241,13 +173,6 @@ void decode_int8_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, floa
 void decode_token_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
                              float* out) {
   HWY_DYNAMIC_DISPATCH(decode_token_group_rows_impl)(src, n_rows, head_dim, bits, out);
-}
-
-void decode_channel_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
-                               int32_t group_tokens, float* out) {
-  KVF_CHECK(head_dim <= 256);
-  HWY_DYNAMIC_DISPATCH(decode_channel_group_rows_impl)
-  (src, n_rows, head_dim, bits, group_tokens, out);
 }
 
 }  // namespace kvforge::kv_kernels

@@ -4,10 +4,6 @@
 //   int8 row:          [f16 scale][head_dim × int8 q]            x = q * scale
 //   token-group row:   head_dim / G × [f16 scale][f16 min][G·bits/8 codes]
 //                                                                x = q * scale + min
-//   channel-group tile: per group of `group_tokens` rows:
-//                      [head_dim × f16 scale][head_dim × f16 min]
-//                      [group_tokens rows × head_dim·bits/8 codes, chunks of G]
-//                                                                x[c] = q * scale[c] + min[c]
 // The affine forms are one fused multiply-add where the target has FMA.
 #pragma once
 
@@ -16,7 +12,8 @@
 
 namespace kvforge::kv_kernels {
 
-// Byte sizes of the layouts above.
+// Byte sizes of the layouts above, and of one token group of a KIVI key tile
+// (kv_codec.h, kKivi2Columns / kKivi4Columns; decoded by its codec).
 [[nodiscard]] constexpr size_t int8_row_bytes(int32_t head_dim) {
   return 2 + static_cast<size_t>(head_dim);
 }
@@ -39,8 +36,5 @@ void decode_int8_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, floa
 // bits 2 or 4.
 void decode_token_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
                              float* out);
-// Decodes rows [0, n_rows) of a channel-group tile; bits 2 or 4.
-void decode_channel_group_rows(const uint8_t* src, int32_t n_rows, int32_t head_dim, int32_t bits,
-                               int32_t group_tokens, float* out);
 
 }  // namespace kvforge::kv_kernels

@@ -45,7 +45,7 @@ Result<std::unique_ptr<KvCodec>> make_kivi(const ParsedSpec& spec, KvSide side,
   if (side == KvSide::kKey) {
     return make_channel_group_kv_codec({name, kBits, g, spec.residual_tokens}, params);
   }
-  return make_token_group_kv_codec({name, kBits, false, spec.residual_tokens}, params);
+  return make_token_group_kv_codec({name, kBits, false, spec.residual_tokens}, side, params);
 }
 
 struct CodecEntry {
@@ -72,12 +72,12 @@ const CodecEntry kCodecs[] = {
        return make_int8_kv_codec(side, p);
      }},
     {"int4", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
-       return make_token_group_kv_codec({"int4", 4, false, 0}, p);
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_token_group_kv_codec({"int4", 4, false, 0}, side, p);
      }},
     {"int4h", false,
-     [](const ParsedSpec&, KvSide, const KvCodecParams& p) {
-       return make_token_group_kv_codec({"int4h", 4, true, 0}, p);
+     [](const ParsedSpec&, KvSide side, const KvCodecParams& p) {
+       return make_token_group_kv_codec({"int4h", 4, true, 0}, side, p);
      }},
     {"kivi2", true, make_kivi<2>},
     {"kivi4", true, make_kivi<4>},
@@ -176,6 +176,9 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
     case KvRowFormat::kOpaque:
     case KvRowFormat::kF16Columns:
     case KvRowFormat::kInt8Columns:
+    case KvRowFormat::kInt4Columns:
+    case KvRowFormat::kKivi2Columns:
+    case KvRowFormat::kKivi4Columns:
       break;
   }
   return 0;

@@ -4,7 +4,14 @@
 // with min = min(x) rounded down to f16, scale = (max(x) - min) / (2^bits - 1)
 // rounded up, q = round((x - min) / scale). Like GGML's Q4_1 for bits = 4.
 // int4h quantizes H·x (hadamard.h) instead of x. Rows are independent.
+//
+// 4-bit key tiles with an even block_tokens hold the same numbers by column
+// (KvRowFormat::kInt4Columns): all scales, all mins, then each column's codes
+// two rows to a byte, so that the score kernel converts a column's codes for
+// two vectors of rows with one load and multiplies them by one broadcast
+// query element (kv-cache.md).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kv/hadamard.h"
@@ -18,14 +25,20 @@ namespace {
 
 class TokenGroupKvCodec final : public KvCodec {
  public:
-  TokenGroupKvCodec(const TokenGroupOptions& options, const KvCodecParams& params)
-      : KvCodec(params), options_(options), group_(kv_quant::channel_group(params.head_dim)) {}
+  TokenGroupKvCodec(const TokenGroupOptions& options, KvSide side, const KvCodecParams& params)
+      : KvCodec(params),
+        options_(options),
+        group_(kv_quant::channel_group(params.head_dim)),
+        by_column_(side == KvSide::kKey && options.bits == 4 && params.block_tokens % 2 == 0) {}
 
   std::string name() const override { return options_.name; }
   size_t tile_bytes() const override { return static_cast<size_t>(block_tokens()) * row_bytes(); }
   bool token_granular() const override { return true; }
   bool rotated() const override { return options_.rotated; }
   int32_t residual_tokens() const override { return options_.residual_tokens; }
+  KvRowFormat row_format() const override {
+    return by_column_ ? KvRowFormat::kInt4Columns : KvRowFormat::kOpaque;
+  }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
               void* tile) const override {
@@ -35,31 +48,42 @@ class TokenGroupKvCodec final : public KvCodec {
     const size_t code_bytes = static_cast<size_t>(group_ * options_.bits / 8);
     float rotated_row[kMaxHadamardOrder];
     uint8_t codes[kv_quant::kMaxChannelGroup];
-    auto* out = static_cast<uint8_t*>(tile) + static_cast<size_t>(first) * row_bytes();
+    auto* bytes = static_cast<uint8_t*>(tile);
     for (int32_t r = 0; r < n; ++r) {
+      const int32_t row = first + r;
       const float* x = rows + r * row_stride;
       if (options_.rotated) {
         std::copy(x, x + d, rotated_row);
         hadamard_transform(rotated_row, d);
         x = rotated_row;
       }
-      for (int32_t g = 0; g < d; g += group_, out += 4 + code_bytes) {
+      for (int32_t g = 0; g < d; g += group_) {
         const auto [lo, hi] = std::minmax_element(x + g, x + g + group_);
         const kv_quant::AffineGrid grid = kv_quant::affine_grid(*lo, *hi, qmax);
-        std::memcpy(out, &grid.scale, 2);
-        std::memcpy(out + 2, &grid.min, 2);
         const float inv_step = kv_quant::inverse_step(fp16_to_fp32(grid.scale));
         const float min = fp16_to_fp32(grid.min);
         for (int32_t i = 0; i < group_; ++i) {
           codes[i] = kv_quant::affine_code(x[g + i], min, inv_step, qmax);
         }
-        kv_quant::pack_codes(codes, group_, group_, options_.bits, out + 4);
+        if (by_column_) {
+          store_column_group(grid, codes, row, g, bytes);
+        } else {
+          uint8_t* out = bytes + static_cast<size_t>(row) * row_bytes() +
+                         static_cast<size_t>(g / group_) * (4 + code_bytes);
+          std::memcpy(out, &grid.scale, 2);
+          std::memcpy(out + 2, &grid.min, 2);
+          kv_quant::pack_codes(codes, group_, group_, options_.bits, out + 4);
+        }
       }
     }
   }
 
   void decode(const void* tile, int32_t n, float* out) const override {
     KVF_CHECK(n >= 0 && n <= block_tokens());
+    if (by_column_) {
+      decode_columns(static_cast<const uint8_t*>(tile), n, out);
+      return;
+    }
     kv_kernels::decode_token_group_rows(static_cast<const uint8_t*>(tile), n, head_dim(),
                                         options_.bits, out);
   }
@@ -67,13 +91,61 @@ class TokenGroupKvCodec final : public KvCodec {
  private:
   size_t row_bytes() const { return kv_kernels::token_group_row_bytes(head_dim(), options_.bits); }
 
+  // Byte offsets of the column layout (kv_codec.h, kInt4Columns).
+  size_t scale_offset(int32_t group_index, int32_t row) const {
+    return 2 * (static_cast<size_t>(group_index) * block_tokens() + row);
+  }
+  size_t min_offset(int32_t group_index, int32_t row) const {
+    return scale_offset(head_dim() / group_ + group_index, row);
+  }
+  size_t code_offset(int32_t column, int32_t row) const {
+    const int32_t half = block_tokens() / 2;
+    return min_offset(head_dim() / group_, 0) + static_cast<size_t>(column) * half + row % half;
+  }
+
+  // Writes one row's group (channels [first_channel, first_channel + G)) into
+  // the column layout; the other nibble of each code byte (another row's) is kept.
+  void store_column_group(const kv_quant::AffineGrid& grid, const uint8_t* codes, int32_t row,
+                          int32_t first_channel, uint8_t* tile) const {
+    const int32_t group_index = first_channel / group_;
+    std::memcpy(tile + scale_offset(group_index, row), &grid.scale, 2);
+    std::memcpy(tile + min_offset(group_index, row), &grid.min, 2);
+    const int shift = row < block_tokens() / 2 ? 0 : 4;
+    for (int32_t i = 0; i < group_; ++i) {
+      uint8_t& byte = tile[code_offset(first_channel + i, row)];
+      byte = static_cast<uint8_t>((byte & ~(0xF << shift)) | (codes[i] << shift));
+    }
+  }
+
+  // Scalar: the attention reads this layout in place (paged_attention.cpp);
+  // decode serves the targets and block sizes it cannot.
+  void decode_columns(const uint8_t* tile, int32_t n, float* out) const {
+    const int32_t d = head_dim();
+    for (int32_t r = 0; r < n; ++r) {
+      const int shift = r < block_tokens() / 2 ? 0 : 4;
+      for (int32_t g = 0; g < d; g += group_) {
+        uint16_t scale_bits, min_bits;
+        std::memcpy(&scale_bits, tile + scale_offset(g / group_, r), 2);
+        std::memcpy(&min_bits, tile + min_offset(g / group_, r), 2);
+        const float scale = fp16_to_fp32(scale_bits);
+        const float min = fp16_to_fp32(min_bits);
+        for (int32_t c = g; c < g + group_; ++c) {
+          const auto code = static_cast<float>((tile[code_offset(c, r)] >> shift) & 0xF);
+          out[static_cast<size_t>(r) * d + c] = std::fma(code, scale, min);
+        }
+      }
+    }
+  }
+
   TokenGroupOptions options_;
   int32_t group_;
+  bool by_column_;  // 4-bit keys: the score kernel reads whole columns (kv_codec.h)
 };
 
 }  // namespace
 
 Result<std::unique_ptr<KvCodec>> make_token_group_kv_codec(const TokenGroupOptions& options,
+                                                           KvSide side,
                                                            const KvCodecParams& params) {
   KVF_CHECK(options.bits == 2 || options.bits == 4);
   KVF_RETURN_IF_ERROR(kv_quant::check_quantized_head_dim(options.name, params.head_dim));
@@ -83,7 +155,7 @@ Result<std::unique_ptr<KvCodec>> make_token_group_kv_codec(const TokenGroupOptio
                             "power-of-two head_dim (8 ... 256), got " +
                             std::to_string(params.head_dim));
   }
-  return std::unique_ptr<KvCodec>(std::make_unique<TokenGroupKvCodec>(options, params));
+  return std::unique_ptr<KvCodec>(std::make_unique<TokenGroupKvCodec>(options, side, params));
 }
 
 }  // namespace kvforge

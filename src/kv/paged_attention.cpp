@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
 #include <type_traits>
 
 #include "kv/hadamard.h"
@@ -139,10 +141,11 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
-// One vector of IEEE halves starting at element `index` of `base`, as floats.
-HWY_INLINE hn::Vec<DF> load_halves(const uint8_t* base, size_t index) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(DF(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(base) + index));
+// One vector (of D) of IEEE halves starting at element `index` of `base`, as floats.
+template <class D = DF>
+HWY_INLINE hn::Vec<D> load_halves(const uint8_t* base, size_t index) {
+  const hn::Rebind<hwy::float16_t, D> dh;
+  return hn::PromoteTo(D(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(base) + index));
 }
 
 // One vector of row elements [c, c + lanes) of a row in a plain row format
@@ -458,40 +461,307 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
     for (int v = 0; v < V; ++v) hn::StoreU(acc[g][v], df, scores[g] + r0 + v * lanes);
   }
 }
+
+// int4 key columns (kInt4Columns) are read in vectors of at most 8 rows: one
+// 8-byte load of a column's codes gives rows [r0, r0 + 8) (low nibbles) and
+// [r0 + bt / 2, ...) (high nibbles), so a 16-row block fills two whole AVX2
+// vectors on every target from SSE4 to AVX-512.
+using DN = hn::CappedTag<float, 8>;
+
+// Rows a kInt4Columns tile must be a multiple of for int4_column_scores.
+HWY_INLINE int32_t int4_column_rows() {
+  return 2 * static_cast<int32_t>(hn::Lanes(DN()));
+}
+
+// scores[g] at rows [r0, r0 + 8) and [r0 + bt / 2, ...) = q[g] · row, for the
+// NB heads of one batch, from one tile in kInt4Columns. With per-row group
+// grids x = code * s + m, a row's score is sum over groups k of
+// s_k * (q_k · codes_k) + m_k * sum(q_k): the codes are multiplied as small
+// integers converted to floats, and each group's scale and min are applied
+// once per vector of rows (qsum[g][k] = sum of q[g] over group k).
+template <int NB>
+HWY_INLINE void int4_column_scores(const float* const* q, const float* const* qsum,
+                                   const uint8_t* tile, int32_t bt, int32_t r0, int32_t d,
+                                   float* const* scores) {
+  const DN dn;
+  const hn::RebindToUnsigned<DN> du32;
+  const hn::RebindToSigned<DN> di32;
+  const hn::Rebind<uint8_t, DN> du8;
+  using VN = hn::Vec<DN>;
+  const int32_t half = bt / 2;
+  const int32_t group = d < 32 ? d : 32;
+  const int32_t n_groups = d / group;
+  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt;
+  const auto nibble = hn::Set(du32, 0xFu);
+  VN total[NB][2];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) total[g][0] = total[g][1] = hn::Zero(dn);
+  for (int32_t k = 0; k < n_groups; ++k) {
+    VN acc[NB][2];
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) acc[g][0] = acc[g][1] = hn::Zero(dn);
+    for (int32_t c = k * group; c < (k + 1) * group; ++c) {
+      const auto bytes =
+          hn::PromoteTo(du32, hn::LoadU(du8, codes + static_cast<size_t>(c) * half + r0));
+      const VN low = hn::ConvertTo(dn, hn::BitCast(di32, hn::And(bytes, nibble)));
+      const VN high = hn::ConvertTo(dn, hn::BitCast(di32, hn::ShiftRight<4>(bytes)));
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        const VN qg = hn::Set(dn, q[g][c]);
+        acc[g][0] = hn::MulAdd(qg, low, acc[g][0]);
+        acc[g][1] = hn::MulAdd(qg, high, acc[g][1]);
+      }
+    }
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      const size_t at = static_cast<size_t>(k) * bt + r0 + v * half;
+      const VN scale = load_halves<DN>(tile, at);
+      const VN min = load_halves<DN>(tile, static_cast<size_t>(n_groups) * bt + at);
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        total[g][v] =
+            hn::MulAdd(acc[g][v], scale, hn::MulAdd(hn::Set(dn, qsum[g][k]), min, total[g][v]));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    hn::StoreU(total[g][0], dn, scores[g] + r0);
+    hn::StoreU(total[g][1], dn, scores[g] + r0 + half);
+  }
+}
+
+// Where the codes of one vector of rows sit in a KIVI key column of B bytes
+// (kKivi2Columns, kKivi4Columns: row t at byte t % B, bits (t / B) * bits).
+// With B a multiple of the lane count, a vector's rows are consecutive bytes
+// at one bit offset: one widening load and one shift. With B <= 4 bytes the
+// whole column is one 32-bit word, broadcast and shifted per lane.
+struct KiviColumnRows {
+  bool word = false;                         // the B <= 4 case
+  size_t offset = 0;                         // load case: first byte
+  int shift = 0;                             // load case: bit offset
+  alignas(32) uint32_t lane_shifts[8] = {};  // word case: bit of each lane's row
+};
+
+// True when the KIVI kernel reads a column of B = g * bits / 8 bytes: whole
+// vectors of rows per token group, and one of the two cases above.
+HWY_INLINE bool kivi_columns_readable(int32_t g, int32_t bits) {
+  const auto lanes = static_cast<int32_t>(hn::Lanes(DN()));
+  const int32_t column_bytes = g * bits / 8;
+  return g % lanes == 0 && (column_bytes <= 4 || column_bytes % lanes == 0);
+}
+
+HWY_INLINE KiviColumnRows kivi_column_rows(int32_t first_row, int32_t column_bytes, int32_t bits) {
+  KiviColumnRows where;
+  where.word = column_bytes <= 4;
+  where.offset = static_cast<size_t>(first_row % column_bytes);
+  where.shift = bits * (first_row / column_bytes);
+  for (int32_t l = 0; l < static_cast<int32_t>(hn::Lanes(DN())); ++l) {
+    const int32_t t = first_row + l;
+    where.lane_shifts[l] =
+        static_cast<uint32_t>(8 * (t % column_bytes) + bits * (t / column_bytes));
+  }
+  return where;
+}
+
+// scores[g][v * lanes + l] = bias[g] + sum_c w[g][c] * code(row r0 + v * lanes + l, c)
+// over the d columns of one KIVI token group (codes: its column bytes), for
+// the NB heads of one batch: w = query * the channel's scale and bias = query
+// · the channels' mins (kivi_token_group_scores), so the codes are multiplied
+// as they are, with no decode.
+// kWord: 0 for widening loads, 4 for a column of exactly one 32-bit word,
+// 1 for shorter columns (assembled byte by byte, never read past the column).
+template <int NB, int V, int kWord>
+HWY_INLINE void kivi_column_scores(const float (*w)[kPagedMaxHeadDim], const float* bias,
+                                   const uint8_t* codes, int32_t column_bytes, int32_t bits,
+                                   int32_t r0, int32_t d, float* const* scores) {
+  const DN dn;
+  const hn::RebindToUnsigned<DN> du32;
+  const hn::RebindToSigned<DN> di32;
+  const hn::Rebind<uint8_t, DN> du8;
+  using VN = hn::Vec<DN>;
+  using VU = hn::Vec<decltype(du32)>;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(dn));
+  const VU mask = hn::Set(du32, (1u << bits) - 1);
+  KiviColumnRows where[V];
+  VU lane_shifts[V];
+#pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) {
+    where[v] = kivi_column_rows(r0 + v * lanes, column_bytes, bits);
+    lane_shifts[v] = hn::Load(du32, where[v].lane_shifts);
+  }
+  VN acc[NB][V];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(dn);
+  }
+  for (int32_t c = 0; c < d; ++c) {
+    const uint8_t* column = codes + static_cast<size_t>(c) * column_bytes;
+    VN k[V];
+    if constexpr (kWord != 0) {
+      uint32_t word = 0;
+      if constexpr (kWord == 4) {
+        std::memcpy(&word, column, sizeof word);
+      } else {
+        for (int32_t i = 0; i < column_bytes; ++i) word |= uint32_t{column[i]} << (8 * i);
+      }
+      const VU all = hn::Set(du32, word);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) {
+        k[v] = hn::ConvertTo(dn, hn::BitCast(di32, hn::And(all >> lane_shifts[v], mask)));
+      }
+    } else {
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) {
+        const VU bytes = hn::PromoteTo(du32, hn::LoadU(du8, column + where[v].offset));
+        k[v] = hn::ConvertTo(
+            dn, hn::BitCast(di32, hn::And(hn::ShiftRightSame(bytes, where[v].shift), mask)));
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const VN wg = hn::Set(dn, w[g][c]);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) acc[g][v] = hn::MulAdd(wg, k[v], acc[g][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) {
+      hn::StoreU(hn::Add(acc[g][v], hn::Set(dn, bias[g])), dn, scores[g] + r0 + v * lanes);
+    }
+  }
+}
+
+// scores[g][0, g_rows) for the NB heads of one batch over one KIVI token group
+// (its scales, mins and column codes at `group_tile`).
+template <int NB>
+HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* group_tile,
+                                        int32_t g_rows, int32_t bits, int32_t d,
+                                        float* const* scores, TilePrefetcher& ahead) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  // The grid is per channel: fold the scales into the query, the mins into a bias.
+  alignas(64) float w[NB][kPagedMaxHeadDim];
+  float bias[NB];
+  VF bias_sum[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) bias_sum[g] = hn::Zero(df);
+  for (int32_t c = 0; c < d; c += lanes) {
+    const VF scale = load_halves(group_tile, static_cast<size_t>(c));
+    const VF min = load_halves(group_tile, static_cast<size_t>(d + c));
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const VF qg = hn::Load(df, q[g] + c);
+      hn::Store(hn::Mul(qg, scale), df, w[g] + c);
+      bias_sum[g] = hn::MulAdd(qg, min, bias_sum[g]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) bias[g] = hn::GetLane(hn::SumOfLanes(df, bias_sum[g]));
+
+  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+  const int32_t column_bytes = g_rows * bits / 8;
+  const auto rows = static_cast<int32_t>(hn::Lanes(DN()));
+  auto run = [&](auto word) HWY_ATTR {
+    constexpr int kWord = decltype(word)::value;
+    int32_t r0 = 0;
+    for (; r0 + 2 * rows <= g_rows; r0 += 2 * rows) {
+      ahead.step(2 * rows);
+      kivi_column_scores<NB, 2, kWord>(w, bias, codes, column_bytes, bits, r0, d, scores);
+    }
+    if (r0 < g_rows) {
+      ahead.step(rows);
+      kivi_column_scores<NB, 1, kWord>(w, bias, codes, column_bytes, bits, r0, d, scores);
+    }
+  };
+  if (column_bytes == 4) {
+    run(std::integral_constant<int, 4>());
+  } else if (column_bytes < 4) {
+    run(std::integral_constant<int, 1>());
+  } else {
+    run(std::integral_constant<int, 0>());
+  }
+}
 #endif
 
+// What the score kernel of a column format needs besides the tile, fixed for
+// one task.
+struct ColumnScoring {
+  KvRowFormat format = KvRowFormat::kOpaque;
+  const float* const* q = nullptr;     // the group's queries (pre-scaled, rotated if the keys are)
+  const float* const* qsum = nullptr;  // kInt4Columns: each query's sum over each channel group
+  int32_t group = 0;                   // query heads
+  int32_t bt = 0;                      // block_tokens
+  int32_t d = 0;                       // head_dim
+  int32_t grid_tokens = 0;             // KIVI: g
+};
+
 // scores[g][0, bt) = q[g] · row r of one tile in a column format, for every
-// head g of the group (block_tokens a multiple of the lane count:
+// head g of the group (block_tokens a multiple of the format's vector of rows:
 // reads_in_place). Rows past the ones the query reads hold whatever the tile
 // holds there; their scores are computed and never used.
-HWY_INLINE void tile_column_scores(KvRowFormat format, const float* const* q, int32_t group,
-                                   const uint8_t* tile, int32_t bt, int32_t d, float* const* scores,
-                                   TilePrefetcher& ahead) {
+HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
+                                   float* const* scores, TilePrefetcher& ahead) {
 #if KVF_PAGED_ROW_BATCH
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
+  const int32_t bt = cs.bt;
+  const int32_t d = cs.d;
   auto run = [&](auto f) HWY_ATTR {
     constexpr KvRowFormat F = decltype(f)::value;
-    for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+    for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
       constexpr int NB = decltype(nb)::value;
       int32_t r0 = 0;
       for (; r0 + 2 * lanes <= bt; r0 += 2 * lanes) {
         ahead.step(2 * lanes);
-        column_scores<F, NB, 2>(q + g, tile, bt, r0, d, scores + g);
+        column_scores<F, NB, 2>(cs.q + g, tile, bt, r0, d, scores + g);
       }
       if (r0 < bt) {
         ahead.step(lanes);
-        column_scores<F, NB, 1>(q + g, tile, bt, r0, d, scores + g);
+        column_scores<F, NB, 1>(cs.q + g, tile, bt, r0, d, scores + g);
       }
     });
   };
-  if (format == KvRowFormat::kF16Columns) {
-    run(std::integral_constant<KvRowFormat, KvRowFormat::kF16Columns>());
-  } else {
-    KVF_CHECK(format == KvRowFormat::kInt8Columns);
-    run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
+  switch (cs.format) {
+    case KvRowFormat::kF16Columns:
+      run(std::integral_constant<KvRowFormat, KvRowFormat::kF16Columns>());
+      break;
+    case KvRowFormat::kInt8Columns:
+      run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
+      break;
+    case KvRowFormat::kInt4Columns: {
+      const auto step = static_cast<int32_t>(hn::Lanes(DN()));
+      for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
+        for (int32_t r0 = 0; r0 < bt / 2; r0 += step) {
+          ahead.step(2 * step);
+          int4_column_scores<decltype(nb)::value>(cs.q + g, cs.qsum + g, tile, bt, r0, d,
+                                                  scores + g);
+        }
+      });
+      break;
+    }
+    default: {
+      KVF_CHECK(cs.format == KvRowFormat::kKivi2Columns || cs.format == KvRowFormat::kKivi4Columns);
+      const int32_t bits = cs.format == KvRowFormat::kKivi2Columns ? 2 : 4;
+      const int32_t g_rows = cs.grid_tokens;
+      const size_t group_bytes =
+          4 * static_cast<size_t>(d) + static_cast<size_t>(d) * g_rows * bits / 8;
+      for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
+        float* at[4];
+        for (int32_t t0 = 0; t0 < bt; t0 += g_rows) {
+          for (int32_t i = 0; i < decltype(nb)::value; ++i) at[i] = scores[g + i] + t0;
+          kivi_token_group_scores<decltype(nb)::value>(
+              cs.q + g, tile + static_cast<size_t>(t0 / g_rows) * group_bytes, g_rows, bits, d, at,
+              ahead);
+        }
+      });
+      break;
+    }
   }
 #else
-  (void)format, (void)q, (void)group, (void)tile, (void)bt, (void)d, (void)scores, (void)ahead;
+  (void)cs, (void)tile, (void)scores, (void)ahead;
   KVF_CHECK(false);  // reads_in_place never picks a column format here
 #endif
 }
@@ -530,9 +800,9 @@ HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
 
 // The format in which the kernel reads a side's tiles in place, or kOpaque
 // when it decodes them into the f32 scratch: in place needs a plain row
-// format or a column format (with block_tokens a multiple of the lane
-// count), the batched score kernel (head_dim a multiple of the lane count)
-// and a side that is never read from staged rows.
+// format or a column format (with block_tokens a multiple of its vector of
+// rows), the batched score kernel (head_dim a multiple of the lane count),
+// and, for row formats, a side that is never read from staged rows.
 HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t bt) {
 #if KVF_PAGED_ROW_BATCH
   // f32 tiles stay on the copy path: a plain copy into the scratch streams
@@ -540,9 +810,20 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // (docs/performance.md); the narrower formats gain from skipping it.
   const KvRowFormat format = side.codec->row_format();
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
-  // Column tiles are read a vector of rows at a time.
-  const bool whole_vectors = !is_column_format(format) || bt % lanes == 0;
-  if (!side.staged && format != KvRowFormat::kF32 && d % lanes == 0 && whole_vectors) {
+  // Column tiles are read a vector of rows at a time (two for int4 columns).
+  bool whole_vectors = true;
+  if (format == KvRowFormat::kInt4Columns) {
+    whole_vectors = bt % int4_column_rows() == 0;
+  } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
+    whole_vectors = kivi_columns_readable(side.codec->grid_tokens(),
+                                          format == KvRowFormat::kKivi2Columns ? 2 : 4);
+  } else if (is_column_format(format)) {
+    whole_vectors = bt % lanes == 0;
+  }
+  // A staged side (KIVI's residual window) is read block by block: its
+  // column tiles in place, its staged rows through the scratch.
+  const bool blockwise = !side.staged || is_column_format(format);
+  if (blockwise && format != KvRowFormat::kF32 && d % lanes == 0 && whole_vectors) {
     return format;
   }
 #else
@@ -556,7 +837,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
 // One task: every query head of one KV-head group, for one query token. The
 // keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
 // the softmax bookkeeping and loop overheads are paid per chunk, not per block.
-// Tiles that reads_in_place accepts (f16/int8 key columns, f16/bf16/int8 rows) are
+// Tiles that reads_in_place accepts (f16/int8/int4/KIVI key columns, f16/bf16/int8 rows) are
 // read in place, with the conversion inside the dot products; the others are
 // decoded (or copied) into an L1-sized f32 scratch first.
 void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
@@ -578,12 +859,15 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   // residual window), so every block reads the rotated form.
   alignas(64) float q[kPagedMaxGroup][kPagedMaxHeadDim];
   alignas(64) float acc[kPagedMaxGroup][kPagedMaxHeadDim];
+  // Sums of each query over the channel groups of int4 keys (int4_column_scores).
+  float qsum[kPagedMaxGroup][kPagedMaxHeadDim / 32];
   alignas(64) float scores[kPagedMaxGroup][kChunkRows];
   float running_max[kPagedMaxGroup];
   float denom[kPagedMaxGroup];
   float rescale[kPagedMaxGroup];
   float ones[kPagedMaxGroup];
   const float* q_rows[kPagedMaxGroup];
+  const float* qsum_rows[kPagedMaxGroup];
   float* acc_rows[kPagedMaxGroup];
   float* score_rows_at[kPagedMaxGroup];
   const float* weight_rows_at[kPagedMaxGroup];
@@ -592,6 +876,13 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     const float* src = a.q + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
     for (int32_t i = 0; i < d; ++i) q[g][i] = src[i] * a.scale;
     if (a.keys.codec->rotated()) hadamard_transform(q[g], d);
+    if (key_format == KvRowFormat::kInt4Columns) {
+      const int32_t channels = d < 32 ? d : 32;  // the int4 codec's channel group
+      for (int32_t k = 0; k < d / channels; ++k) {
+        qsum[g][k] = std::accumulate(q[g] + k * channels, q[g] + (k + 1) * channels, 0.0f);
+      }
+    }
+    qsum_rows[g] = qsum[g];
     std::fill_n(acc[g], d, 0.0f);
     running_max[g] = -std::numeric_limits<float>::infinity();
     denom[g] = 0.0f;
@@ -599,6 +890,15 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     acc_rows[g] = acc[g];
     ones[g] = 1.0f;
   }
+
+  ColumnScoring columns;
+  columns.format = key_format;
+  columns.q = q_rows;
+  columns.qsum = qsum_rows;
+  columns.group = group;
+  columns.bt = bt;
+  columns.d = d;
+  columns.grid_tokens = a.keys.codec->grid_tokens();
 
   const int32_t n_blocks = (n_keys + bt - 1) / bt;
   // The first chunk has no arithmetic before it to spread requests over.
@@ -619,8 +919,13 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     if (is_column_format(key_format)) {
       for (int32_t b = j; b < j + count; ++b) {
         for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + (b - j) * bt;
-        tile_column_scores(key_format, q_rows, group, tile_data(a, a.keys, b, kv_head), bt, d,
-                           score_rows_at, value_ahead);
+        if (reads_encoded(a.keys, b, bt, query_pos)) {
+          tile_column_scores(columns, tile_data(a, a.keys, b, kv_head), score_rows_at, value_ahead);
+        } else {  // KIVI's residual window: f32 rows, through the scratch
+          const int32_t staged = gather_rows(a, a.keys, b, 1, kv_head, query_pos, rows);
+          score_rows<KvRowFormat::kF32>(q_rows, group, reinterpret_cast<const uint8_t*>(rows),
+                                        scratch_row_bytes, staged, d, score_rows_at, value_ahead);
+        }
       }
     } else if (key_format != KvRowFormat::kOpaque) {
       with_row_format(key_format, [&](auto format) {

@@ -187,7 +187,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"k=int4h,v=int4h", 64, 16}, Case{"k=int8,v=int4h", 64, 16},
                       Case{"kivi2:g=16:r=0", 64, 16}, Case{"kivi2:g=16:r=40", 64, 16},
                       Case{"kivi4:g=32:r=128", 64, 32}, Case{"kivi2:g=8:r=24", 128, 16},
-                      Case{"k=kivi2:g=16:r=0,v=int8", 64, 16}, Case{"f32", 64, 16, true},
+                      Case{"k=kivi2:g=16:r=0,v=int8", 64, 16},
+                      // KIVI key columns of 8, 16 and 4 bytes (loaded at bit offsets, or
+                      // one word shifted per lane).
+                      Case{"kivi4:g=16:r=0", 64, 16}, Case{"kivi4:g=32:r=0", 64, 32},
+                      Case{"kivi2:g=32:r=16", 64, 32}, Case{"kivi4:g=8:r=0", 64, 16},
+                      Case{"kivi4:g=16:r=0", 64, 16, false, 7, 1}, Case{"f32", 64, 16, true},
                       Case{"f16", 64, 16, true}, Case{"bf16", 64, 16, true},
                       Case{"int8", 64, 16, true}, Case{"int4", 64, 16, true},
                       Case{"kivi2:g=16:r=40", 64, 16, true},

@@ -382,17 +382,21 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
   s = other_model->restore(SeqId{0}, path_);
   EXPECT_NE(s.message().find("another model"), std::string::npos) << s.message();
 
-  // A file of format version 1 (f16 and int8 key tiles by row), checksum intact.
+  // Files of earlier format versions, checksum intact: version 1 stored f16 and int8
+  // key tiles by row, version 2 int4 key tiles.
   auto fresh = make_cache("int8");
-  std::vector<char> old_version = bytes;
-  const uint32_t version_1 = 1;
-  std::memcpy(old_version.data() + 8, &version_1, sizeof version_1);  // after the 8-byte magic
-  const uint64_t sum = XXH3_64bits(old_version.data(), old_version.size() - sizeof(uint64_t));
-  std::memcpy(old_version.data() + old_version.size() - sizeof(uint64_t), &sum, sizeof sum);
-  write(old_version);
-  s = fresh->restore(SeqId{0}, path_);
-  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
-  EXPECT_NE(s.message().find("format version 1"), std::string::npos) << s.message();
+  for (const uint32_t old_format : {1u, 2u}) {
+    std::vector<char> old_version = bytes;
+    std::memcpy(old_version.data() + 8, &old_format, sizeof old_format);  // after the 8-byte magic
+    const uint64_t sum = XXH3_64bits(old_version.data(), old_version.size() - sizeof(uint64_t));
+    std::memcpy(old_version.data() + old_version.size() - sizeof(uint64_t), &sum, sizeof sum);
+    write(old_version);
+    s = fresh->restore(SeqId{0}, path_);
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    const std::string expected =
+        "format version " + std::to_string(old_format) + " (this build reads 3)";
+    EXPECT_NE(s.message().find(expected), std::string::npos) << s.message();
+  }
 
   std::vector<char> damaged = bytes;
   damaged[damaged.size() / 2] ^= 0x10;

@@ -92,6 +92,12 @@ TEST(KvCodecSpec, ErrorsNameTheProblem) {
             "residual window)");
   EXPECT_EQ(error_of("kivi2:g=5"),
             "codec 'kivi2:g=5:r=128': the key token group g=5 must divide block_tokens=16");
+  EXPECT_EQ(error_of("kivi2:g=2"),
+            "codec 'kivi2:g=2:r=128': the key token group g=2 must be a multiple of 4 (a "
+            "channel's 2-bit codes of one group fill whole bytes)");
+  EXPECT_EQ(error_of("kivi4:g=1"),
+            "codec 'kivi4:g=1:r=128': the key token group g=1 must be a multiple of 2 (a "
+            "channel's 4-bit codes of one group fill whole bytes)");
   EXPECT_EQ(error_of("kivi2", {48, 64}),
             "codec 'kivi2:g=32:r=128': the key token group g=32 must divide block_tokens=48 "
             "(pass g=<divisor> explicitly)");

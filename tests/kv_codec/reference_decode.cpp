@@ -55,6 +55,22 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
                    scale;
       }
     }
+  } else if (codec.row_format() == KvRowFormat::kInt4Columns) {  // int4 keys: by column
+    // n_groups scales per row, then as many mins, then per column b / 2 bytes, byte j
+    // holding rows j (low nibble) and j + b / 2 (high nibble).
+    const int32_t b = codec.block_tokens();
+    const int32_t n_groups = d / group;
+    const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * b;
+    for (int32_t r = 0; r < n; ++r) {
+      for (int32_t c = 0; c < d; ++c) {
+        const size_t k = static_cast<size_t>(c / group) * b + r;
+        const float scale = half_at(tile + 2 * k);
+        const float min = half_at(tile + 2 * (static_cast<size_t>(n_groups) * b + k));
+        const uint8_t byte = codes[static_cast<size_t>(c) * (b / 2) + r % (b / 2)];
+        const int code = r < b / 2 ? byte & 0xF : byte >> 4;
+        at(r, c) = std::fma(static_cast<float>(code), scale, min);
+      }
+    }
   } else if (name == "f16" || name == "bf16") {
     for (size_t i = 0; i < out.size(); ++i) {
       uint16_t h;
@@ -82,21 +98,22 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
         }
       }
     }
-  } else {  // KIVI keys: per-channel grids over token groups
+  } else {  // KIVI keys: per-channel grids over token groups, codes by column
     const int32_t bits = bits_of(name);
     const size_t g_pos = name.find(":g=");
     KVF_CHECK(g_pos != std::string::npos);
     const int32_t g = std::stoi(name.substr(g_pos + 3));
-    const size_t row_code_bytes = static_cast<size_t>(d * bits / 8);
-    const size_t group_bytes = 4 * static_cast<size_t>(d) + g * row_code_bytes;
+    const int32_t column_bytes = g * bits / 8;  // byte j holds rows j, j + B, j + 2B, ...
+    const size_t group_bytes = 4 * static_cast<size_t>(d) + static_cast<size_t>(d) * column_bytes;
     for (int32_t r = 0; r < n; ++r) {
       const uint8_t* token_group = tile + (r / g) * group_bytes;
-      const uint8_t* codes = token_group + 4 * d + (r % g) * row_code_bytes;
+      const int32_t t = r % g;
       for (int32_t c = 0; c < d; ++c) {
         const float scale = half_at(token_group + 2 * c);
         const float min = half_at(token_group + 2 * (d + c));
-        const uint8_t* chunk = codes + (c / group) * (group * bits / 8);
-        at(r, c) = std::fma(static_cast<float>(code_at(chunk, c % group, group, bits)), scale, min);
+        const uint8_t byte = token_group[4 * d + c * column_bytes + t % column_bytes];
+        const int code = (byte >> (bits * (t / column_bytes))) & ((1 << bits) - 1);
+        at(r, c) = std::fma(static_cast<float>(code), scale, min);
       }
     }
   }
