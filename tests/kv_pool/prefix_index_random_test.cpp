@@ -22,7 +22,7 @@
 namespace kvforge {
 namespace {
 
-constexpr int32_t kBlockTokens = 4;
+constexpr int32_t kRandomTestBlockTokens = 4;
 constexpr int32_t kPoolBlocks = 40;
 
 // A chain: the namespace's index and every token up to the end of its block.
@@ -47,7 +47,7 @@ class ReferenceModel {
 
   std::vector<BlockId> match(int ns, const std::vector<int32_t>& tokens, int32_t max_blocks) {
     std::vector<BlockId> matched;
-    const size_t limit = std::min(tokens.size() / kBlockTokens, static_cast<size_t>(max_blocks));
+    const size_t limit = std::min(tokens.size() / kRandomTestBlockTokens, static_cast<size_t>(max_blocks));
     for (size_t i = 0; i < limit; ++i) {
       const auto found = chains_.find(key(ns, tokens, i + 1));
       if (found == chains_.end()) break;
@@ -128,12 +128,12 @@ class ReferenceModel {
   };
 
   static ChainKey key(int ns, const std::vector<int32_t>& tokens, size_t n_blocks) {
-    return {ns, std::vector<int32_t>(tokens.begin(), tokens.begin() + n_blocks * kBlockTokens)};
+    return {ns, std::vector<int32_t>(tokens.begin(), tokens.begin() + n_blocks * kRandomTestBlockTokens)};
   }
   static std::optional<ChainKey> parent(const ChainKey& chain) {
-    if (chain.second.size() <= kBlockTokens) return std::nullopt;
+    if (chain.second.size() <= kRandomTestBlockTokens) return std::nullopt;
     return ChainKey{chain.first,
-                    std::vector<int32_t>(chain.second.begin(), chain.second.end() - kBlockTokens)};
+                    std::vector<int32_t>(chain.second.begin(), chain.second.end() - kRandomTestBlockTokens)};
   }
 
   // Idle: only the index references the block and every cached descendant.
@@ -170,7 +170,7 @@ struct LiveSequence {
 class RandomPrefixCacheTest : public ::testing::Test {
  protected:
   RandomPrefixCacheTest()
-      : pool_(testing::make_pool(kPoolBlocks, kBlockTokens)),
+      : pool_(testing::make_pool(kPoolBlocks, kRandomTestBlockTokens)),
         index_(std::make_unique<PrefixIndex>(*pool_)),
         model_(kPoolBlocks),
         namespaces_{make_cache_namespace(1, "f16", ""), make_cache_namespace(1, "f16", "tenant"),
@@ -223,7 +223,7 @@ class RandomPrefixCacheTest : public ::testing::Test {
 
   void offer(const LiveSequence& seq) {
     const std::vector<BlockId> full(seq.blocks.begin(),
-                                    seq.blocks.begin() + seq.tokens.size() / kBlockTokens);
+                                    seq.blocks.begin() + seq.tokens.size() / kRandomTestBlockTokens);
     index_->insert(namespaces_[static_cast<size_t>(seq.ns)], seq.tokens, full);
     model_.insert(seq.ns, seq.tokens, full);
     compare_with_model();
@@ -242,17 +242,17 @@ class RandomPrefixCacheTest : public ::testing::Test {
   // Returns false, holding nothing, when the pool cannot make room.
   bool start(LiveSequence& seq) {
     const auto& ns = namespaces_[static_cast<size_t>(seq.ns)];
-    const int32_t max_blocks = static_cast<int32_t>((seq.tokens.size() - 1) / kBlockTokens);
+    const int32_t max_blocks = static_cast<int32_t>((seq.tokens.size() - 1) / kRandomTestBlockTokens);
     seq.blocks = index_->match(ns, seq.tokens, max_blocks);
     const std::vector<BlockId> expected = model_.match(seq.ns, seq.tokens, max_blocks);
     EXPECT_EQ(seq.blocks, expected);
     lookups_ += 1;
     lookup_tokens_ += static_cast<int64_t>(seq.tokens.size());
     hits_ += seq.blocks.empty() ? 0 : 1;
-    hit_tokens_ += static_cast<int64_t>(seq.blocks.size()) * kBlockTokens;
+    hit_tokens_ += static_cast<int64_t>(seq.blocks.size()) * kRandomTestBlockTokens;
     compare_with_model();
 
-    const size_t needed = (seq.tokens.size() + kBlockTokens - 1) / kBlockTokens;
+    const size_t needed = (seq.tokens.size() + kRandomTestBlockTokens - 1) / kRandomTestBlockTokens;
     while (seq.blocks.size() < needed) {
       std::optional<BlockId> block = pool_->allocate();
       if (!block) {
