@@ -111,6 +111,7 @@ class KvCodec {
   [[nodiscard]] virtual int32_t grid_tokens() const { return 0; }
   // Encodes rows [first, first + n) of the tile from `rows` (n rows of head_dim floats,
   // row i at rows + i * row_stride). Deterministic: the same input gives the same bytes.
+  // Not for concurrent calls on one tile: column layouts share bytes between rows.
   // Finite inputs give finite decodes; quantized codecs saturate beyond the f16 range.
   virtual void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
                       void* tile) const = 0;

@@ -420,6 +420,16 @@ HWY_INLINE VF load_column(const uint8_t* tile, int32_t bt, int32_t c, int32_t r0
   }
 }
 
+// Sets every accumulator of an NB x V array to zero.
+template <class D, int NB, int V>
+HWY_INLINE void zero_accumulators(D d, hn::Vec<D> (&acc)[NB][V]) {
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(d);
+  }
+}
+
 // scores[g][r0, r0 + V * lanes) = q[g] · rows of one tile in column format
 // F, for the NB heads of one batch: each column element is converted once
 // for the NB heads and multiplied with the broadcast query element, so the
@@ -431,11 +441,7 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
   const DF df;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   VF acc[NB][V];
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(df);
-  }
+  zero_accumulators(df, acc);
   for (int32_t c = 0; c < d; ++c) {
     VF k[V];
 #pragma GCC unroll 2
@@ -494,12 +500,10 @@ HWY_INLINE void int4_column_scores(const float* const* q, const float* const* qs
   const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt;
   const auto nibble = hn::Set(du32, 0xFu);
   VN total[NB][2];
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) total[g][0] = total[g][1] = hn::Zero(dn);
+  zero_accumulators(dn, total);
   for (int32_t k = 0; k < n_groups; ++k) {
     VN acc[NB][2];
-#pragma GCC unroll 4
-    for (int g = 0; g < NB; ++g) acc[g][0] = acc[g][1] = hn::Zero(dn);
+    zero_accumulators(dn, acc);
     for (int32_t c = k * group; c < (k + 1) * group; ++c) {
       const auto bytes =
           hn::PromoteTo(du32, hn::LoadU(du8, codes + static_cast<size_t>(c) * half + r0));
@@ -591,11 +595,7 @@ HWY_INLINE void kivi_column_scores(const float (*w)[kPagedMaxHeadDim], const flo
     lane_shifts[v] = hn::Load(du32, where[v].lane_shifts);
   }
   VN acc[NB][V];
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[g][v] = hn::Zero(dn);
-  }
+  zero_accumulators(dn, acc);
   for (int32_t c = 0; c < d; ++c) {
     const uint8_t* column = codes + static_cast<size_t>(c) * column_bytes;
     VN k[V];
