@@ -383,7 +383,7 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
   EXPECT_NE(s.message().find("another model"), std::string::npos) << s.message();
 
   // Files of earlier format versions, checksum intact: version 1 stored f16 and int8
-  // key tiles by row, version 2 int4 key tiles.
+  // key tiles by row, version 2 int4 and KIVI key tiles.
   auto fresh = make_cache("int8");
   for (const uint32_t old_format : {1u, 2u}) {
     std::vector<char> old_version = bytes;

@@ -47,7 +47,8 @@ class ReferenceModel {
 
   std::vector<BlockId> match(int ns, const std::vector<int32_t>& tokens, int32_t max_blocks) {
     std::vector<BlockId> matched;
-    const size_t limit = std::min(tokens.size() / kRandomTestBlockTokens, static_cast<size_t>(max_blocks));
+    const size_t limit =
+        std::min(tokens.size() / kRandomTestBlockTokens, static_cast<size_t>(max_blocks));
     for (size_t i = 0; i < limit; ++i) {
       const auto found = chains_.find(key(ns, tokens, i + 1));
       if (found == chains_.end()) break;
@@ -128,12 +129,13 @@ class ReferenceModel {
   };
 
   static ChainKey key(int ns, const std::vector<int32_t>& tokens, size_t n_blocks) {
-    return {ns, std::vector<int32_t>(tokens.begin(), tokens.begin() + n_blocks * kRandomTestBlockTokens)};
+    return {ns, std::vector<int32_t>(tokens.begin(),
+                                     tokens.begin() + n_blocks * kRandomTestBlockTokens)};
   }
   static std::optional<ChainKey> parent(const ChainKey& chain) {
     if (chain.second.size() <= kRandomTestBlockTokens) return std::nullopt;
-    return ChainKey{chain.first,
-                    std::vector<int32_t>(chain.second.begin(), chain.second.end() - kRandomTestBlockTokens)};
+    return ChainKey{chain.first, std::vector<int32_t>(chain.second.begin(),
+                                                      chain.second.end() - kRandomTestBlockTokens)};
   }
 
   // Idle: only the index references the block and every cached descendant.
@@ -222,8 +224,8 @@ class RandomPrefixCacheTest : public ::testing::Test {
   }
 
   void offer(const LiveSequence& seq) {
-    const std::vector<BlockId> full(seq.blocks.begin(),
-                                    seq.blocks.begin() + seq.tokens.size() / kRandomTestBlockTokens);
+    const std::vector<BlockId> full(
+        seq.blocks.begin(), seq.blocks.begin() + seq.tokens.size() / kRandomTestBlockTokens);
     index_->insert(namespaces_[static_cast<size_t>(seq.ns)], seq.tokens, full);
     model_.insert(seq.ns, seq.tokens, full);
     compare_with_model();
@@ -242,7 +244,8 @@ class RandomPrefixCacheTest : public ::testing::Test {
   // Returns false, holding nothing, when the pool cannot make room.
   bool start(LiveSequence& seq) {
     const auto& ns = namespaces_[static_cast<size_t>(seq.ns)];
-    const int32_t max_blocks = static_cast<int32_t>((seq.tokens.size() - 1) / kRandomTestBlockTokens);
+    const int32_t max_blocks =
+        static_cast<int32_t>((seq.tokens.size() - 1) / kRandomTestBlockTokens);
     seq.blocks = index_->match(ns, seq.tokens, max_blocks);
     const std::vector<BlockId> expected = model_.match(seq.ns, seq.tokens, max_blocks);
     EXPECT_EQ(seq.blocks, expected);
