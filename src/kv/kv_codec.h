@@ -5,9 +5,11 @@
 // values) for the tokens of one block. The paged cache owns the tile bytes
 // (tile_bytes() each); a codec is a stateless, immutable description of how
 // they are encoded, so one instance may be shared by any number of threads.
-// The attention decodes a tile into a small f32 scratch right before its dot
-// products, so decode() is the hot path (SIMD, Highway dynamic dispatch);
-// encode() runs once per stored token and is scalar.
+// The attention reads the layouts that row_format() names in place and
+// decodes the others into a small f32 scratch right before its dot products,
+// so decode() of the row layouts is a hot path (SIMD, Highway dynamic
+// dispatch); the column layouts' decode() is scalar (fallback targets and
+// tests). encode() runs once per stored token and is scalar.
 //
 // Codecs (docs/kv-codecs.md gives layouts, bytes per token and error bounds):
 //   f32, f16, bf16   plain rows
@@ -116,7 +118,7 @@ class KvCodec {
   virtual void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
                       void* tile) const = 0;
   // Decodes rows [0, n) of the tile into out (n × head_dim, contiguous). SIMD via
-  // Highway dynamic dispatch for the quantized and 16-bit codecs.
+  // Highway dynamic dispatch for the row layouts, scalar for the column layouts.
   virtual void decode(const void* tile, int32_t n, float* out) const = 0;
 
   [[nodiscard]] const KvCodecParams& params() const { return params_; }
