@@ -17,6 +17,8 @@
 #include <type_traits>
 
 #include "kv/hadamard.h"
+#include "kv/kv_codec_kernels.h"
+#include "kv/kv_codec_quantize.h"
 #include "kv/paged_attention.h"
 #include "kvforge/status.h"
 #include "util/thread_pool.h"
@@ -495,7 +497,7 @@ HWY_INLINE void int4_column_scores(const float* const* q, const float* const* qs
   const hn::Rebind<uint8_t, DN> du8;
   using VN = hn::Vec<DN>;
   const int32_t half = bt / 2;
-  const int32_t group = d < 32 ? d : 32;
+  const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
   const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt;
   const auto nibble = hn::Set(du32, 0xFu);
@@ -541,11 +543,15 @@ HWY_INLINE void int4_column_scores(const float* const* q, const float* const* qs
 // at one bit offset: one widening load and one shift. With B <= 4 bytes the
 // whole column is one 32-bit word, broadcast and shifted per lane.
 struct KiviColumnRows {
-  bool word = false;                         // the B <= 4 case
   size_t offset = 0;                         // load case: first byte
   int shift = 0;                             // load case: bit offset
   alignas(32) uint32_t lane_shifts[8] = {};  // word case: bit of each lane's row
 };
+
+// Bits per code of a KIVI key column format.
+HWY_INLINE int32_t kivi_bits(KvRowFormat format) {
+  return format == KvRowFormat::kKivi2Columns ? 2 : 4;
+}
 
 // True when the KIVI kernel reads a column of B = g * bits / 8 bytes: whole
 // vectors of rows per token group, and one of the two cases above.
@@ -557,7 +563,6 @@ HWY_INLINE bool kivi_columns_readable(int32_t g, int32_t bits) {
 
 HWY_INLINE KiviColumnRows kivi_column_rows(int32_t first_row, int32_t column_bytes, int32_t bits) {
   KiviColumnRows where;
-  where.word = column_bytes <= 4;
   where.offset = static_cast<size_t>(first_row % column_bytes);
   where.shift = bits * (first_row / column_bytes);
   for (int32_t l = 0; l < static_cast<int32_t>(hn::Lanes(DN())); ++l) {
@@ -744,10 +749,9 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
     }
     default: {
       KVF_CHECK(cs.format == KvRowFormat::kKivi2Columns || cs.format == KvRowFormat::kKivi4Columns);
-      const int32_t bits = cs.format == KvRowFormat::kKivi2Columns ? 2 : 4;
+      const int32_t bits = kivi_bits(cs.format);
       const int32_t g_rows = cs.grid_tokens;
-      const size_t group_bytes =
-          4 * static_cast<size_t>(d) + static_cast<size_t>(d) * g_rows * bits / 8;
+      const size_t group_bytes = kv_kernels::channel_group_bytes(d, bits, g_rows);
       for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
         float* at[4];
         for (int32_t t0 = 0; t0 < bt; t0 += g_rows) {
@@ -815,8 +819,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   if (format == KvRowFormat::kInt4Columns) {
     whole_vectors = bt % int4_column_rows() == 0;
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
-    whole_vectors = kivi_columns_readable(side.codec->grid_tokens(),
-                                          format == KvRowFormat::kKivi2Columns ? 2 : 4);
+    whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
     whole_vectors = bt % lanes == 0;
   }
@@ -860,7 +863,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   alignas(64) float q[kPagedMaxGroup][kPagedMaxHeadDim];
   alignas(64) float acc[kPagedMaxGroup][kPagedMaxHeadDim];
   // Sums of each query over the channel groups of int4 keys (int4_column_scores).
-  float qsum[kPagedMaxGroup][kPagedMaxHeadDim / 32];
+  float qsum[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   alignas(64) float scores[kPagedMaxGroup][kChunkRows];
   float running_max[kPagedMaxGroup];
   float denom[kPagedMaxGroup];
@@ -877,7 +880,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     for (int32_t i = 0; i < d; ++i) q[g][i] = src[i] * a.scale;
     if (a.keys.codec->rotated()) hadamard_transform(q[g], d);
     if (key_format == KvRowFormat::kInt4Columns) {
-      const int32_t channels = d < 32 ? d : 32;  // the int4 codec's channel group
+      const int32_t channels = kv_quant::channel_group(d);
       for (int32_t k = 0; k < d / channels; ++k) {
         qsum[g][k] = std::accumulate(q[g] + k * channels, q[g] + (k + 1) * channels, 0.0f);
       }
