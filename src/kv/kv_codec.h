@@ -57,13 +57,16 @@ enum class KvRowFormat {
   // block_tokens int8 codes q (row r's code c at 2 * block_tokens +
   // c * block_tokens + r): x = s[r] * q.
   kInt8Columns,
-  // kInt4Columns (int4 and int4h keys; block_tokens even): with G = min(32,
-  // head_dim) channels per group and n = head_dim / G groups, n × block_tokens
-  // f16 scales (group k of row r at k * block_tokens + r), n × block_tokens
-  // f16 mins in the same order, then head_dim columns of block_tokens / 2
-  // bytes: byte j of column c holds row j's code in its low nibble and row
-  // j + block_tokens / 2's in its high nibble. x = code * scale + min.
-  kInt4Columns,
+  // kInt4Pairs (int4 and int4h keys; block_tokens a multiple of 16): with
+  // G = min(32, head_dim) channels per group and n = head_dim / G groups,
+  // n × block_tokens f16 scales (group k of row r at k * block_tokens + r),
+  // n × block_tokens f16 mins in the same order, then the codes by chunks of
+  // 16 rows: per chunk, per channel pair p (channels 2p, 2p + 1), 16 bytes;
+  // byte j holds channel 2p + j % 2 of row j / 2 in its low nibble and of
+  // row 8 + j / 2 in its high nibble. x = code * scale + min. The attention
+  // multiplies such 16 bytes, as pairs of unsigned codes, with the int8
+  // query's channel pair in one integer multiply-add (kv-cache.md).
+  kInt4Pairs,
   // kKivi2Columns, kKivi4Columns (KIVI keys): per token group of g rows,
   // head_dim f16 scales, head_dim f16 mins (one grid per channel), then
   // head_dim columns of B = g * bits / 8 bytes: byte j of column c holds the
@@ -75,7 +78,7 @@ enum class KvRowFormat {
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
   return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
-         format == KvRowFormat::kInt4Columns || format == KvRowFormat::kKivi2Columns ||
+         format == KvRowFormat::kInt4Pairs || format == KvRowFormat::kKivi2Columns ||
          format == KvRowFormat::kKivi4Columns;
 }
 

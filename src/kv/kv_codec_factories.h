@@ -27,8 +27,8 @@ enum class KvFloatFormat { kF32, kF16, kBF16 };
 // Asymmetric `bits`-bit quantization of each row in groups of min(32, head_dim)
 // channels (int4, int4h, and the values of KIVI). `name` and `residual_tokens`
 // are what the codec reports; `rotated` quantizes H·x instead of x. 4-bit key
-// tiles with an even block_tokens are stored by column
-// (KvRowFormat::kInt4Columns); the others row after row.
+// tiles with a block_tokens that is a multiple of 16 are stored by channel
+// pairs (KvRowFormat::kInt4Pairs); the others row after row.
 struct TokenGroupOptions {
   std::string name;
   int32_t bits = 4;  // 2 or 4

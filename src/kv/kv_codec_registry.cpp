@@ -176,7 +176,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
     case KvRowFormat::kOpaque:
     case KvRowFormat::kF16Columns:
     case KvRowFormat::kInt8Columns:
-    case KvRowFormat::kInt4Columns:
+    case KvRowFormat::kInt4Pairs:
     case KvRowFormat::kKivi2Columns:
     case KvRowFormat::kKivi4Columns:
       break;

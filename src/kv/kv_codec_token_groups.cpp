@@ -5,11 +5,11 @@
 // rounded up, q = round((x - min) / scale). Like GGML's Q4_1 for bits = 4.
 // int4h quantizes H·x (hadamard.h) instead of x. Rows are independent.
 //
-// 4-bit key tiles with an even block_tokens hold the same numbers by column
-// (KvRowFormat::kInt4Columns): all scales, all mins, then each column's codes
-// two rows to a byte, so that the score kernel converts a column's codes for
-// two vectors of rows with one load and multiplies them by one broadcast
-// query element (kv-cache.md).
+// 4-bit key tiles with a block_tokens that is a multiple of 16 hold the same
+// numbers by channel pairs (KvRowFormat::kInt4Pairs): all scales, all mins,
+// then per chunk of 16 rows and per pair of channels 16 bytes of codes, so
+// that the score kernel multiplies them with the int8 query's channel pair by
+// integer multiply-adds, 16 rows at a time (kv-cache.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,7 +29,8 @@ class TokenGroupKvCodec final : public KvCodec {
       : KvCodec(params),
         options_(options),
         group_(kv_quant::channel_group(params.head_dim)),
-        by_column_(side == KvSide::kKey && options.bits == 4 && params.block_tokens % 2 == 0) {}
+        by_pairs_(side == KvSide::kKey && options.bits == 4 &&
+                  params.block_tokens % kPairChunkRows == 0) {}
 
   std::string name() const override { return options_.name; }
   size_t tile_bytes() const override { return static_cast<size_t>(block_tokens()) * row_bytes(); }
@@ -37,7 +38,7 @@ class TokenGroupKvCodec final : public KvCodec {
   bool rotated() const override { return options_.rotated; }
   int32_t residual_tokens() const override { return options_.residual_tokens; }
   KvRowFormat row_format() const override {
-    return by_column_ ? KvRowFormat::kInt4Columns : KvRowFormat::kOpaque;
+    return by_pairs_ ? KvRowFormat::kInt4Pairs : KvRowFormat::kOpaque;
   }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
@@ -65,8 +66,8 @@ class TokenGroupKvCodec final : public KvCodec {
         for (int32_t i = 0; i < group_; ++i) {
           codes[i] = kv_quant::affine_code(x[g + i], min, inv_step, qmax);
         }
-        if (by_column_) {
-          store_column_group(grid, codes, row, g, bytes);
+        if (by_pairs_) {
+          store_pair_group(grid, codes, row, g, bytes);
         } else {
           uint8_t* out = bytes + static_cast<size_t>(row) * row_bytes() +
                          static_cast<size_t>(g / group_) * (4 + code_bytes);
@@ -80,8 +81,8 @@ class TokenGroupKvCodec final : public KvCodec {
 
   void decode(const void* tile, int32_t n, float* out) const override {
     KVF_CHECK(n >= 0 && n <= block_tokens());
-    if (by_column_) {
-      decode_columns(static_cast<const uint8_t*>(tile), n, out);
+    if (by_pairs_) {
+      decode_pairs(static_cast<const uint8_t*>(tile), n, out);
       return;
     }
     kv_kernels::decode_token_group_rows(static_cast<const uint8_t*>(tile), n, head_dim(),
@@ -91,26 +92,32 @@ class TokenGroupKvCodec final : public KvCodec {
  private:
   size_t row_bytes() const { return kv_kernels::token_group_row_bytes(head_dim(), options_.bits); }
 
-  // Byte offsets of the column layout (kv_codec.h, kInt4Columns).
+  // Rows per chunk of the pair layout (kv_codec.h, kInt4Pairs).
+  static constexpr int32_t kPairChunkRows = 16;
+
+  // Byte offsets of the pair layout, and the nibble of a row's codes.
   size_t scale_offset(int32_t group_index, int32_t row) const {
     return 2 * (static_cast<size_t>(group_index) * block_tokens() + row);
   }
   size_t min_offset(int32_t group_index, int32_t row) const {
     return scale_offset(head_dim() / group_ + group_index, row);
   }
-  size_t code_offset(int32_t column, int32_t row) const {
-    const int32_t half = block_tokens() / 2;
-    return min_offset(head_dim() / group_, 0) + static_cast<size_t>(column) * half + row % half;
+  size_t code_offset(int32_t channel, int32_t row) const {
+    const size_t chunk = static_cast<size_t>(row / kPairChunkRows);
+    const size_t pair = chunk * (head_dim() / 2) + channel / 2;
+    return min_offset(head_dim() / group_, 0) + pair * kPairChunkRows +
+           2 * static_cast<size_t>(row % (kPairChunkRows / 2)) + channel % 2;
   }
+  static int code_shift(int32_t row) { return row % kPairChunkRows < kPairChunkRows / 2 ? 0 : 4; }
 
   // Writes one row's group (channels [first_channel, first_channel + G)) into
-  // the column layout; the other nibble of each code byte (another row's) is kept.
-  void store_column_group(const kv_quant::AffineGrid& grid, const uint8_t* codes, int32_t row,
-                          int32_t first_channel, uint8_t* tile) const {
+  // the pair layout; the other nibble of each code byte (another row's) is kept.
+  void store_pair_group(const kv_quant::AffineGrid& grid, const uint8_t* codes, int32_t row,
+                        int32_t first_channel, uint8_t* tile) const {
     const int32_t group_index = first_channel / group_;
     std::memcpy(tile + scale_offset(group_index, row), &grid.scale, 2);
     std::memcpy(tile + min_offset(group_index, row), &grid.min, 2);
-    const int shift = row < block_tokens() / 2 ? 0 : 4;
+    const int shift = code_shift(row);
     for (int32_t i = 0; i < group_; ++i) {
       uint8_t& byte = tile[code_offset(first_channel + i, row)];
       byte = static_cast<uint8_t>((byte & ~(0xF << shift)) | (codes[i] << shift));
@@ -118,11 +125,11 @@ class TokenGroupKvCodec final : public KvCodec {
   }
 
   // Scalar: the attention reads this layout in place (paged_attention.cpp);
-  // decode serves the targets and block sizes it cannot.
-  void decode_columns(const uint8_t* tile, int32_t n, float* out) const {
+  // decode serves the targets it cannot.
+  void decode_pairs(const uint8_t* tile, int32_t n, float* out) const {
     const int32_t d = head_dim();
     for (int32_t r = 0; r < n; ++r) {
-      const int shift = r < block_tokens() / 2 ? 0 : 4;
+      const int shift = code_shift(r);
       for (int32_t g = 0; g < d; g += group_) {
         uint16_t scale_bits, min_bits;
         std::memcpy(&scale_bits, tile + scale_offset(g / group_, r), 2);
@@ -139,7 +146,7 @@ class TokenGroupKvCodec final : public KvCodec {
 
   TokenGroupOptions options_;
   int32_t group_;
-  bool by_column_;  // 4-bit keys: the score kernel reads whole columns (kv_codec.h)
+  bool by_pairs_;  // 4-bit keys: the score kernel reads channel pairs (kv_codec.h)
 };
 
 }  // namespace

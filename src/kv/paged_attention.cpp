@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <numeric>
 #include <type_traits>
 
 #include "kv/hadamard.h"
@@ -470,72 +469,104 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
   }
 }
 
-// int4 key columns (kInt4Columns) are read in vectors of at most 8 rows: one
-// 8-byte load of a column's codes gives rows [r0, r0 + 8) (low nibbles) and
-// [r0 + bt / 2, ...) (high nibbles), so a 16-row block fills two whole AVX2
-// vectors on every target from SSE4 to AVX-512.
+// KIVI key columns are read in vectors of at most 8 rows, so that one layout
+// serves every target from SSE4 to AVX-512.
 using DN = hn::CappedTag<float, 8>;
 
-// Rows a kInt4Columns tile must be a multiple of for int4_column_scores.
-HWY_INLINE int32_t int4_column_rows() {
-  return 2 * static_cast<int32_t>(hn::Lanes(DN()));
+// int4 keys by channel pairs (kInt4Pairs) are multiplied as integers: the
+// query is rounded to int8 per channel group (quantize_query_int8), and each
+// 16 bytes of codes (one channel pair, 16 rows) meet the query's pair in one
+// unsigned-by-signed byte multiply-add (x86 PMADDUBSW: 16 products summed
+// pairwise into int16). Targets without 256-bit integer vectors decode the
+// tiles instead.
+#undef KVF_PAGED_INT4_PAIRS
+#if KVF_PAGED_ROW_BATCH && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define KVF_PAGED_INT4_PAIRS 1
+#else
+#define KVF_PAGED_INT4_PAIRS 0
+#endif
+
+#if KVF_PAGED_INT4_PAIRS
+using DB = hn::Full256<uint8_t>;
+using DS16 = hn::Full256<int16_t>;
+using DS32 = hn::Full256<int32_t>;
+using DF8 = hn::Full256<float>;
+
+// 16 int16 sums a[2i] * b[2i] + a[2i + 1] * b[2i + 1] of unsigned bytes a and
+// signed bytes b (never saturating here: codes <= 15, |b| <= 127).
+HWY_INLINE hn::Vec<DS16> multiply_byte_pairs(hn::Vec<DB> a, hn::Vec<hn::Full256<int8_t>> b) {
+  return hn::Vec<DS16>{_mm256_maddubs_epi16(a.raw, b.raw)};
 }
 
-// scores[g] at rows [r0, r0 + 8) and [r0 + bt / 2, ...) = q[g] · row, for the
-// NB heads of one batch, from one tile in kInt4Columns. With per-row group
-// grids x = code * s + m, a row's score is sum over groups k of
-// s_k * (q_k · codes_k) + m_k * sum(q_k): the codes are multiplied as small
-// integers converted to floats, and each group's scale and min are applied
-// once per vector of rows (qsum[g][k] = sum of q[g] over group k).
+// The 8 rows' sums of one int16 accumulator whose two 128-bit halves hold
+// the same 8 rows over different channel pairs, as floats.
+HWY_INLINE hn::Vec<DF8> row_sums(hn::Vec<DS16> acc) {
+  const DS32 d32;
+  const hn::Half<DS16> half;
+  return hn::ConvertTo(DF8(), hn::Add(hn::PromoteTo(d32, hn::LowerHalf(half, acc)),
+                                      hn::PromoteTo(d32, hn::UpperHalf(half, acc))));
+}
+
+// scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
+// 16-row chunk at r0 of one kInt4Pairs tile. q8[g]: the int8 query with each
+// channel pair repeated 8 times (16 bytes per pair, pair_queries); step[g][k]
+// and qsum[g][k]: its step and the sum of its rounded values over group k.
+// With per-row group grids x = code * s + m, a row's score is the sum over
+// groups k of s_k * step_k * (q8_k · codes_k) + m_k * qsum_k. Within a group
+// of at most 32 channels an int16 lane sums 16 products of at most 127 * 15:
+// 30480, no overflow.
 template <int NB>
-HWY_INLINE void int4_column_scores(const float* const* q, const float* const* qsum,
-                                   const uint8_t* tile, int32_t bt, int32_t r0, int32_t d,
-                                   float* const* scores) {
-  const DN dn;
-  const hn::RebindToUnsigned<DN> du32;
-  const hn::RebindToSigned<DN> di32;
-  const hn::Rebind<uint8_t, DN> du8;
-  using VN = hn::Vec<DN>;
-  const int32_t half = bt / 2;
+HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* step,
+                                 const float* const* qsum, const uint8_t* tile, int32_t bt,
+                                 int32_t r0, int32_t d, float* const* scores) {
+  const DB db;
+  const DS16 d16;
+  const DF8 df;
+  const hn::Full256<int8_t> di8;
+  using VS = hn::Vec<DS16>;
+  using VF8 = hn::Vec<DF8>;
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
-  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt;
-  const auto nibble = hn::Set(du32, 0xFu);
-  VN total[NB][2];
-  zero_accumulators(dn, total);
+  // 16 bytes per channel pair; one 32-byte vector covers two pairs.
+  const size_t chunk_pairs = static_cast<size_t>(r0 / 16) * (d / 2);
+  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt + chunk_pairs * 16;
+  const auto nibble = hn::Set(db, uint8_t{0x0F});
+  VF8 total[NB][2];
+  zero_accumulators(df, total);
   for (int32_t k = 0; k < n_groups; ++k) {
-    VN acc[NB][2];
-    zero_accumulators(dn, acc);
-    for (int32_t c = k * group; c < (k + 1) * group; ++c) {
-      const auto bytes =
-          hn::PromoteTo(du32, hn::LoadU(du8, codes + static_cast<size_t>(c) * half + r0));
-      const VN low = hn::ConvertTo(dn, hn::BitCast(di32, hn::And(bytes, nibble)));
-      const VN high = hn::ConvertTo(dn, hn::BitCast(di32, hn::ShiftRight<4>(bytes)));
+    VS acc[NB][2];
+    zero_accumulators(d16, acc);
+    for (int32_t p = k * group / 2; p < (k + 1) * group / 2; p += 2) {
+      const auto bytes = hn::LoadU(db, codes + static_cast<size_t>(p) * 16);
+      const auto low = hn::And(bytes, nibble);  // rows r0 .. r0 + 7
+      const auto high =                         // rows r0 + 8 .. r0 + 15
+          hn::And(hn::BitCast(db, hn::ShiftRight<4>(hn::BitCast(d16, bytes))), nibble);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
-        const VN qg = hn::Set(dn, q[g][c]);
-        acc[g][0] = hn::MulAdd(qg, low, acc[g][0]);
-        acc[g][1] = hn::MulAdd(qg, high, acc[g][1]);
+        const auto qp = hn::Load(di8, q8[g] + static_cast<size_t>(p) * 16);
+        acc[g][0] = hn::Add(acc[g][0], multiply_byte_pairs(low, qp));
+        acc[g][1] = hn::Add(acc[g][1], multiply_byte_pairs(high, qp));
       }
     }
 #pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) {
-      const size_t at = static_cast<size_t>(k) * bt + r0 + v * half;
-      const VN scale = load_halves<DN>(tile, at);
-      const VN min = load_halves<DN>(tile, static_cast<size_t>(n_groups) * bt + at);
+      const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
+      const VF8 scale = load_halves<DF8>(tile, at);
+      const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
-        total[g][v] =
-            hn::MulAdd(acc[g][v], scale, hn::MulAdd(hn::Set(dn, qsum[g][k]), min, total[g][v]));
+        const VF8 dot = hn::Mul(row_sums(acc[g][v]), hn::Set(df, step[g][k]));
+        total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
       }
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) {
-    hn::StoreU(total[g][0], dn, scores[g] + r0);
-    hn::StoreU(total[g][1], dn, scores[g] + r0 + half);
+    hn::StoreU(total[g][0], df, scores[g] + r0);
+    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
   }
 }
+#endif  // KVF_PAGED_INT4_PAIRS
 
 // Where the codes of one vector of rows sit in a KIVI key column of B bytes
 // (kKivi2Columns, kKivi4Columns: row t at byte t % B, bits (t / B) * bits).
@@ -697,7 +728,9 @@ HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* gr
 struct ColumnScoring {
   KvRowFormat format = KvRowFormat::kOpaque;
   const float* const* q = nullptr;     // the group's queries (pre-scaled, rotated if the keys are)
-  const float* const* qsum = nullptr;  // kInt4Columns: each query's sum over each channel group
+  const float* const* qsum = nullptr;  // kInt4Pairs: each query's sum over each channel group
+  const int8_t* const* q8 = nullptr;   // kInt4Pairs: pair_queries
+  const float* const* step = nullptr;  // kInt4Pairs: each query's step per channel group
   int32_t group = 0;                   // query heads
   int32_t bt = 0;                      // block_tokens
   int32_t d = 0;                       // head_dim
@@ -736,15 +769,18 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
     case KvRowFormat::kInt8Columns:
       run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
       break;
-    case KvRowFormat::kInt4Columns: {
-      const auto step = static_cast<int32_t>(hn::Lanes(DN()));
+    case KvRowFormat::kInt4Pairs: {
+#if KVF_PAGED_INT4_PAIRS
       for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
-        for (int32_t r0 = 0; r0 < bt / 2; r0 += step) {
-          ahead.step(2 * step);
-          int4_column_scores<decltype(nb)::value>(cs.q + g, cs.qsum + g, tile, bt, r0, d,
-                                                  scores + g);
+        for (int32_t r0 = 0; r0 < bt; r0 += 16) {
+          ahead.step(16);
+          int4_pair_scores<decltype(nb)::value>(cs.q8 + g, cs.step + g, cs.qsum + g, tile, bt, r0,
+                                                d, scores + g);
         }
       });
+#else
+      KVF_CHECK(false);  // reads_in_place never picks kInt4Pairs here
+#endif
       break;
     }
     default: {
@@ -814,10 +850,12 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // (docs/performance.md); the narrower formats gain from skipping it.
   const KvRowFormat format = side.codec->row_format();
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
-  // Column tiles are read a vector of rows at a time (two for int4 columns).
+  // Column tiles are read a vector of rows at a time (int4 pairs: 16 rows,
+  // which the codec guarantees).
   bool whole_vectors = true;
-  if (format == KvRowFormat::kInt4Columns) {
-    whole_vectors = bt % int4_column_rows() == 0;
+  if (format == KvRowFormat::kInt4Pairs) {
+    // Whole 32-byte vectors of pairs within each channel group.
+    whole_vectors = KVF_PAGED_INT4_PAIRS && kv_quant::channel_group(d) % 4 == 0;
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
@@ -835,6 +873,40 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   (void)bt;
 #endif
   return KvRowFormat::kOpaque;
+}
+
+// Rounds a query (d floats, pre-scaled and rotated) to int8 per channel group
+// of kv_quant::channel_group(d) channels, as the scores of int4 keys stored
+// by pairs use it on every target (paged_attention.h): per group, with
+// amax = max |x|, q8 = nearbyint(x * (127 / amax)) and x becomes
+// q8 * (amax / 127). step[k] = amax / 127 and qsum[k] = step[k] * sum(q8)
+// per group k; pairs (if not null) receives each channel pair's two codes
+// repeated 8 times (16 bytes per pair), the operand int4_pair_scores loads.
+HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* step, float* qsum) {
+  const int32_t channels = kv_quant::channel_group(d);
+  int8_t codes[kPagedMaxHeadDim];
+  for (int32_t k = 0; k < d / channels; ++k) {
+    float* xg = x + k * channels;
+    float amax = 0.0f;
+    for (int32_t i = 0; i < channels; ++i) amax = std::max(amax, std::fabs(xg[i]));
+    const float group_step = amax / 127.0f;
+    const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int32_t i = 0; i < channels; ++i) {
+      const float rounded = std::nearbyint(xg[i] * inverse);
+      // Not a number (a broken query) becomes 0 here; it stays NaN in x.
+      const int8_t code = std::fabs(rounded) <= 127.0f ? static_cast<int8_t>(rounded) : 0;
+      codes[k * channels + i] = code;
+      sum += code;
+      xg[i] = rounded * group_step;
+    }
+    step[k] = group_step;
+    qsum[k] = group_step * static_cast<float>(sum);
+  }
+  if (pairs == nullptr) return;
+  for (int32_t p = 0; p < d / 2; ++p) {
+    for (int32_t j = 0; j < 16; ++j) pairs[16 * p + j] = codes[2 * p + j % 2];
+  }
 }
 
 // One task: every query head of one KV-head group, for one query token. The
@@ -862,7 +934,11 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   // residual window), so every block reads the rotated form.
   alignas(64) float q[kPagedMaxGroup][kPagedMaxHeadDim];
   alignas(64) float acc[kPagedMaxGroup][kPagedMaxHeadDim];
-  // Sums of each query over the channel groups of int4 keys (int4_column_scores).
+  // int4 keys by channel pairs: each query rounded to int8 per channel group
+  // (quantize_query_int8), its pairs repeated for int4_pair_scores.
+  const bool int8_query = a.keys.codec->row_format() == KvRowFormat::kInt4Pairs;
+  alignas(32) int8_t q8[kPagedMaxGroup][8 * kPagedMaxHeadDim];
+  float step[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   float qsum[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   alignas(64) float scores[kPagedMaxGroup][kChunkRows];
   float running_max[kPagedMaxGroup];
@@ -871,6 +947,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   float ones[kPagedMaxGroup];
   const float* q_rows[kPagedMaxGroup];
   const float* qsum_rows[kPagedMaxGroup];
+  const int8_t* q8_rows[kPagedMaxGroup];
+  const float* step_rows[kPagedMaxGroup];
   float* acc_rows[kPagedMaxGroup];
   float* score_rows_at[kPagedMaxGroup];
   const float* weight_rows_at[kPagedMaxGroup];
@@ -879,12 +957,12 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     const float* src = a.q + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
     for (int32_t i = 0; i < d; ++i) q[g][i] = src[i] * a.scale;
     if (a.keys.codec->rotated()) hadamard_transform(q[g], d);
-    if (key_format == KvRowFormat::kInt4Columns) {
-      const int32_t channels = kv_quant::channel_group(d);
-      for (int32_t k = 0; k < d / channels; ++k) {
-        qsum[g][k] = std::accumulate(q[g] + k * channels, q[g] + (k + 1) * channels, 0.0f);
-      }
+    if (int8_query) {
+      quantize_query_int8(q[g], d, key_format == KvRowFormat::kInt4Pairs ? q8[g] : nullptr, step[g],
+                          qsum[g]);
     }
+    q8_rows[g] = q8[g];
+    step_rows[g] = step[g];
     qsum_rows[g] = qsum[g];
     std::fill_n(acc[g], d, 0.0f);
     running_max[g] = -std::numeric_limits<float>::infinity();
@@ -898,6 +976,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   columns.format = key_format;
   columns.q = q_rows;
   columns.qsum = qsum_rows;
+  columns.q8 = q8_rows;
+  columns.step = step_rows;
   columns.group = group;
   columns.bt = bt;
   columns.d = d;

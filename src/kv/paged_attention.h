@@ -9,6 +9,14 @@
 // the cache still stages in full precision (see paged_kv_cache.h) are read in
 // the same pass as encoded blocks. docs/kv-cache.md walks through the kernel.
 //
+// int4 and int4h keys stored by channel pairs (KvRowFormat::kInt4Pairs) are
+// scored with the query rounded to int8, on every target: per group of
+// min(32, head_dim) channels of the pre-scaled (and, for int4h, rotated)
+// query x, with amax = max |x|, x becomes nearbyint(x * (127 / amax)) *
+// (amax / 127). The kernel then multiplies the 4-bit codes by the int8
+// codes in integer multiply-adds (as llama.cpp's Q4_0 x Q8_0 dot products
+// do); the rounding error of the query is far below the keys' own.
+//
 // Rotated codecs store H·x (H the orthonormal Walsh–Hadamard matrix): for
 // rotated keys the query is rotated once (q·k = Hq·Hk); for rotated values the
 // weighted sum is rotated back at the end (H is its own inverse).

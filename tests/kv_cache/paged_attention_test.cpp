@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include "kv/hadamard.h"
 #include "kv/kv_codec.h"
@@ -110,8 +111,32 @@ void reference_attention(const std::vector<float>& k, const std::vector<float>& 
   }
 }
 
-TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
-  const Case& c = GetParam();
+// The queries with which int4 keys stored by channel pairs are scored
+// (paged_attention.h): scaled, rotated as the keys are, each group of
+// min(32, d) channels rounded to int8 steps of max|x| / 127, and rotated back
+// to meet the expected keys (which expected_rows rotates back).
+std::vector<float> int8_rounded_queries(const float* q, int32_t n_heads, int32_t d, float scale,
+                                        bool rotated) {
+  std::vector<float> out(q, q + static_cast<size_t>(n_heads) * d);
+  const int32_t channels = std::min(32, d);
+  for (int32_t h = 0; h < n_heads; ++h) {
+    float* x = out.data() + static_cast<size_t>(h) * d;
+    for (int32_t i = 0; i < d; ++i) x[i] *= scale;
+    if (rotated) hadamard_transform(x, d);
+    for (int32_t k = 0; k < d; k += channels) {
+      float amax = 0.0f;
+      for (int32_t i = k; i < k + channels; ++i) amax = std::max(amax, std::fabs(x[i]));
+      const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      for (int32_t i = k; i < k + channels; ++i)
+        x[i] = std::nearbyint(x[i] * inverse) * (amax / 127.0f);
+    }
+    if (rotated) hadamard_transform(x, d);
+  }
+  return out;
+}
+
+// One case on the SIMD target the dispatcher picks (the caller sets it).
+void check_against_reference(const Case& c) {
   const KvShape shape{1, c.n_heads, c.n_kv_heads, c.head_dim};
   PagedKvCacheOptions options;
   auto plan = plan_kv_codecs(c.codec, "", 1);
@@ -166,9 +191,17 @@ TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
           expected_rows(**key_codec, keys, shape.n_kv_heads, c.head_dim, c.block_tokens, query_pos);
       const auto v_seen = expected_rows(**value_codec, values, shape.n_kv_heads, c.head_dim,
                                         c.block_tokens, query_pos);
+      const float* q_t = q.data() + t * shape.n_heads * c.head_dim;
       std::vector<double> expected;
-      reference_attention(k_seen, v_seen, q.data() + t * shape.n_heads * c.head_dim, shape.n_heads,
-                          shape.n_kv_heads, c.head_dim, query_pos + 1, scale, expected);
+      if ((*key_codec)->row_format() == KvRowFormat::kInt4Pairs) {
+        const std::vector<float> rounded =
+            int8_rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated());
+        reference_attention(k_seen, v_seen, rounded.data(), shape.n_heads, shape.n_kv_heads,
+                            c.head_dim, query_pos + 1, 1.0f, expected);
+      } else {
+        reference_attention(k_seen, v_seen, q_t, shape.n_heads, shape.n_kv_heads, c.head_dim,
+                            query_pos + 1, scale, expected);
+      }
       for (size_t i = 0; i < expected.size(); ++i) {
         ASSERT_NEAR(out[static_cast<size_t>(t) * expected.size() + i], expected[i], 2e-5)
             << "query position " << query_pos << " element " << i;
@@ -177,6 +210,19 @@ TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
     pos += n;
     kv.check_invariants();
   }
+}
+
+// Every compiled target this machine runs: the kernels differ (in-place
+// column and pair kernels on x86, decoded tiles elsewhere), the results
+// must not.
+TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    check_against_reference(GetParam());
+    if (HasFatalFailure()) break;
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 INSTANTIATE_TEST_SUITE_P(

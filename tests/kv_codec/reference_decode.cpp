@@ -55,9 +55,10 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
                    scale;
       }
     }
-  } else if (codec.row_format() == KvRowFormat::kInt4Columns) {  // int4 keys: by column
-    // n_groups scales per row, then as many mins, then per column b / 2 bytes, byte j
-    // holding rows j (low nibble) and j + b / 2 (high nibble).
+  } else if (codec.row_format() == KvRowFormat::kInt4Pairs) {  // int4 keys: by channel pairs
+    // n_groups scales per row, then as many mins, then per chunk of 16 rows and
+    // per channel pair 16 bytes, byte j holding channel j % 2 of the pair for
+    // row j / 2 (low nibble) and row 8 + j / 2 (high nibble).
     const int32_t b = codec.block_tokens();
     const int32_t n_groups = d / group;
     const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * b;
@@ -66,8 +67,11 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
         const size_t k = static_cast<size_t>(c / group) * b + r;
         const float scale = half_at(tile + 2 * k);
         const float min = half_at(tile + 2 * (static_cast<size_t>(n_groups) * b + k));
-        const uint8_t byte = codes[static_cast<size_t>(c) * (b / 2) + r % (b / 2)];
-        const int code = r < b / 2 ? byte & 0xF : byte >> 4;
+        const int32_t chunk = r / 16;
+        const int32_t in_chunk = r % 16;
+        const uint8_t byte =
+            codes[(static_cast<size_t>(chunk) * (d / 2) + c / 2) * 16 + 2 * (in_chunk % 8) + c % 2];
+        const int code = in_chunk < 8 ? byte & 0xF : byte >> 4;
         at(r, c) = std::fma(static_cast<float>(code), scale, min);
       }
     }
