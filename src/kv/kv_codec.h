@@ -67,6 +67,15 @@ enum class KvRowFormat {
   // multiplies such 16 bytes, as pairs of unsigned codes, with the int8
   // query's channel pair in one integer multiply-add (kv-cache.md).
   kInt4Pairs,
+  // kInt4TokenPairs (int4 and int4h values and kivi4 values with r = 0;
+  // block_tokens a multiple of 16, head_dim a multiple of 32): scales and
+  // mins as kInt4Pairs (G = 32), then the codes by chunks of 16 rows: per
+  // chunk, per group k, per row pair i (rows 2i, 2i + 1 of the chunk), 32
+  // bytes; byte j holds row 2i + j % 2's code of channel 32k + j / 2 in its
+  // low nibble and of channel 32k + 16 + j / 2 in its high nibble. The value
+  // kernel multiplies such 32 bytes, as pairs of unsigned codes, with the two
+  // rows' rounded weights in one integer multiply-add (kv-cache.md).
+  kInt4TokenPairs,
   // kKivi2Columns, kKivi4Columns (KIVI keys): per token group of g rows,
   // head_dim f16 scales, head_dim f16 mins (one grid per channel), then
   // head_dim columns of B = g * bits / 8 bytes: byte j of column c holds the
@@ -78,7 +87,8 @@ enum class KvRowFormat {
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
   return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
-         format == KvRowFormat::kInt4Pairs || format == KvRowFormat::kKivi2Columns ||
+         format == KvRowFormat::kInt4Pairs || format == KvRowFormat::kInt4TokenPairs ||
+         format == KvRowFormat::kKivi2Columns ||
          format == KvRowFormat::kKivi4Columns;
 }
 

@@ -177,6 +177,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
     case KvRowFormat::kF16Columns:
     case KvRowFormat::kInt8Columns:
     case KvRowFormat::kInt4Pairs:
+    case KvRowFormat::kInt4TokenPairs:
     case KvRowFormat::kKivi2Columns:
     case KvRowFormat::kKivi4Columns:
       break;

@@ -5,11 +5,14 @@
 // rounded up, q = round((x - min) / scale). Like GGML's Q4_1 for bits = 4.
 // int4h quantizes H·x (hadamard.h) instead of x. Rows are independent.
 //
-// 4-bit key tiles with a block_tokens that is a multiple of 16 hold the same
-// numbers by channel pairs (KvRowFormat::kInt4Pairs): all scales, all mins,
-// then per chunk of 16 rows and per pair of channels 16 bytes of codes, so
-// that the score kernel multiplies them with the int8 query's channel pair by
-// integer multiply-adds, 16 rows at a time (kv-cache.md).
+// 4-bit tiles with a block_tokens that is a multiple of 16 hold the same
+// numbers in one of two pair layouts (kv_codec.h), all scales, all mins, then
+// the codes per chunk of 16 rows: keys by channel pairs (KvRowFormat::
+// kInt4Pairs), which the score kernel multiplies with the int8 query's
+// channel pairs, and values without a residual window (groups of 32
+// channels) by token pairs (kInt4TokenPairs), which the value kernel
+// multiplies with pairs of rounded weights; both in integer multiply-adds,
+// 16 rows at a time (kv-cache.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,8 +32,7 @@ class TokenGroupKvCodec final : public KvCodec {
       : KvCodec(params),
         options_(options),
         group_(kv_quant::channel_group(params.head_dim)),
-        by_pairs_(side == KvSide::kKey && options.bits == 4 &&
-                  params.block_tokens % kPairChunkRows == 0) {}
+        layout_(pick_layout(options, side, params)) {}
 
   std::string name() const override { return options_.name; }
   size_t tile_bytes() const override { return static_cast<size_t>(block_tokens()) * row_bytes(); }
@@ -38,7 +40,7 @@ class TokenGroupKvCodec final : public KvCodec {
   bool rotated() const override { return options_.rotated; }
   int32_t residual_tokens() const override { return options_.residual_tokens; }
   KvRowFormat row_format() const override {
-    return by_pairs_ ? KvRowFormat::kInt4Pairs : KvRowFormat::kOpaque;
+    return layout_;
   }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
@@ -66,7 +68,7 @@ class TokenGroupKvCodec final : public KvCodec {
         for (int32_t i = 0; i < group_; ++i) {
           codes[i] = kv_quant::affine_code(x[g + i], min, inv_step, qmax);
         }
-        if (by_pairs_) {
+        if (layout_ != KvRowFormat::kOpaque) {
           store_pair_group(grid, codes, row, g, bytes);
         } else {
           uint8_t* out = bytes + static_cast<size_t>(row) * row_bytes() +
@@ -81,7 +83,7 @@ class TokenGroupKvCodec final : public KvCodec {
 
   void decode(const void* tile, int32_t n, float* out) const override {
     KVF_CHECK(n >= 0 && n <= block_tokens());
-    if (by_pairs_) {
+    if (layout_ != KvRowFormat::kOpaque) {
       decode_pairs(static_cast<const uint8_t*>(tile), n, out);
       return;
     }
@@ -92,35 +94,58 @@ class TokenGroupKvCodec final : public KvCodec {
  private:
   size_t row_bytes() const { return kv_kernels::token_group_row_bytes(head_dim(), options_.bits); }
 
-  // Rows per chunk of the pair layout (kv_codec.h, kInt4Pairs).
+  // Rows per chunk of the pair layouts (kv_codec.h).
   static constexpr int32_t kPairChunkRows = 16;
 
-  // Byte offsets of the pair layout, and the nibble of a row's codes.
+  static KvRowFormat pick_layout(const TokenGroupOptions& options, KvSide side,
+                                 const KvCodecParams& params) {
+    if (options.bits != 4 || params.block_tokens % kPairChunkRows != 0) return KvRowFormat::kOpaque;
+    if (side == KvSide::kKey) return KvRowFormat::kInt4Pairs;
+    // Values: a staged window would be read from f32 rows anyway, and the
+    // value kernel takes whole groups of 32 channels.
+    const bool whole_groups = kv_quant::channel_group(params.head_dim) == 32;
+    return options.residual_tokens == 0 && whole_groups ? KvRowFormat::kInt4TokenPairs
+                                                        : KvRowFormat::kOpaque;
+  }
+
+  // Byte offsets of the pair layouts, and where a row's code of a channel sits.
   size_t scale_offset(int32_t group_index, int32_t row) const {
     return 2 * (static_cast<size_t>(group_index) * block_tokens() + row);
   }
   size_t min_offset(int32_t group_index, int32_t row) const {
     return scale_offset(head_dim() / group_ + group_index, row);
   }
-  size_t code_offset(int32_t channel, int32_t row) const {
-    const size_t chunk = static_cast<size_t>(row / kPairChunkRows);
-    const size_t pair = chunk * (head_dim() / 2) + channel / 2;
-    return min_offset(head_dim() / group_, 0) + pair * kPairChunkRows +
-           2 * static_cast<size_t>(row % (kPairChunkRows / 2)) + channel % 2;
+  struct CodeAt {
+    size_t offset;
+    int shift;
+  };
+  CodeAt code_at(int32_t channel, int32_t row) const {
+    const size_t codes = min_offset(head_dim() / group_, 0);
+    const auto chunk = static_cast<size_t>(row / kPairChunkRows);
+    const int32_t in_chunk = row % kPairChunkRows;
+    if (layout_ == KvRowFormat::kInt4Pairs) {  // 16 bytes per channel pair
+      const size_t pair = chunk * (head_dim() / 2) + channel / 2;
+      return {codes + pair * kPairChunkRows + 2 * static_cast<size_t>(in_chunk % 8) + channel % 2,
+              in_chunk < 8 ? 0 : 4};
+    }
+    // kInt4TokenPairs: 32 bytes per row pair of one group of 32 channels.
+    const int32_t in_group = channel % 32;
+    const size_t row_pair = (chunk * (head_dim() / 32) + channel / 32) * 8 + in_chunk / 2;
+    return {codes + row_pair * 32 + 2 * static_cast<size_t>(in_group % 16) + in_chunk % 2,
+            in_group < 16 ? 0 : 4};
   }
-  static int code_shift(int32_t row) { return row % kPairChunkRows < kPairChunkRows / 2 ? 0 : 4; }
 
   // Writes one row's group (channels [first_channel, first_channel + G)) into
-  // the pair layout; the other nibble of each code byte (another row's) is kept.
+  // a pair layout; the other nibble of each code byte is kept.
   void store_pair_group(const kv_quant::AffineGrid& grid, const uint8_t* codes, int32_t row,
                         int32_t first_channel, uint8_t* tile) const {
     const int32_t group_index = first_channel / group_;
     std::memcpy(tile + scale_offset(group_index, row), &grid.scale, 2);
     std::memcpy(tile + min_offset(group_index, row), &grid.min, 2);
-    const int shift = code_shift(row);
     for (int32_t i = 0; i < group_; ++i) {
-      uint8_t& byte = tile[code_offset(first_channel + i, row)];
-      byte = static_cast<uint8_t>((byte & ~(0xF << shift)) | (codes[i] << shift));
+      const CodeAt at = code_at(first_channel + i, row);
+      uint8_t& byte = tile[at.offset];
+      byte = static_cast<uint8_t>((byte & ~(0xF << at.shift)) | (codes[i] << at.shift));
     }
   }
 
@@ -129,7 +154,6 @@ class TokenGroupKvCodec final : public KvCodec {
   void decode_pairs(const uint8_t* tile, int32_t n, float* out) const {
     const int32_t d = head_dim();
     for (int32_t r = 0; r < n; ++r) {
-      const int shift = code_shift(r);
       for (int32_t g = 0; g < d; g += group_) {
         uint16_t scale_bits, min_bits;
         std::memcpy(&scale_bits, tile + scale_offset(g / group_, r), 2);
@@ -137,7 +161,8 @@ class TokenGroupKvCodec final : public KvCodec {
         const float scale = fp16_to_fp32(scale_bits);
         const float min = fp16_to_fp32(min_bits);
         for (int32_t c = g; c < g + group_; ++c) {
-          const auto code = static_cast<float>((tile[code_offset(c, r)] >> shift) & 0xF);
+          const CodeAt at = code_at(c, r);
+          const auto code = static_cast<float>((tile[at.offset] >> at.shift) & 0xF);
           out[static_cast<size_t>(r) * d + c] = std::fma(code, scale, min);
         }
       }
@@ -146,7 +171,7 @@ class TokenGroupKvCodec final : public KvCodec {
 
   TokenGroupOptions options_;
   int32_t group_;
-  bool by_pairs_;  // 4-bit keys: the score kernel reads channel pairs (kv_codec.h)
+  KvRowFormat layout_;  // kOpaque: by row; else one of the pair layouts
 };
 
 }  // namespace

@@ -142,6 +142,19 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
+// int4 keys and values in the pair layouts (kInt4Pairs, kInt4TokenPairs) are
+// multiplied as integers: 32 bytes of codes (two channel pairs of 16 rows, or
+// 16 channels of two rows in each nibble) meet the int8 query's channel pairs
+// or two rows' rounded weights in unsigned-by-signed byte multiply-adds (x86
+// PMADDUBSW: products summed pairwise into int16). Targets without 256-bit
+// integer vectors decode the tiles instead.
+#undef KVF_PAGED_INT4_PAIRS
+#if KVF_PAGED_ROW_BATCH && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define KVF_PAGED_INT4_PAIRS 1
+#else
+#define KVF_PAGED_INT4_PAIRS 0
+#endif
+
 // One vector (of D) of IEEE halves starting at element `index` of `base`, as floats.
 template <class D = DF>
 HWY_INLINE hn::Vec<D> load_halves(const uint8_t* base, size_t index) {
@@ -473,19 +486,6 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
 // serves every target from SSE4 to AVX-512.
 using DN = hn::CappedTag<float, 8>;
 
-// int4 keys by channel pairs (kInt4Pairs) are multiplied as integers: the
-// query is rounded to int8 per channel group (quantize_query_int8), and each
-// 16 bytes of codes (one channel pair, 16 rows) meet the query's pair in one
-// unsigned-by-signed byte multiply-add (x86 PMADDUBSW: 16 products summed
-// pairwise into int16). Targets without 256-bit integer vectors decode the
-// tiles instead.
-#undef KVF_PAGED_INT4_PAIRS
-#if KVF_PAGED_ROW_BATCH && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-#define KVF_PAGED_INT4_PAIRS 1
-#else
-#define KVF_PAGED_INT4_PAIRS 0
-#endif
-
 #if KVF_PAGED_INT4_PAIRS
 using DB = hn::Full256<uint8_t>;
 using DS16 = hn::Full256<int16_t>;
@@ -493,7 +493,7 @@ using DS32 = hn::Full256<int32_t>;
 using DF8 = hn::Full256<float>;
 
 // 16 int16 sums a[2i] * b[2i] + a[2i + 1] * b[2i + 1] of unsigned bytes a and
-// signed bytes b (never saturating here: codes <= 15, |b| <= 127).
+// signed bytes b (saturating; never here, where one operand holds 4-bit codes).
 HWY_INLINE hn::Vec<DS16> multiply_byte_pairs(hn::Vec<DB> a, hn::Vec<hn::Full256<int8_t>> b) {
   return hn::Vec<DS16>{_mm256_maddubs_epi16(a.raw, b.raw)};
 }
@@ -564,6 +564,99 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   for (int g = 0; g < NB; ++g) {
     hn::StoreU(total[g][0], df, scores[g] + r0);
     hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
+  }
+}
+
+// acc[g][0, d) = acc[g] * rescale[g] + sum over rows [r0, r0 + valid) of one
+// kInt4TokenPairs tile of weights[g][r] * row r, for the NB heads of one batch (r0 a multiple of
+// 16, valid <= 16; the weights of rows past `valid` are read and ignored).
+// With x = code * s + m per row and group k of 32 channels, the weights
+// times the rows' scales, w = weight * s, are rounded to 8 bits per 8 rows,
+// u = nearbyint(w * 255 / max w), the codes are multiplied with pairs of u in
+// integer multiply-adds (8 products of at most 255 * 15 fit int16), and
+// acc += (max w / 255) * sum(u * code) per 8 rows, + sum(weight * m).
+template <int NB>
+HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weights,
+                                     const float* rescale, const uint8_t* tile, int32_t bt,
+                                     int32_t r0, int32_t valid, int32_t d) {
+  const DB db;
+  const DS16 d16;
+  const DS32 d32;
+  const DF8 df;
+  const hn::Rebind<uint8_t, DS32> du8_8;  // 8 lanes
+  const hn::Half<DS16> half;
+  using VS = hn::Vec<DS16>;
+  using VF8 = hn::Vec<DF8>;
+  const int32_t n_groups = d / 32;
+  const uint8_t* codes =
+      tile + 4 * static_cast<size_t>(n_groups) * bt + static_cast<size_t>(r0 / 16) * n_groups * 256;
+  const hn::Mask<DF8> keep[2] = {hn::FirstN(df, static_cast<size_t>(valid)),
+                                 hn::FirstN(df, static_cast<size_t>(std::max(0, valid - 8)))};
+  const auto nibble = hn::Set(db, uint8_t{0x0F});
+  for (int32_t k = 0; k < n_groups; ++k) {
+    alignas(16) uint8_t rounded[NB][16];
+    float step[NB][2];
+    float bias[NB];
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      VF8 min_sum = hn::Zero(df);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * h;
+        const VF8 p = hn::LoadU(df, weights[g] + r0 + 8 * h);
+        // Masked after the products: rows never written may hold any bits.
+        const VF8 w = hn::IfThenElseZero(keep[h], hn::Mul(p, load_halves<DF8>(tile, at)));
+        const float w_max = hn::GetLane(hn::MaxOfLanes(df, w));
+        const VF8 to_codes = hn::Set(df, w_max > 0.0f ? 255.0f / w_max : 0.0f);
+        hn::StoreU(hn::DemoteTo(du8_8, hn::NearestInt(hn::Mul(w, to_codes))), du8_8,
+                   rounded[g] + 8 * h);
+        step[g][h] = w_max / 255.0f;
+        const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
+        min_sum = hn::Add(min_sum, hn::IfThenElseZero(keep[h], hn::Mul(p, min)));
+      }
+      bias[g] = hn::GetLane(hn::SumOfLanes(df, min_sum));
+    }
+    const uint8_t* group_codes = codes + static_cast<size_t>(k) * 256;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {  // rows r0 + 8h .. r0 + 8h + 7: four row pairs
+      VS sums[NB][2];
+      zero_accumulators(d16, sums);
+      for (int32_t i = 4 * h; i < 4 * h + 4; ++i) {
+        const auto bytes = hn::LoadU(db, group_codes + 32 * i);
+        const auto low = hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, nibble));  // channels 0-15
+        const auto high = hn::BitCast(  // channels 16-31
+            hn::Full256<int8_t>(),
+            hn::And(hn::BitCast(db, hn::ShiftRight<4>(hn::BitCast(d16, bytes))), nibble));
+#pragma GCC unroll 4
+        for (int g = 0; g < NB; ++g) {
+          int16_t pair;
+          std::memcpy(&pair, rounded[g] + 2 * i, sizeof pair);
+          const auto u = hn::BitCast(db, hn::Set(d16, pair));
+          sums[g][0] = hn::Add(sums[g][0], multiply_byte_pairs(u, low));
+          sums[g][1] = hn::Add(sums[g][1], multiply_byte_pairs(u, high));
+        }
+      }
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        const VF8 step_g = hn::Set(df, step[g][h]);
+        // The first half also rescales the accumulators and adds the mins' share.
+        const VF8 keep_g = hn::Set(df, h == 0 ? rescale[g] : 1.0f);
+        const VF8 bias_g = hn::Set(df, h == 0 ? bias[g] : 0.0f);
+        float* out = acc[g] + 32 * k;
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; ++v) {
+          const VF8 lower =
+              hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(half, sums[g][v])));
+          const VF8 upper =
+              hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(half, sums[g][v])));
+          float* o = out + 16 * v;
+          hn::StoreU(hn::MulAdd(lower, step_g, hn::MulAdd(hn::LoadU(df, o), keep_g, bias_g)), df,
+                     o);
+          hn::StoreU(hn::MulAdd(upper, step_g, hn::MulAdd(hn::LoadU(df, o + 8), keep_g, bias_g)),
+                     df, o + 8);
+        }
+      }
+    }
   }
 }
 #endif  // KVF_PAGED_INT4_PAIRS
@@ -817,6 +910,27 @@ HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const f
   });
 }
 
+// acc[g] = acc[g] * rescale[g] + sum over the first `rows` rows r of one
+// kInt4TokenPairs tile of weights[g][r] * row r, for every head g.
+HWY_INLINE void tile_value_pair_sums(float* const* acc, const float* const* weights,
+                                     const float* rescale, int32_t group, const uint8_t* tile,
+                                     int32_t bt, int32_t rows, int32_t d, TilePrefetcher& ahead) {
+#if KVF_PAGED_INT4_PAIRS
+  const float ones[kPagedMaxGroup] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  for (int32_t r0 = 0; r0 < rows; r0 += 16) {
+    ahead.step(16);
+    for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+      int4_value_pair_sums<decltype(nb)::value>(acc + g, weights + g, (r0 == 0 ? rescale : ones) + g,
+                                                tile, bt, r0, std::min(16, rows - r0), d);
+    });
+  }
+#else
+  (void)acc, (void)weights, (void)rescale, (void)group, (void)tile, (void)bt, (void)rows, (void)d;
+  (void)ahead;
+  KVF_CHECK(false);  // reads_in_place never picks kInt4TokenPairs here
+#endif
+}
+
 // Runs fn with the row format as a compile-time constant.
 template <class Fn>
 HWY_INLINE void with_row_format(KvRowFormat format, const Fn& fn) {
@@ -856,6 +970,8 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   if (format == KvRowFormat::kInt4Pairs) {
     // Whole 32-byte vectors of pairs within each channel group.
     whole_vectors = KVF_PAGED_INT4_PAIRS && kv_quant::channel_group(d) % 4 == 0;
+  } else if (format == KvRowFormat::kInt4TokenPairs) {
+    whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the rest
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
@@ -1030,7 +1146,14 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     }
 
     // Weighted sum of the chunk's value rows.
-    if (value_format != KvRowFormat::kOpaque) {
+    if (value_format == KvRowFormat::kInt4TokenPairs) {
+      for (int32_t b = j; b < j + count; ++b) {
+        for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + (b - j) * bt;
+        tile_value_pair_sums(acc_rows, weight_rows_at, b == j ? rescale : ones, group,
+                             tile_data(a, a.values, b, kv_head), bt,
+                             std::min(bt, n - (b - j) * bt), d, key_ahead);
+      }
+    } else if (value_format != KvRowFormat::kOpaque) {
       const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk
       with_row_format(value_format, [&](auto format) {
         constexpr KvRowFormat F = decltype(format)::value;
@@ -1088,8 +1211,11 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   KVF_CHECK(a.head_dim > 0 && a.head_dim <= kPagedMaxHeadDim);
   KVF_CHECK(a.block_tokens > 0 && a.block_tokens <= kPagedMaxBlockTokens);
   KVF_CHECK(a.keys.codec != nullptr && a.values.codec != nullptr);
-  // Column tiles are read by the score kernel only.
-  KVF_CHECK(!is_column_format(a.values.codec->row_format()));
+  // Key column and pair tiles are read by the score kernel only, token pairs
+  // by the value kernel only.
+  const KvRowFormat value_format = a.values.codec->row_format();
+  KVF_CHECK(!is_column_format(value_format) || value_format == KvRowFormat::kInt4TokenPairs);
+  KVF_CHECK(a.keys.codec->row_format() != KvRowFormat::kInt4TokenPairs);
   // The kernel reads a rotated side only in its rotated form (see attend_group).
   KVF_CHECK(!(a.keys.staged && a.keys.codec->rotated()));
   KVF_CHECK(!(a.values.staged && a.values.codec->rotated()));

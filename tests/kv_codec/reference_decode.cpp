@@ -55,23 +55,36 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
                    scale;
       }
     }
-  } else if (codec.row_format() == KvRowFormat::kInt4Pairs) {  // int4 keys: by channel pairs
-    // n_groups scales per row, then as many mins, then per chunk of 16 rows and
-    // per channel pair 16 bytes, byte j holding channel j % 2 of the pair for
-    // row j / 2 (low nibble) and row 8 + j / 2 (high nibble).
+  } else if (codec.row_format() == KvRowFormat::kInt4Pairs ||
+             codec.row_format() == KvRowFormat::kInt4TokenPairs) {  // int4 by pairs
+    // n_groups scales per row, then as many mins, then the codes by chunks of
+    // 16 rows. Keys (channel pairs): per pair 16 bytes, byte j holding channel
+    // j % 2 of the pair for row j / 2 (low nibble) and row 8 + j / 2 (high).
+    // Values (token pairs, groups of 32): per group and row pair 32 bytes,
+    // byte j holding row j % 2 of the pair for channel j / 2 (low nibble) and
+    // channel 16 + j / 2 (high) of the group.
+    const bool keys = codec.row_format() == KvRowFormat::kInt4Pairs;
     const int32_t b = codec.block_tokens();
     const int32_t n_groups = d / group;
     const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * b;
     for (int32_t r = 0; r < n; ++r) {
+      const int32_t chunk = r / 16;
+      const int32_t in_chunk = r % 16;
       for (int32_t c = 0; c < d; ++c) {
         const size_t k = static_cast<size_t>(c / group) * b + r;
         const float scale = half_at(tile + 2 * k);
         const float min = half_at(tile + 2 * (static_cast<size_t>(n_groups) * b + k));
-        const int32_t chunk = r / 16;
-        const int32_t in_chunk = r % 16;
-        const uint8_t byte =
-            codes[(static_cast<size_t>(chunk) * (d / 2) + c / 2) * 16 + 2 * (in_chunk % 8) + c % 2];
-        const int code = in_chunk < 8 ? byte & 0xF : byte >> 4;
+        int code = 0;
+        if (keys) {
+          const uint8_t byte = codes[(static_cast<size_t>(chunk) * (d / 2) + c / 2) * 16 +
+                                     2 * (in_chunk % 8) + c % 2];
+          code = in_chunk < 8 ? byte & 0xF : byte >> 4;
+        } else {
+          const size_t row_pair =
+              (static_cast<size_t>(chunk) * n_groups + c / group) * 8 + in_chunk / 2;
+          const uint8_t byte = codes[row_pair * 32 + 2 * ((c % group) % 16) + in_chunk % 2];
+          code = c % group < 16 ? byte & 0xF : byte >> 4;
+        }
         at(r, c) = std::fma(static_cast<float>(code), scale, min);
       }
     }
