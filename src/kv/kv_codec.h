@@ -88,8 +88,7 @@ enum class KvRowFormat {
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
   return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
          format == KvRowFormat::kInt4Pairs || format == KvRowFormat::kInt4TokenPairs ||
-         format == KvRowFormat::kKivi2Columns ||
-         format == KvRowFormat::kKivi4Columns;
+         format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
 }
 
 // Bytes of one row in a plain row format (0 for kOpaque and the column formats).

@@ -9,8 +9,8 @@
 // numbers in one of two pair layouts (kv_codec.h), all scales, all mins, then
 // the codes per chunk of 16 rows: keys by channel pairs (KvRowFormat::
 // kInt4Pairs), which the score kernel multiplies with the int8 query's
-// channel pairs, and values without a residual window (groups of 32
-// channels) by token pairs (kInt4TokenPairs), which the value kernel
+// channel pairs, and values (groups of 32 channels) by token pairs
+// (kInt4TokenPairs), which the value kernel
 // multiplies with pairs of rounded weights; both in integer multiply-adds,
 // 16 rows at a time (kv-cache.md).
 #include <algorithm>
@@ -39,9 +39,7 @@ class TokenGroupKvCodec final : public KvCodec {
   bool token_granular() const override { return true; }
   bool rotated() const override { return options_.rotated; }
   int32_t residual_tokens() const override { return options_.residual_tokens; }
-  KvRowFormat row_format() const override {
-    return layout_;
-  }
+  KvRowFormat row_format() const override { return layout_; }
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
               void* tile) const override {
@@ -101,11 +99,9 @@ class TokenGroupKvCodec final : public KvCodec {
                                  const KvCodecParams& params) {
     if (options.bits != 4 || params.block_tokens % kPairChunkRows != 0) return KvRowFormat::kOpaque;
     if (side == KvSide::kKey) return KvRowFormat::kInt4Pairs;
-    // Values: a staged window would be read from f32 rows anyway, and the
-    // value kernel takes whole groups of 32 channels.
-    const bool whole_groups = kv_quant::channel_group(params.head_dim) == 32;
-    return options.residual_tokens == 0 && whole_groups ? KvRowFormat::kInt4TokenPairs
-                                                        : KvRowFormat::kOpaque;
+    // Values: the value kernel takes whole groups of 32 channels.
+    return kv_quant::channel_group(params.head_dim) == 32 ? KvRowFormat::kInt4TokenPairs
+                                                          : KvRowFormat::kOpaque;
   }
 
   // Byte offsets of the pair layouts, and where a row's code of a channel sits.
@@ -149,22 +145,46 @@ class TokenGroupKvCodec final : public KvCodec {
     }
   }
 
-  // Scalar: the attention reads this layout in place (paged_attention.cpp);
-  // decode serves the targets it cannot.
+  // Scalar, in the order of the code bytes: the attention reads these
+  // layouts in place (paged_attention.cpp); decode serves the targets it
+  // cannot, and tests.
   void decode_pairs(const uint8_t* tile, int32_t n, float* out) const {
     const int32_t d = head_dim();
+    const int32_t n_groups = d / group_;
+    // First the codes, then each row group's scale and min applied in place.
+    auto put = [&](int32_t r, int32_t c, int code) {
+      if (r < n) out[static_cast<size_t>(r) * d + c] = static_cast<float>(code);
+    };
+    const uint8_t* codes = tile + min_offset(n_groups, 0);
+    for (int32_t chunk = 0; chunk * kPairChunkRows < n; ++chunk) {
+      const int32_t r0 = chunk * kPairChunkRows;
+      if (layout_ == KvRowFormat::kInt4Pairs) {  // 16 bytes per channel pair
+        for (int32_t p = 0; p < d / 2; ++p, codes += 16) {
+          for (int32_t j = 0; j < 16; ++j) {
+            put(r0 + j / 2, 2 * p + j % 2, codes[j] & 0xF);
+            put(r0 + 8 + j / 2, 2 * p + j % 2, codes[j] >> 4);
+          }
+        }
+      } else {  // 32 bytes per row pair of a group of 32 channels
+        for (int32_t k = 0; k < n_groups; ++k) {
+          for (int32_t i = 0; i < 8; ++i, codes += 32) {
+            for (int32_t j = 0; j < 32; ++j) {
+              put(r0 + 2 * i + j % 2, 32 * k + j / 2, codes[j] & 0xF);
+              put(r0 + 2 * i + j % 2, 32 * k + 16 + j / 2, codes[j] >> 4);
+            }
+          }
+        }
+      }
+    }
     for (int32_t r = 0; r < n; ++r) {
-      for (int32_t g = 0; g < d; g += group_) {
+      for (int32_t k = 0; k < n_groups; ++k) {
         uint16_t scale_bits, min_bits;
-        std::memcpy(&scale_bits, tile + scale_offset(g / group_, r), 2);
-        std::memcpy(&min_bits, tile + min_offset(g / group_, r), 2);
+        std::memcpy(&scale_bits, tile + scale_offset(k, r), 2);
+        std::memcpy(&min_bits, tile + min_offset(k, r), 2);
         const float scale = fp16_to_fp32(scale_bits);
         const float min = fp16_to_fp32(min_bits);
-        for (int32_t c = g; c < g + group_; ++c) {
-          const CodeAt at = code_at(c, r);
-          const auto code = static_cast<float>((tile[at.offset] >> at.shift) & 0xF);
-          out[static_cast<size_t>(r) * d + c] = std::fma(code, scale, min);
-        }
+        float* x = out + static_cast<size_t>(r) * d + k * group_;
+        for (int32_t c = 0; c < group_; ++c) x[c] = std::fma(x[c], scale, min);
       }
     }
   }

@@ -594,25 +594,29 @@ HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weig
                                  hn::FirstN(df, static_cast<size_t>(std::max(0, valid - 8)))};
   const auto nibble = hn::Set(db, uint8_t{0x0F});
   for (int32_t k = 0; k < n_groups; ++k) {
+    const size_t at = static_cast<size_t>(k) * bt + r0;
+    const size_t min_at = static_cast<size_t>(n_groups) * bt + at;
+    const VF8 scales[2] = {load_halves<DF8>(tile, at), load_halves<DF8>(tile, at + 8)};
+    const VF8 mins[2] = {load_halves<DF8>(tile, min_at), load_halves<DF8>(tile, min_at + 8)};
     alignas(16) uint8_t rounded[NB][16];
-    float step[NB][2];
+    VF8 step[NB][2];
     float bias[NB];
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) {
       VF8 min_sum = hn::Zero(df);
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
-        const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * h;
         const VF8 p = hn::LoadU(df, weights[g] + r0 + 8 * h);
         // Masked after the products: rows never written may hold any bits.
-        const VF8 w = hn::IfThenElseZero(keep[h], hn::Mul(p, load_halves<DF8>(tile, at)));
-        const float w_max = hn::GetLane(hn::MaxOfLanes(df, w));
-        const VF8 to_codes = hn::Set(df, w_max > 0.0f ? 255.0f / w_max : 0.0f);
-        hn::StoreU(hn::DemoteTo(du8_8, hn::NearestInt(hn::Mul(w, to_codes))), du8_8,
-                   rounded[g] + 8 * h);
-        step[g][h] = w_max / 255.0f;
-        const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
-        min_sum = hn::Add(min_sum, hn::IfThenElseZero(keep[h], hn::Mul(p, min)));
+        const VF8 w = hn::IfThenElseZero(keep[h], hn::Mul(p, scales[h]));
+        const VF8 w_max = hn::MaxOfLanes(df, w);  // in every lane
+        const VF8 to_codes =
+            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Div(hn::Set(df, 255.0f), w_max));
+        // Rounded to nearest (even), as nearbyint; at most 255, no overflow.
+        const hn::Vec<DS32> u{_mm256_cvtps_epi32(hn::Mul(w, to_codes).raw)};
+        hn::StoreU(hn::DemoteTo(du8_8, u), du8_8, rounded[g] + 8 * h);
+        step[g][h] = hn::Mul(w_max, hn::Set(df, 1.0f / 255.0f));
+        min_sum = hn::Add(min_sum, hn::IfThenElseZero(keep[h], hn::Mul(p, mins[h])));
       }
       bias[g] = hn::GetLane(hn::SumOfLanes(df, min_sum));
     }
@@ -623,8 +627,9 @@ HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weig
       zero_accumulators(d16, sums);
       for (int32_t i = 4 * h; i < 4 * h + 4; ++i) {
         const auto bytes = hn::LoadU(db, group_codes + 32 * i);
-        const auto low = hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, nibble));  // channels 0-15
-        const auto high = hn::BitCast(  // channels 16-31
+        const auto low =
+            hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, nibble));  // channels 0-15
+        const auto high = hn::BitCast(                                   // channels 16-31
             hn::Full256<int8_t>(),
             hn::And(hn::BitCast(db, hn::ShiftRight<4>(hn::BitCast(d16, bytes))), nibble));
 #pragma GCC unroll 4
@@ -638,17 +643,15 @@ HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weig
       }
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
-        const VF8 step_g = hn::Set(df, step[g][h]);
+        const VF8 step_g = step[g][h];
         // The first half also rescales the accumulators and adds the mins' share.
         const VF8 keep_g = hn::Set(df, h == 0 ? rescale[g] : 1.0f);
         const VF8 bias_g = hn::Set(df, h == 0 ? bias[g] : 0.0f);
         float* out = acc[g] + 32 * k;
 #pragma GCC unroll 2
         for (int v = 0; v < 2; ++v) {
-          const VF8 lower =
-              hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(half, sums[g][v])));
-          const VF8 upper =
-              hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(half, sums[g][v])));
+          const VF8 lower = hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(half, sums[g][v])));
+          const VF8 upper = hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(half, sums[g][v])));
           float* o = out + 16 * v;
           hn::StoreU(hn::MulAdd(lower, step_g, hn::MulAdd(hn::LoadU(df, o), keep_g, bias_g)), df,
                      o);
@@ -920,8 +923,9 @@ HWY_INLINE void tile_value_pair_sums(float* const* acc, const float* const* weig
   for (int32_t r0 = 0; r0 < rows; r0 += 16) {
     ahead.step(16);
     for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
-      int4_value_pair_sums<decltype(nb)::value>(acc + g, weights + g, (r0 == 0 ? rescale : ones) + g,
-                                                tile, bt, r0, std::min(16, rows - r0), d);
+      int4_value_pair_sums<decltype(nb)::value>(acc + g, weights + g,
+                                                (r0 == 0 ? rescale : ones) + g, tile, bt, r0,
+                                                std::min(16, rows - r0), d);
     });
   }
 #else
@@ -1148,10 +1152,18 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     // Weighted sum of the chunk's value rows.
     if (value_format == KvRowFormat::kInt4TokenPairs) {
       for (int32_t b = j; b < j + count; ++b) {
+        const float* block_rescale = b == j ? rescale : ones;
         for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + (b - j) * bt;
-        tile_value_pair_sums(acc_rows, weight_rows_at, b == j ? rescale : ones, group,
-                             tile_data(a, a.values, b, kv_head), bt,
-                             std::min(bt, n - (b - j) * bt), d, key_ahead);
+        if (reads_encoded(a.values, b, bt, query_pos)) {
+          tile_value_pair_sums(acc_rows, weight_rows_at, block_rescale, group,
+                               tile_data(a, a.values, b, kv_head), bt,
+                               std::min(bt, n - (b - j) * bt), d, key_ahead);
+        } else {  // KIVI's residual window: f32 rows, through the scratch
+          const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
+          sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, block_rescale, group,
+                                      reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes,
+                                      staged, d, key_ahead);
+        }
       }
     } else if (value_format != KvRowFormat::kOpaque) {
       const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk

@@ -88,12 +88,15 @@ std::vector<float> expected_rows(const KvCodec& codec, const std::vector<float>&
 
 // The numbers of int4 values stored by token pairs (kv_codec.h,
 // kInt4TokenPairs), per position and KV head: each group's f16 scale and
-// min, and each channel's 4-bit code, read from the tiles as documented.
+// min, and each channel's 4-bit code, read from the tiles as documented;
+// the rows a query reads from the staged window (KIVI), as they are.
 struct TokenPairValues {
   int32_t n_kv_heads = 0;
   int32_t d = 0;
   std::vector<float> scales, mins;  // [position][kv head][group]
   std::vector<int> codes;           // [position][kv head][channel]
+  std::vector<bool> staged;         // [position]: read from `raw` instead
+  std::vector<float> raw;           // [position][kv head][channel]
 };
 
 TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>& raw,
@@ -105,6 +108,11 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
   v.scales.resize(static_cast<size_t>(n_keys) * n_kv_heads * n_groups);
   v.mins.resize(v.scales.size());
   v.codes.resize(static_cast<size_t>(n_keys) * n_kv_heads * d);
+  v.raw = raw;
+  v.staged.assign(static_cast<size_t>(n_keys), false);
+  PagedSide side;
+  side.staged = codec.residual_tokens() > 0;
+  side.residual = codec.residual_tokens();
   std::vector<uint8_t> tile(codec.tile_bytes());
   const int64_t row_stride = static_cast<int64_t>(n_kv_heads) * d;
   auto half_at = [&](size_t index) {
@@ -114,6 +122,10 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
   };
   for (int32_t j = 0; j * bt < n_keys; ++j) {
     const int32_t rows = std::min(bt, n_keys - j * bt);
+    if (!reads_encoded(side, j, bt, n_keys - 1)) {
+      std::fill_n(v.staged.begin() + j * bt, rows, true);
+      continue;
+    }
     for (int32_t h = 0; h < n_kv_heads; ++h) {
       codec.encode(raw.data() + j * bt * row_stride + h * d, row_stride, 0, rows, tile.data());
       for (int32_t r = 0; r < rows; ++r) {
@@ -123,7 +135,8 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
           v.mins[at * n_groups + k] = half_at(static_cast<size_t>(n_groups + k) * bt + r);
         }
         for (int32_t c = 0; c < d; ++c) {
-          const size_t row_pair = (static_cast<size_t>(r / 16) * n_groups + c / 32) * 8 + (r % 16) / 2;
+          const size_t row_pair =
+              (static_cast<size_t>(r / 16) * n_groups + c / 32) * 8 + (r % 16) / 2;
           const uint8_t byte = tile[4 * static_cast<size_t>(n_groups) * bt + row_pair * 32 +
                                     2 * static_cast<size_t>(c % 16) + r % 2];
           v.codes[at * d + c] = c % 32 < 16 ? byte & 0xF : byte >> 4;
@@ -137,7 +150,8 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
 // out[c] = sum_j p[j] * value j of KV head kvh as the integer value kernel
 // forms it (paged_attention.cpp, int4_value_pair_sums): per group and 8
 // positions, w = p * scale rounded to u = nearbyint(w * 255 / max w), the
-// codes summed with weights u * max w / 255, the mins with weights p.
+// codes summed with weights u * max w / 255, the mins with weights p; staged
+// rows with weights p.
 // tolerance[c]: one rounding step of one row per 8 rows (the kernel's float
 // weights may round to the other side of a half than these doubles).
 void rounded_value_sums(const TokenPairValues& v, const std::vector<double>& p, int32_t kvh,
@@ -151,6 +165,10 @@ void rounded_value_sums(const TokenPairValues& v, const std::vector<double>& p, 
     double sum = 0, slack = 0;
     for (int32_t j0 = 0; j0 < n_keys; j0 += 8) {
       const int32_t j1 = std::min(n_keys, j0 + 8);
+      if (v.staged[static_cast<size_t>(j0)]) {  // whole blocks are staged, 8 | block_tokens
+        for (int32_t j = j0; j < j1; ++j) sum += p[static_cast<size_t>(j)] * v.raw[at(j) * d + c];
+        continue;
+      }
       double w_max = 0;
       for (int32_t j = j0; j < j1; ++j) {
         w_max = std::max(w_max, p[static_cast<size_t>(j)] * v.scales[at(j) * n_groups + k]);
@@ -160,7 +178,8 @@ void rounded_value_sums(const TokenPairValues& v, const std::vector<double>& p, 
       for (int32_t j = j0; j < j1; ++j) {
         const double w = p[static_cast<size_t>(j)] * v.scales[at(j) * n_groups + k];
         const double u = w_max > 0 ? std::nearbyint(w * 255 / w_max) : 0.0;
-        sum += u * step * v.codes[at(j) * d + c] + p[static_cast<size_t>(j)] * v.mins[at(j) * n_groups + k];
+        sum += u * step * v.codes[at(j) * d + c] +
+               p[static_cast<size_t>(j)] * v.mins[at(j) * n_groups + k];
         max_code = std::max(max_code, v.codes[at(j) * d + c]);
       }
       slack += step * max_code;
@@ -317,7 +336,8 @@ void check_against_reference(const Case& c, int64_t target) {
       const float* q_ref = q_t;
       float ref_scale = scale;
       if ((*key_codec)->row_format() == KvRowFormat::kInt4Pairs) {
-        rounded = int8_rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated());
+        rounded =
+            int8_rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated());
         q_ref = rounded.data();
         ref_scale = 1.0f;
       }
@@ -368,7 +388,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // one word shifted per lane).
                       Case{"kivi4:g=16:r=0", 64, 16}, Case{"kivi4:g=32:r=0", 64, 32},
                       Case{"kivi2:g=32:r=16", 64, 32}, Case{"kivi4:g=8:r=0", 64, 16},
-                      Case{"kivi4:g=16:r=0", 64, 16, false, 7, 1}, Case{"f32", 64, 16, true},
+                      Case{"kivi4:g=16:r=0", 64, 16, false, 7, 1},
+                      // kivi4 values by token pairs, some blocks still in the window.
+                      Case{"kivi4:g=16:r=40", 64, 16, true}, Case{"f32", 64, 16, true},
                       Case{"f16", 64, 16, true}, Case{"bf16", 64, 16, true},
                       Case{"int8", 64, 16, true}, Case{"int4", 64, 16, true},
                       Case{"kivi2:g=16:r=40", 64, 16, true},
