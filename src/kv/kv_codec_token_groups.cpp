@@ -6,13 +6,12 @@
 // int4h quantizes H·x (hadamard.h) instead of x. Rows are independent.
 //
 // 4-bit tiles with a block_tokens that is a multiple of 16 hold the same
-// numbers in one of two pair layouts (kv_codec.h), all scales, all mins, then
-// the codes per chunk of 16 rows: keys by channel pairs (KvRowFormat::
+// numbers in one of two pair layouts (kv_codec.h): all scales, all mins, then
+// the codes per chunk of 16 rows. Keys go by channel pairs (KvRowFormat::
 // kInt4Pairs), which the score kernel multiplies with the int8 query's
-// channel pairs, and values (groups of 32 channels) by token pairs
-// (kInt4TokenPairs), which the value kernel
-// multiplies with pairs of rounded weights; both in integer multiply-adds,
-// 16 rows at a time (kv-cache.md).
+// channel pairs; values (groups of 32 channels) by token pairs
+// (kInt4TokenPairs), which the value kernel multiplies with pairs of rounded
+// weights; both in integer multiply-adds, 16 rows at a time (kv-cache.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -509,8 +509,9 @@ HWY_INLINE hn::Vec<DF8> row_sums(hn::Vec<DS16> acc) {
 
 // scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
 // 16-row chunk at r0 of one kInt4Pairs tile. q8[g]: the int8 query with each
-// channel pair repeated 8 times (16 bytes per pair, pair_queries); step[g][k]
-// and qsum[g][k]: its step and the sum of its rounded values over group k.
+// channel pair repeated 8 times (16 bytes per pair, quantize_query_int8);
+// step[g][k] and qsum[g][k]: its step and the sum of its rounded values over
+// group k.
 // With per-row group grids x = code * s + m, a row's score is the sum over
 // groups k of s_k * step_k * (q8_k · codes_k) + m_k * qsum_k. Within a group
 // of at most 32 channels an int16 lane sums 16 products of at most 127 * 15:
@@ -568,8 +569,9 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
 }
 
 // acc[g][0, d) = acc[g] * rescale[g] + sum over rows [r0, r0 + valid) of one
-// kInt4TokenPairs tile of weights[g][r] * row r, for the NB heads of one batch (r0 a multiple of
-// 16, valid <= 16; the weights of rows past `valid` are read and ignored).
+// kInt4TokenPairs tile of weights[g][r] * row r, for the NB heads of one
+// batch (r0 a multiple of 16, valid <= 16; the weights of rows past `valid`
+// are read and ignored).
 // With x = code * s + m per row and group k of 32 channels, the weights
 // times the rows' scales, w = weight * s, are rounded to 8 bits per 8 rows,
 // u = nearbyint(w * 255 / max w), the codes are multiplied with pairs of u in
@@ -825,7 +827,7 @@ struct ColumnScoring {
   KvRowFormat format = KvRowFormat::kOpaque;
   const float* const* q = nullptr;     // the group's queries (pre-scaled, rotated if the keys are)
   const float* const* qsum = nullptr;  // kInt4Pairs: each query's sum over each channel group
-  const int8_t* const* q8 = nullptr;   // kInt4Pairs: pair_queries
+  const int8_t* const* q8 = nullptr;   // kInt4Pairs: quantize_query_int8's pairs
   const float* const* step = nullptr;  // kInt4Pairs: each query's step per channel group
   int32_t group = 0;                   // query heads
   int32_t bt = 0;                      // block_tokens
