@@ -76,6 +76,12 @@ enum class KvRowFormat {
   // kernel multiplies such 32 bytes, as pairs of unsigned codes, with the two
   // rows' rounded weights in one integer multiply-add (kv-cache.md).
   kInt4TokenPairs,
+  // kInt2TokenPairs (kivi2 values, same conditions): scales and mins as
+  // kInt4TokenPairs, then per chunk of 16 rows, per group k, per row quad q
+  // (rows 4q .. 4q + 3 of the chunk), 32 bytes; byte j holds, from its low
+  // bits up, the 2-bit codes of channel 32k + j / 2 and 32k + 16 + j / 2 of
+  // row 4q + j % 2, then the same two channels of row 4q + 2 + j % 2.
+  kInt2TokenPairs,
   // kKivi2Columns, kKivi4Columns (KIVI keys): per token group of g rows,
   // head_dim f16 scales, head_dim f16 mins (one grid per channel), then
   // head_dim columns of B = g * bits / 8 bytes: byte j of column c holds the
@@ -84,10 +90,15 @@ enum class KvRowFormat {
   kKivi4Columns,
 };
 
+// True for the value layouts by token pairs above.
+[[nodiscard]] inline bool is_token_pair_format(KvRowFormat format) {
+  return format == KvRowFormat::kInt4TokenPairs || format == KvRowFormat::kInt2TokenPairs;
+}
+
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
   return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
-         format == KvRowFormat::kInt4Pairs || format == KvRowFormat::kInt4TokenPairs ||
+         format == KvRowFormat::kInt4Pairs || is_token_pair_format(format) ||
          format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
 }
 

@@ -178,6 +178,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
     case KvRowFormat::kInt8Columns:
     case KvRowFormat::kInt4Pairs:
     case KvRowFormat::kInt4TokenPairs:
+    case KvRowFormat::kInt2TokenPairs:
     case KvRowFormat::kKivi2Columns:
     case KvRowFormat::kKivi4Columns:
       break;

@@ -5,13 +5,13 @@
 // rounded up, q = round((x - min) / scale). Like GGML's Q4_1 for bits = 4.
 // int4h quantizes H·x (hadamard.h) instead of x. Rows are independent.
 //
-// 4-bit tiles with a block_tokens that is a multiple of 16 hold the same
-// numbers in one of two pair layouts (kv_codec.h): all scales, all mins, then
-// the codes per chunk of 16 rows. Keys go by channel pairs (KvRowFormat::
+// Tiles with a block_tokens that is a multiple of 16 hold the same numbers in
+// one of the pair layouts (kv_codec.h): all scales, all mins, then the codes
+// per chunk of 16 rows. 4-bit keys go by channel pairs (KvRowFormat::
 // kInt4Pairs), which the score kernel multiplies with the int8 query's
-// channel pairs; values (groups of 32 channels) by token pairs
-// (kInt4TokenPairs), which the value kernel multiplies with pairs of rounded
-// weights; both in integer multiply-adds, 16 rows at a time (kv-cache.md).
+// channel pairs; 4- and 2-bit values (groups of 32 channels) by token pairs
+// (kInt4TokenPairs, kInt2TokenPairs), which the value kernel multiplies with
+// pairs of rounded weights; all in integer multiply-adds (kv-cache.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -96,11 +96,13 @@ class TokenGroupKvCodec final : public KvCodec {
 
   static KvRowFormat pick_layout(const TokenGroupOptions& options, KvSide side,
                                  const KvCodecParams& params) {
-    if (options.bits != 4 || params.block_tokens % kPairChunkRows != 0) return KvRowFormat::kOpaque;
-    if (side == KvSide::kKey) return KvRowFormat::kInt4Pairs;
+    if (params.block_tokens % kPairChunkRows != 0) return KvRowFormat::kOpaque;
+    if (side == KvSide::kKey) {
+      return options.bits == 4 ? KvRowFormat::kInt4Pairs : KvRowFormat::kOpaque;
+    }
     // Values: the value kernel takes whole groups of 32 channels.
-    return kv_quant::channel_group(params.head_dim) == 32 ? KvRowFormat::kInt4TokenPairs
-                                                          : KvRowFormat::kOpaque;
+    if (kv_quant::channel_group(params.head_dim) != 32) return KvRowFormat::kOpaque;
+    return options.bits == 4 ? KvRowFormat::kInt4TokenPairs : KvRowFormat::kInt2TokenPairs;
   }
 
   // Byte offsets of the pair layouts, and where a row's code of a channel sits.
@@ -123,11 +125,15 @@ class TokenGroupKvCodec final : public KvCodec {
       return {codes + pair * kPairChunkRows + 2 * static_cast<size_t>(in_chunk % 8) + channel % 2,
               in_chunk < 8 ? 0 : 4};
     }
-    // kInt4TokenPairs: 32 bytes per row pair of one group of 32 channels.
     const int32_t in_group = channel % 32;
-    const size_t row_pair = (chunk * (head_dim() / 32) + channel / 32) * 8 + in_chunk / 2;
-    return {codes + row_pair * 32 + 2 * static_cast<size_t>(in_group % 16) + in_chunk % 2,
-            in_group < 16 ? 0 : 4};
+    const size_t group = chunk * (head_dim() / 32) + channel / 32;
+    const size_t byte = 2 * static_cast<size_t>(in_group % 16) + in_chunk % 2;
+    if (layout_ == KvRowFormat::kInt4TokenPairs) {  // 32 bytes per row pair and group
+      return {codes + (group * 8 + in_chunk / 2) * 32 + byte, in_group < 16 ? 0 : 4};
+    }
+    // kInt2TokenPairs: 32 bytes per row quad and group.
+    return {codes + (group * 4 + in_chunk / 4) * 32 + byte,
+            4 * (in_chunk % 4 / 2) + (in_group < 16 ? 0 : 2)};
   }
 
   // Writes one row's group (channels [first_channel, first_channel + G)) into
@@ -137,10 +143,11 @@ class TokenGroupKvCodec final : public KvCodec {
     const int32_t group_index = first_channel / group_;
     std::memcpy(tile + scale_offset(group_index, row), &grid.scale, 2);
     std::memcpy(tile + min_offset(group_index, row), &grid.min, 2);
+    const int mask = (1 << options_.bits) - 1;
     for (int32_t i = 0; i < group_; ++i) {
       const CodeAt at = code_at(first_channel + i, row);
       uint8_t& byte = tile[at.offset];
-      byte = static_cast<uint8_t>((byte & ~(0xF << at.shift)) | (codes[i] << at.shift));
+      byte = static_cast<uint8_t>((byte & ~(mask << at.shift)) | (codes[i] << at.shift));
     }
   }
 
@@ -164,12 +171,24 @@ class TokenGroupKvCodec final : public KvCodec {
             put(r0 + 8 + j / 2, 2 * p + j % 2, codes[j] >> 4);
           }
         }
-      } else {  // 32 bytes per row pair of a group of 32 channels
+      } else if (layout_ == KvRowFormat::kInt4TokenPairs) {  // 32 bytes per row pair and group
         for (int32_t k = 0; k < n_groups; ++k) {
           for (int32_t i = 0; i < 8; ++i, codes += 32) {
             for (int32_t j = 0; j < 32; ++j) {
               put(r0 + 2 * i + j % 2, 32 * k + j / 2, codes[j] & 0xF);
               put(r0 + 2 * i + j % 2, 32 * k + 16 + j / 2, codes[j] >> 4);
+            }
+          }
+        }
+      } else {  // kInt2TokenPairs: 32 bytes per row quad and group
+        for (int32_t k = 0; k < n_groups; ++k) {
+          for (int32_t q = 0; q < 4; ++q, codes += 32) {
+            for (int32_t j = 0; j < 32; ++j) {
+              for (int32_t level = 0; level < 2; ++level) {
+                const int32_t r = r0 + 4 * q + 2 * level + j % 2;
+                put(r, 32 * k + j / 2, (codes[j] >> (4 * level)) & 3);
+                put(r, 32 * k + 16 + j / 2, (codes[j] >> (4 * level + 2)) & 3);
+              }
             }
           }
         }

@@ -142,12 +142,13 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
-// int4 keys and values in the pair layouts (kInt4Pairs, kInt4TokenPairs) are
-// multiplied as integers: 32 bytes of codes (two channel pairs of 16 rows, or
-// 16 channels of two rows in each nibble) meet the int8 query's channel pairs
-// or two rows' rounded weights in unsigned-by-signed byte multiply-adds (x86
-// PMADDUBSW: products summed pairwise into int16). Targets without 256-bit
-// integer vectors decode the tiles instead.
+// int4 keys and 4- or 2-bit values in the pair layouts (kInt4Pairs,
+// kInt4TokenPairs, kInt2TokenPairs) are multiplied as integers: 32 bytes of
+// codes (two channel pairs of 16 rows, or 16 channels of two rows in each
+// code field) meet the int8 query's channel pairs or two rows' rounded
+// weights in unsigned-by-signed byte multiply-adds (x86 PMADDUBSW: products
+// summed pairwise into int16). Targets without 256-bit integer vectors
+// decode the tiles instead.
 #undef KVF_PAGED_INT4_PAIRS
 #if KVF_PAGED_ROW_BATCH && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 #define KVF_PAGED_INT4_PAIRS 1
@@ -568,19 +569,51 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   }
 }
 
+// sums[g][0] += the pair of weights u of rows 2i, 2i + 1 (rounded[g] + 2i)
+// times `low` (16 channels x 2 rows of codes), sums[g][1] likewise `high`.
+template <int NB>
+HWY_INLINE void add_row_pair(hn::Vec<DS16> (&sums)[NB][2], const uint8_t (&rounded)[NB][16],
+                             int32_t i, hn::Vec<hn::Full256<int8_t>> low,
+                             hn::Vec<hn::Full256<int8_t>> high) {
+  const DS16 d16;
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    int16_t pair;
+    std::memcpy(&pair, rounded[g] + 2 * i, sizeof pair);
+    const auto u = hn::BitCast(DB(), hn::Set(d16, pair));
+    sums[g][0] = hn::Add(sums[g][0], multiply_byte_pairs(u, low));
+    sums[g][1] = hn::Add(sums[g][1], multiply_byte_pairs(u, high));
+  }
+}
+
+// The bits [shift, shift + kBits) of every byte, as signed bytes.
+template <int kBits, int kShift>
+HWY_INLINE hn::Vec<hn::Full256<int8_t>> code_field(hn::Vec<DB> bytes) {
+  const DB db;
+  const DS16 d16;
+  const auto mask = hn::Set(db, static_cast<uint8_t>((1 << kBits) - 1));
+  if constexpr (kShift == 0) {
+    return hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, mask));
+  } else {  // 16-bit shifts: the mask drops what crosses from the next byte
+    return hn::BitCast(
+        hn::Full256<int8_t>(),
+        hn::And(hn::BitCast(db, hn::ShiftRight<kShift>(hn::BitCast(d16, bytes))), mask));
+  }
+}
+
 // acc[g][0, d) = acc[g] * rescale[g] + sum over rows [r0, r0 + valid) of one
-// kInt4TokenPairs tile of weights[g][r] * row r, for the NB heads of one
-// batch (r0 a multiple of 16, valid <= 16; the weights of rows past `valid`
-// are read and ignored).
+// tile of kBits-bit values by token pairs (kInt4TokenPairs, kInt2TokenPairs)
+// of weights[g][r] * row r, for the NB heads of one batch (r0 a multiple of
+// 16, valid <= 16; the weights of rows past `valid` are read and ignored).
 // With x = code * s + m per row and group k of 32 channels, the weights
 // times the rows' scales, w = weight * s, are rounded to 8 bits per 8 rows,
 // u = nearbyint(w * 255 / max w), the codes are multiplied with pairs of u in
 // integer multiply-adds (8 products of at most 255 * 15 fit int16), and
 // acc += (max w / 255) * sum(u * code) per 8 rows, + sum(weight * m).
-template <int NB>
-HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weights,
-                                     const float* rescale, const uint8_t* tile, int32_t bt,
-                                     int32_t r0, int32_t valid, int32_t d) {
+template <int kBits, int NB>
+HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* weights,
+                                      const float* rescale, const uint8_t* tile, int32_t bt,
+                                      int32_t r0, int32_t valid, int32_t d) {
   const DB db;
   const DS16 d16;
   const DS32 d32;
@@ -590,8 +623,10 @@ HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weig
   using VS = hn::Vec<DS16>;
   using VF8 = hn::Vec<DF8>;
   const int32_t n_groups = d / 32;
-  const uint8_t* codes =
-      tile + 4 * static_cast<size_t>(n_groups) * bt + static_cast<size_t>(r0 / 16) * n_groups * 256;
+  // 16 rows x 32 channels of codes per chunk and group.
+  constexpr size_t kGroupBytes = 64 * kBits;
+  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt +
+                         static_cast<size_t>(r0 / 16) * n_groups * kGroupBytes;
   const hn::Mask<DF8> keep[2] = {hn::FirstN(df, static_cast<size_t>(valid)),
                                  hn::FirstN(df, static_cast<size_t>(std::max(0, valid - 8)))};
   const auto nibble = hn::Set(db, uint8_t{0x0F});
@@ -622,25 +657,23 @@ HWY_INLINE void int4_value_pair_sums(float* const* acc, const float* const* weig
       }
       bias[g] = hn::GetLane(hn::SumOfLanes(df, min_sum));
     }
-    const uint8_t* group_codes = codes + static_cast<size_t>(k) * 256;
+    const uint8_t* group_codes = codes + static_cast<size_t>(k) * kGroupBytes;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {  // rows r0 + 8h .. r0 + 8h + 7: four row pairs
       VS sums[NB][2];
       zero_accumulators(d16, sums);
-      for (int32_t i = 4 * h; i < 4 * h + 4; ++i) {
-        const auto bytes = hn::LoadU(db, group_codes + 32 * i);
-        const auto low =
-            hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, nibble));  // channels 0-15
-        const auto high = hn::BitCast(                                   // channels 16-31
-            hn::Full256<int8_t>(),
-            hn::And(hn::BitCast(db, hn::ShiftRight<4>(hn::BitCast(d16, bytes))), nibble));
-#pragma GCC unroll 4
-        for (int g = 0; g < NB; ++g) {
-          int16_t pair;
-          std::memcpy(&pair, rounded[g] + 2 * i, sizeof pair);
-          const auto u = hn::BitCast(db, hn::Set(d16, pair));
-          sums[g][0] = hn::Add(sums[g][0], multiply_byte_pairs(u, low));
-          sums[g][1] = hn::Add(sums[g][1], multiply_byte_pairs(u, high));
+      if constexpr (kBits == 4) {  // 32 bytes per row pair: channels 0-15 low, 16-31 high
+        for (int32_t i = 4 * h; i < 4 * h + 4; ++i) {
+          const auto bytes = hn::LoadU(db, group_codes + 32 * i);
+          add_row_pair<NB>(sums, rounded, i, code_field<4, 0>(bytes), code_field<4, 4>(bytes));
+        }
+      } else {  // 32 bytes per row quad: two row pairs, each channels 0-15 then 16-31
+        for (int32_t quad = 2 * h; quad < 2 * h + 2; ++quad) {
+          const auto bytes = hn::LoadU(db, group_codes + 32 * quad);
+          add_row_pair<NB>(sums, rounded, 2 * quad, code_field<2, 0>(bytes),
+                           code_field<2, 2>(bytes));
+          add_row_pair<NB>(sums, rounded, 2 * quad + 1, code_field<2, 4>(bytes),
+                           code_field<2, 6>(bytes));
         }
       }
 #pragma GCC unroll 4
@@ -916,24 +949,31 @@ HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const f
 }
 
 // acc[g] = acc[g] * rescale[g] + sum over the first `rows` rows r of one
-// kInt4TokenPairs tile of weights[g][r] * row r, for every head g.
+// tile of values by token pairs (`bits` 4 or 2) of weights[g][r] * row r,
+// for every head g.
 HWY_INLINE void tile_value_pair_sums(float* const* acc, const float* const* weights,
                                      const float* rescale, int32_t group, const uint8_t* tile,
-                                     int32_t bt, int32_t rows, int32_t d, TilePrefetcher& ahead) {
+                                     int32_t bits, int32_t bt, int32_t rows, int32_t d,
+                                     TilePrefetcher& ahead) {
 #if KVF_PAGED_INT4_PAIRS
   const float ones[kPagedMaxGroup] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   for (int32_t r0 = 0; r0 < rows; r0 += 16) {
     ahead.step(16);
     for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
-      int4_value_pair_sums<decltype(nb)::value>(acc + g, weights + g,
-                                                (r0 == 0 ? rescale : ones) + g, tile, bt, r0,
-                                                std::min(16, rows - r0), d);
+      constexpr int NB = decltype(nb)::value;
+      const float* chunk_rescale = (r0 == 0 ? rescale : ones) + g;
+      const int32_t valid = std::min(16, rows - r0);
+      if (bits == 4) {
+        token_pair_value_sums<4, NB>(acc + g, weights + g, chunk_rescale, tile, bt, r0, valid, d);
+      } else {
+        token_pair_value_sums<2, NB>(acc + g, weights + g, chunk_rescale, tile, bt, r0, valid, d);
+      }
     });
   }
 #else
-  (void)acc, (void)weights, (void)rescale, (void)group, (void)tile, (void)bt, (void)rows, (void)d;
-  (void)ahead;
-  KVF_CHECK(false);  // reads_in_place never picks kInt4TokenPairs here
+  (void)acc, (void)weights, (void)rescale, (void)group, (void)tile, (void)bits, (void)bt;
+  (void)rows, (void)d, (void)ahead;
+  KVF_CHECK(false);  // reads_in_place never picks a token pair format here
 #endif
 }
 
@@ -976,7 +1016,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   if (format == KvRowFormat::kInt4Pairs) {
     // Whole 32-byte vectors of pairs within each channel group.
     whole_vectors = KVF_PAGED_INT4_PAIRS && kv_quant::channel_group(d) % 4 == 0;
-  } else if (format == KvRowFormat::kInt4TokenPairs) {
+  } else if (is_token_pair_format(format)) {
     whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the rest
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
@@ -1152,13 +1192,14 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     }
 
     // Weighted sum of the chunk's value rows.
-    if (value_format == KvRowFormat::kInt4TokenPairs) {
+    if (is_token_pair_format(value_format)) {
+      const int32_t bits = value_format == KvRowFormat::kInt4TokenPairs ? 4 : 2;
       for (int32_t b = j; b < j + count; ++b) {
         const float* block_rescale = b == j ? rescale : ones;
         for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + (b - j) * bt;
         if (reads_encoded(a.values, b, bt, query_pos)) {
           tile_value_pair_sums(acc_rows, weight_rows_at, block_rescale, group,
-                               tile_data(a, a.values, b, kv_head), bt,
+                               tile_data(a, a.values, b, kv_head), bits, bt,
                                std::min(bt, n - (b - j) * bt), d, key_ahead);
         } else {  // KIVI's residual window: f32 rows, through the scratch
           const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
@@ -1228,8 +1269,8 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   // Key column and pair tiles are read by the score kernel only, token pairs
   // by the value kernel only.
   const KvRowFormat value_format = a.values.codec->row_format();
-  KVF_CHECK(!is_column_format(value_format) || value_format == KvRowFormat::kInt4TokenPairs);
-  KVF_CHECK(a.keys.codec->row_format() != KvRowFormat::kInt4TokenPairs);
+  KVF_CHECK(!is_column_format(value_format) || is_token_pair_format(value_format));
+  KVF_CHECK(!is_token_pair_format(a.keys.codec->row_format()));
   // The kernel reads a rotated side only in its rotated form (see attend_group).
   KVF_CHECK(!(a.keys.staged && a.keys.codec->rotated()));
   KVF_CHECK(!(a.values.staged && a.values.codec->rotated()));

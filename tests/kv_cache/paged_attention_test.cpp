@@ -86,9 +86,9 @@ std::vector<float> expected_rows(const KvCodec& codec, const std::vector<float>&
   return out;
 }
 
-// The numbers of int4 values stored by token pairs (kv_codec.h,
-// kInt4TokenPairs), per position and KV head: each group's f16 scale and
-// min, and each channel's 4-bit code, read from the tiles as documented;
+// The numbers of 4- or 2-bit values stored by token pairs (kv_codec.h,
+// kInt4TokenPairs, kInt2TokenPairs), per position and KV head: each group's
+// f16 scale and min, and each channel's code, read from the tiles as documented;
 // the rows a query reads from the staged window (KIVI), as they are.
 struct TokenPairValues {
   int32_t n_kv_heads = 0;
@@ -110,6 +110,7 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
   v.codes.resize(static_cast<size_t>(n_keys) * n_kv_heads * d);
   v.raw = raw;
   v.staged.assign(static_cast<size_t>(n_keys), false);
+  const bool four_bits = codec.row_format() == KvRowFormat::kInt4TokenPairs;
   PagedSide side;
   side.staged = codec.residual_tokens() > 0;
   side.residual = codec.residual_tokens();
@@ -134,12 +135,18 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
           v.scales[at * n_groups + k] = half_at(static_cast<size_t>(k) * bt + r);
           v.mins[at * n_groups + k] = half_at(static_cast<size_t>(n_groups + k) * bt + r);
         }
+        const uint8_t* codes = tile.data() + 4 * static_cast<size_t>(n_groups) * bt;
+        const size_t group0 = static_cast<size_t>(r / 16) * n_groups;
         for (int32_t c = 0; c < d; ++c) {
-          const size_t row_pair =
-              (static_cast<size_t>(r / 16) * n_groups + c / 32) * 8 + (r % 16) / 2;
-          const uint8_t byte = tile[4 * static_cast<size_t>(n_groups) * bt + row_pair * 32 +
-                                    2 * static_cast<size_t>(c % 16) + r % 2];
-          v.codes[at * d + c] = c % 32 < 16 ? byte & 0xF : byte >> 4;
+          const size_t in_byte = 2 * static_cast<size_t>(c % 16) + r % 2;
+          if (four_bits) {  // 32 bytes per row pair and group
+            const uint8_t byte = codes[((group0 + c / 32) * 8 + (r % 16) / 2) * 32 + in_byte];
+            v.codes[at * d + c] = c % 32 < 16 ? byte & 0xF : byte >> 4;
+          } else {  // 32 bytes per row quad and group, four 2-bit fields per byte
+            const uint8_t byte = codes[((group0 + c / 32) * 4 + (r % 16) / 4) * 32 + in_byte];
+            const int field = 2 * (r % 4 / 2) + (c % 32 < 16 ? 0 : 1);
+            v.codes[at * d + c] = (byte >> (2 * field)) & 3;
+          }
         }
       }
     }
@@ -288,10 +295,10 @@ void check_against_reference(const Case& c, int64_t target) {
   auto key_codec = make_kv_codec((*plan)[0].key, KvSide::kKey, params);
   auto value_codec = make_kv_codec((*plan)[0].value, KvSide::kValue, params);
   ASSERT_TRUE(key_codec.ok() && value_codec.ok());
-  // int4 values stored by token pairs are summed in integers on x86 with AVX2
+  // Values stored by token pairs are summed in integers on x86 with AVX2
   // or better (paged_attention.cpp), from decoded rows elsewhere.
-  const bool integer_values = (*value_codec)->row_format() == KvRowFormat::kInt4TokenPairs &&
-                              HWY_ARCH_X86 && target <= HWY_AVX2;
+  const bool integer_values =
+      is_token_pair_format((*value_codec)->row_format()) && HWY_ARCH_X86 && target <= HWY_AVX2;
 
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -56,14 +56,18 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
       }
     }
   } else if (codec.row_format() == KvRowFormat::kInt4Pairs ||
-             codec.row_format() == KvRowFormat::kInt4TokenPairs) {  // int4 by pairs
+             codec.row_format() == KvRowFormat::kInt4TokenPairs ||
+             codec.row_format() == KvRowFormat::kInt2TokenPairs) {  // by pairs
     // n_groups scales per row, then as many mins, then the codes by chunks of
     // 16 rows. Keys (channel pairs): per pair 16 bytes, byte j holding channel
     // j % 2 of the pair for row j / 2 (low nibble) and row 8 + j / 2 (high).
     // Values (token pairs, groups of 32): per group and row pair 32 bytes,
     // byte j holding row j % 2 of the pair for channel j / 2 (low nibble) and
-    // channel 16 + j / 2 (high) of the group.
+    // channel 16 + j / 2 (high) of the group. 2-bit values: per group and
+    // row quad 32 bytes, byte j holding 2-bit fields, from bit 0: channel j / 2
+    // and 16 + j / 2 of row j % 2 of the quad, then the same of row 2 + j % 2.
     const bool keys = codec.row_format() == KvRowFormat::kInt4Pairs;
+    const bool two_bits = codec.row_format() == KvRowFormat::kInt2TokenPairs;
     const int32_t b = codec.block_tokens();
     const int32_t n_groups = d / group;
     const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * b;
@@ -79,11 +83,17 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
           const uint8_t byte = codes[(static_cast<size_t>(chunk) * (d / 2) + c / 2) * 16 +
                                      2 * (in_chunk % 8) + c % 2];
           code = in_chunk < 8 ? byte & 0xF : byte >> 4;
-        } else {
+        } else if (!two_bits) {
           const size_t row_pair =
               (static_cast<size_t>(chunk) * n_groups + c / group) * 8 + in_chunk / 2;
           const uint8_t byte = codes[row_pair * 32 + 2 * ((c % group) % 16) + in_chunk % 2];
           code = c % group < 16 ? byte & 0xF : byte >> 4;
+        } else {
+          const size_t quad =
+              (static_cast<size_t>(chunk) * n_groups + c / group) * 4 + in_chunk / 4;
+          const uint8_t byte = codes[quad * 32 + 2 * ((c % group) % 16) + in_chunk % 2];
+          const int field = 2 * (in_chunk % 4 / 2) + (c % group < 16 ? 0 : 1);
+          code = (byte >> (2 * field)) & 3;
         }
         at(r, c) = std::fma(static_cast<float>(code), scale, min);
       }
