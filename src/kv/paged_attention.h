@@ -17,8 +17,8 @@
 // codes in integer multiply-adds (as llama.cpp's Q4_0 x Q8_0 dot products
 // do); the rounding error of the query is far below the keys' own.
 //
-// int4 and int4h values stored by token pairs (kInt4TokenPairs) are summed
-// in integers too, on x86 with AVX2 or better: per 8 rows and group of 32
+// int4, int4h and KIVI values stored by token pairs (kInt4TokenPairs,
+// kInt2TokenPairs) are summed in integers too, on x86 with AVX2 or better: per 8 rows and group of 32
 // channels, each head's softmax weights times the rows' scales are rounded
 // to 8 bits relative to their largest (as SageAttention rounds P before its
 // P·V product); the mins' share is summed exactly. Other targets decode the
