@@ -15,15 +15,17 @@
 // query x, with amax = max |x|, x becomes nearbyint(x * (127 / amax)) *
 // (amax / 127). The kernel then multiplies the 4-bit codes by the int8
 // codes in integer multiply-adds (as llama.cpp's Q4_0 x Q8_0 dot products
-// do); the rounding error of the query is far below the keys' own.
+// do); it adds about 1% to the KL divergence int4 keys cause
+// (docs/kv-fidelity.md).
 //
 // int4, int4h and KIVI values stored by token pairs (kInt4TokenPairs,
-// kInt2TokenPairs) are summed in integers too, on x86 with AVX2 or better: per 8 rows and group of 32
-// channels, each head's softmax weights times the rows' scales are rounded
-// to 8 bits relative to their largest (as SageAttention rounds P before its
-// P·V product); the mins' share is summed exactly. Other targets decode the
-// tiles and sum with exact weights, so there the results differ by that
-// rounding (docs/kv-cache.md gives its size).
+// kInt2TokenPairs) are summed in integers too, on x86 with AVX2 or better:
+// per 8 rows and group of 32 channels, each head's softmax weights times the
+// rows' scales are rounded to 8 bits relative to their largest (as
+// SageAttention rounds P before its P·V product); the mins' share is summed
+// exactly. Other targets decode the tiles and sum with exact weights, so
+// there the results differ by that rounding (docs/kv-cache.md gives its
+// size, docs/kv-fidelity.md its cost: about 3% of what int4 values cause).
 //
 // Rotated codecs store H·x (H the orthonormal Walsh–Hadamard matrix): for
 // rotated keys the query is rotated once (q·k = Hq·Hk); for rotated values the

@@ -4,7 +4,7 @@
 // order check refuses files from a machine of the other endianness):
 //   "KVFSNAP\0"                     8 bytes
 //   u32 version (4; version 1 stored f16 and int8 key tiles by row, 2 int4 and KIVI key
-//   tiles, 3 int4 key tiles by column)
+//   tiles, 3 int4 key tiles by column and int4 and KIVI value tiles by row)
 //   u64 model fingerprint
 //   u32 length, codec plan text     e.g. "0-15:k=int8/v=int8"
 //   i32 block_tokens, n_layers, n_kv_heads, head_dim

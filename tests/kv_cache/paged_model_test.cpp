@@ -383,7 +383,8 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
   EXPECT_NE(s.message().find("another model"), std::string::npos) << s.message();
 
   // Files of earlier format versions, checksum intact: version 1 stored f16 and int8
-  // key tiles by row, version 2 int4 and KIVI key tiles, version 3 int4 key tiles by column.
+  // key tiles by row, version 2 int4 and KIVI key tiles, version 3 int4 key tiles by column
+  // and int4 and KIVI value tiles by row.
   auto fresh = make_cache("int8");
   for (const uint32_t old_format : {1u, 2u, 3u}) {
     std::vector<char> old_version = bytes;
