@@ -155,7 +155,7 @@ TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>
 }
 
 // out[c] = sum_j p[j] * value j of KV head kvh as the integer value kernel
-// forms it (paged_attention.cpp, int4_value_pair_sums): per group and 8
+// forms it (paged_attention.cpp, token_pair_value_sums): per group and 8
 // positions, w = p * scale rounded to u = nearbyint(w * 255 / max w), the
 // codes summed with weights u * max w / 255, the mins with weights p; staged
 // rows with weights p.
