@@ -647,8 +647,12 @@ HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* wei
         // Masked after the products: rows never written may hold any bits.
         const VF8 w = hn::IfThenElseZero(keep[h], hn::Mul(p, scales[h]));
         const VF8 w_max = hn::MaxOfLanes(df, w);  // in every lane
+        // 255 / w_max: the approximate reciprocal and one Newton step (a
+        // division per head and 8 rows would cost more than the rounding).
+        const VF8 r0 = hn::ApproximateReciprocal(w_max);
+        const VF8 r1 = hn::MulAdd(r0, hn::NegMulAdd(w_max, r0, hn::Set(df, 1.0f)), r0);
         const VF8 to_codes =
-            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Div(hn::Set(df, 255.0f), w_max));
+            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Mul(hn::Set(df, 255.0f), r1));
         // Rounded to nearest (even), as nearbyint; at most 255, no overflow.
         const hn::Vec<DS32> u{_mm256_cvtps_epi32(hn::Mul(w, to_codes).raw)};
         hn::StoreU(hn::DemoteTo(du8_8, u), du8_8, rounded[g] + 8 * h);
