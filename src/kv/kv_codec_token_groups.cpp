@@ -126,13 +126,13 @@ class TokenGroupKvCodec final : public KvCodec {
               in_chunk < 8 ? 0 : 4};
     }
     const int32_t in_group = channel % 32;
-    const size_t group = chunk * (head_dim() / 32) + channel / 32;
+    const size_t chunk_group = chunk * (head_dim() / 32) + channel / 32;
     const size_t byte = 2 * static_cast<size_t>(in_group % 16) + in_chunk % 2;
     if (layout_ == KvRowFormat::kInt4TokenPairs) {  // 32 bytes per row pair and group
-      return {codes + (group * 8 + in_chunk / 2) * 32 + byte, in_group < 16 ? 0 : 4};
+      return {codes + (chunk_group * 8 + in_chunk / 2) * 32 + byte, in_group < 16 ? 0 : 4};
     }
     // kInt2TokenPairs: 32 bytes per row quad and group.
-    return {codes + (group * 4 + in_chunk / 4) * 32 + byte,
+    return {codes + (chunk_group * 4 + in_chunk / 4) * 32 + byte,
             4 * (in_chunk % 4 / 2) + (in_group < 16 ? 0 : 2)};
   }
 

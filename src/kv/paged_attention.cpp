@@ -499,13 +499,32 @@ HWY_INLINE hn::Vec<DS16> multiply_byte_pairs(hn::Vec<DB> a, hn::Vec<hn::Full256<
   return hn::Vec<DS16>{_mm256_maddubs_epi16(a.raw, b.raw)};
 }
 
+// The lower and upper 8 lanes of an int16 vector, as floats (exact).
+HWY_INLINE void int16_halves_as_floats(hn::Vec<DS16> v, hn::Vec<DF8>& lower, hn::Vec<DF8>& upper) {
+  const DS32 d32;
+  const hn::Half<DS16> half;
+  lower = hn::ConvertTo(DF8(), hn::PromoteTo(d32, hn::LowerHalf(half, v)));
+  upper = hn::ConvertTo(DF8(), hn::PromoteTo(d32, hn::UpperHalf(half, v)));
+}
+
+// The bits [kShift, kShift + kBits) of every byte.
+template <int kBits, int kShift>
+HWY_INLINE hn::Vec<DB> code_field(hn::Vec<DB> bytes) {
+  const DB db;
+  const auto mask = hn::Set(db, static_cast<uint8_t>((1 << kBits) - 1));
+  if constexpr (kShift == 0) {
+    return hn::And(bytes, mask);
+  } else {  // 16-bit shifts: the mask drops what crosses from the next byte
+    return hn::And(hn::BitCast(db, hn::ShiftRight<kShift>(hn::BitCast(DS16(), bytes))), mask);
+  }
+}
+
 // The 8 rows' sums of one int16 accumulator whose two 128-bit halves hold
 // the same 8 rows over different channel pairs, as floats.
 HWY_INLINE hn::Vec<DF8> row_sums(hn::Vec<DS16> acc) {
-  const DS32 d32;
-  const hn::Half<DS16> half;
-  return hn::ConvertTo(DF8(), hn::Add(hn::PromoteTo(d32, hn::LowerHalf(half, acc)),
-                                      hn::PromoteTo(d32, hn::UpperHalf(half, acc))));
+  hn::Vec<DF8> lower, upper;
+  int16_halves_as_floats(acc, lower, upper);
+  return hn::Add(lower, upper);  // exact: both below 2^24
 }
 
 // scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
@@ -532,7 +551,6 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   // 16 bytes per channel pair; one 32-byte vector covers two pairs.
   const size_t chunk_pairs = static_cast<size_t>(r0 / 16) * (d / 2);
   const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt + chunk_pairs * 16;
-  const auto nibble = hn::Set(db, uint8_t{0x0F});
   VF8 total[NB][2];
   zero_accumulators(df, total);
   for (int32_t k = 0; k < n_groups; ++k) {
@@ -540,9 +558,8 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
     zero_accumulators(d16, acc);
     for (int32_t p = k * group / 2; p < (k + 1) * group / 2; p += 2) {
       const auto bytes = hn::LoadU(db, codes + static_cast<size_t>(p) * 16);
-      const auto low = hn::And(bytes, nibble);  // rows r0 .. r0 + 7
-      const auto high =                         // rows r0 + 8 .. r0 + 15
-          hn::And(hn::BitCast(db, hn::ShiftRight<4>(hn::BitCast(d16, bytes))), nibble);
+      const auto low = code_field<4, 0>(bytes);   // rows r0 .. r0 + 7
+      const auto high = code_field<4, 4>(bytes);  // rows r0 + 8 .. r0 + 15
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
         const auto qp = hn::Load(di8, q8[g] + static_cast<size_t>(p) * 16);
@@ -573,9 +590,11 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
 // times `low` (16 channels x 2 rows of codes), sums[g][1] likewise `high`.
 template <int NB>
 HWY_INLINE void add_row_pair(hn::Vec<DS16> (&sums)[NB][2], const uint8_t (&rounded)[NB][16],
-                             int32_t i, hn::Vec<hn::Full256<int8_t>> low,
-                             hn::Vec<hn::Full256<int8_t>> high) {
+                             int32_t i, hn::Vec<DB> low_codes, hn::Vec<DB> high_codes) {
   const DS16 d16;
+  const hn::Full256<int8_t> di8;  // codes <= 15 read the same as signed bytes
+  const auto low = hn::BitCast(di8, low_codes);
+  const auto high = hn::BitCast(di8, high_codes);
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) {
     int16_t pair;
@@ -586,25 +605,11 @@ HWY_INLINE void add_row_pair(hn::Vec<DS16> (&sums)[NB][2], const uint8_t (&round
   }
 }
 
-// The bits [shift, shift + kBits) of every byte, as signed bytes.
-template <int kBits, int kShift>
-HWY_INLINE hn::Vec<hn::Full256<int8_t>> code_field(hn::Vec<DB> bytes) {
-  const DB db;
-  const DS16 d16;
-  const auto mask = hn::Set(db, static_cast<uint8_t>((1 << kBits) - 1));
-  if constexpr (kShift == 0) {
-    return hn::BitCast(hn::Full256<int8_t>(), hn::And(bytes, mask));
-  } else {  // 16-bit shifts: the mask drops what crosses from the next byte
-    return hn::BitCast(
-        hn::Full256<int8_t>(),
-        hn::And(hn::BitCast(db, hn::ShiftRight<kShift>(hn::BitCast(d16, bytes))), mask));
-  }
-}
-
 // acc[g][0, d) = acc[g] * rescale[g] + sum over rows [r0, r0 + valid) of one
 // tile of kBits-bit values by token pairs (kInt4TokenPairs, kInt2TokenPairs)
 // of weights[g][r] * row r, for the NB heads of one batch (r0 a multiple of
-// 16, valid <= 16; the weights of rows past `valid` are read and ignored).
+// 16, valid <= 16; the weights of rows past `valid` are read and ignored;
+// rescale null: no rescale).
 // With x = code * s + m per row and group k of 32 channels, the weights
 // times the rows' scales, w = weight * s, are rounded to 8 bits per 8 rows,
 // u = nearbyint(w * 255 / max w), the codes are multiplied with pairs of u in
@@ -616,10 +621,8 @@ HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* wei
                                       int32_t r0, int32_t valid, int32_t d) {
   const DB db;
   const DS16 d16;
-  const DS32 d32;
   const DF8 df;
   const hn::Rebind<uint8_t, DS32> du8_8;  // 8 lanes
-  const hn::Half<DS16> half;
   using VS = hn::Vec<DS16>;
   using VF8 = hn::Vec<DF8>;
   const int32_t n_groups = d / 32;
@@ -629,7 +632,6 @@ HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* wei
                          static_cast<size_t>(r0 / 16) * n_groups * kGroupBytes;
   const hn::Mask<DF8> keep[2] = {hn::FirstN(df, static_cast<size_t>(valid)),
                                  hn::FirstN(df, static_cast<size_t>(std::max(0, valid - 8)))};
-  const auto nibble = hn::Set(db, uint8_t{0x0F});
   for (int32_t k = 0; k < n_groups; ++k) {
     const size_t at = static_cast<size_t>(k) * bt + r0;
     const size_t min_at = static_cast<size_t>(n_groups) * bt + at;
@@ -649,10 +651,11 @@ HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* wei
         const VF8 w_max = hn::MaxOfLanes(df, w);  // in every lane
         // 255 / w_max: the approximate reciprocal and one Newton step (a
         // division per head and 8 rows would cost more than the rounding).
-        const VF8 r0 = hn::ApproximateReciprocal(w_max);
-        const VF8 r1 = hn::MulAdd(r0, hn::NegMulAdd(w_max, r0, hn::Set(df, 1.0f)), r0);
+        const VF8 guess = hn::ApproximateReciprocal(w_max);
+        const VF8 inverse =
+            hn::MulAdd(guess, hn::NegMulAdd(w_max, guess, hn::Set(df, 1.0f)), guess);
         const VF8 to_codes =
-            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Mul(hn::Set(df, 255.0f), r1));
+            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Mul(hn::Set(df, 255.0f), inverse));
         // Rounded to nearest (even), as nearbyint; at most 255, no overflow.
         const hn::Vec<DS32> u{_mm256_cvtps_epi32(hn::Mul(w, to_codes).raw)};
         hn::StoreU(hn::DemoteTo(du8_8, u), du8_8, rounded[g] + 8 * h);
@@ -684,13 +687,13 @@ HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* wei
       for (int g = 0; g < NB; ++g) {
         const VF8 step_g = step[g][h];
         // The first half also rescales the accumulators and adds the mins' share.
-        const VF8 keep_g = hn::Set(df, h == 0 ? rescale[g] : 1.0f);
+        const VF8 keep_g = hn::Set(df, h == 0 && rescale != nullptr ? rescale[g] : 1.0f);
         const VF8 bias_g = hn::Set(df, h == 0 ? bias[g] : 0.0f);
         float* out = acc[g] + 32 * k;
 #pragma GCC unroll 2
         for (int v = 0; v < 2; ++v) {
-          const VF8 lower = hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(half, sums[g][v])));
-          const VF8 upper = hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(half, sums[g][v])));
+          VF8 lower, upper;
+          int16_halves_as_floats(sums[g][v], lower, upper);
           float* o = out + 16 * v;
           hn::StoreU(hn::MulAdd(lower, step_g, hn::MulAdd(hn::LoadU(df, o), keep_g, bias_g)), df,
                      o);
@@ -960,12 +963,11 @@ HWY_INLINE void tile_value_pair_sums(float* const* acc, const float* const* weig
                                      int32_t bits, int32_t bt, int32_t rows, int32_t d,
                                      TilePrefetcher& ahead) {
 #if KVF_PAGED_INT4_PAIRS
-  const float ones[kPagedMaxGroup] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   for (int32_t r0 = 0; r0 < rows; r0 += 16) {
     ahead.step(16);
     for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
       constexpr int NB = decltype(nb)::value;
-      const float* chunk_rescale = (r0 == 0 ? rescale : ones) + g;
+      const float* chunk_rescale = r0 == 0 ? rescale + g : nullptr;  // once per tile
       const int32_t valid = std::min(16, rows - r0);
       if (bits == 4) {
         token_pair_value_sums<4, NB>(acc + g, weights + g, chunk_rescale, tile, bt, r0, valid, d);
@@ -1017,11 +1019,8 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // Column tiles are read a vector of rows at a time (int4 pairs: 16 rows,
   // which the codec guarantees).
   bool whole_vectors = true;
-  if (format == KvRowFormat::kInt4Pairs) {
-    // Whole 32-byte vectors of pairs within each channel group.
-    whole_vectors = KVF_PAGED_INT4_PAIRS && kv_quant::channel_group(d) % 4 == 0;
-  } else if (is_token_pair_format(format)) {
-    whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the rest
+  if (format == KvRowFormat::kInt4Pairs || is_token_pair_format(format)) {
+    whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the shapes
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
