@@ -101,16 +101,24 @@ class TilePrefetcher {
     tile_ = block_ < end_ ? tile_data(a_, side_, block_, kv_head_) : nullptr;
   }
 
-  // Requests the next lines: `rows` rows' share of the tiles.
+  // Requests the next lines: `rows` rows' share of the tiles. Works on
+  // locals, written back once: with the members, the compiler reloads and
+  // stores them around every request.
   HWY_INLINE void step(int32_t rows) {
-    for (int32_t i = rows * lines_per_row_; i > 0 && block_ < end_; --i) {
-      hwy::Prefetch(tile_ + offset_);
-      offset_ += 64;
-      if (offset_ >= side_.tile_bytes) {
-        offset_ = 0;
-        if (++block_ < end_) tile_ = tile_data(a_, side_, block_, kv_head_);
+    const uint8_t* tile = tile_;
+    size_t offset = offset_;
+    int32_t block = block_;
+    for (int32_t i = rows * lines_per_row_; i > 0 && block < end_; --i) {
+      hwy::Prefetch(tile + offset);
+      offset += 64;
+      if (offset >= side_.tile_bytes) {
+        offset = 0;
+        if (++block < end_) tile = tile_data(a_, side_, block, kv_head_);
       }
     }
+    tile_ = tile;
+    offset_ = offset;
+    block_ = block;
   }
 
  private:
@@ -302,6 +310,10 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
   const DF df;
   using V = hn::Vec<DF>;
   const int32_t lanes = static_cast<int32_t>(hn::Lanes(df));
+  // Local copies: the compiler would reload the pointers from memory every row.
+  const float* w[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) w[g] = weights[g];
   int32_t c = 0;
   for (; c + 2 * lanes <= d; c += 2 * lanes) {
     V a0[NB], a1[NB];
@@ -311,16 +323,21 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
       a0[g] = hn::Mul(s, hn::Load(df, acc[g] + c));
       a1[g] = hn::Mul(s, hn::Load(df, acc[g] + c + lanes));
     }
-    for (int32_t r = 0; r < n; ++r) {
-      if (c == 0) ahead.step(1);
-      const uint8_t* row = rows + r * row_bytes;
-      const V v0 = load_row<F>(row, c);
-      const V v1 = load_row<F>(row, c + lanes);
+    // The first pass requests the other side's next lines, 8 rows' share at
+    // a time (called for every row, the call cost more than the requests).
+    for (int32_t r8 = 0; r8 < n; r8 += 8) {
+      const int32_t r_end = std::min(n, r8 + 8);
+      if (c == 0) ahead.step(r_end - r8);
+      for (int32_t r = r8; r < r_end; ++r) {
+        const uint8_t* row = rows + r * row_bytes;
+        const V v0 = load_row<F>(row, c);
+        const V v1 = load_row<F>(row, c + lanes);
 #pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-        const V w = hn::Set(df, weights[g][r]);
-        a0[g] = hn::MulAdd(w, v0, a0[g]);
-        a1[g] = hn::MulAdd(w, v1, a1[g]);
+        for (int g = 0; g < NB; ++g) {
+          const V wg = hn::Set(df, w[g][r]);
+          a0[g] = hn::MulAdd(wg, v0, a0[g]);
+          a1[g] = hn::MulAdd(wg, v1, a1[g]);
+        }
       }
     }
 #pragma GCC unroll 4
