@@ -73,8 +73,9 @@ enum class KvRowFormat {
   // chunk, per group k, per row pair i (rows 2i, 2i + 1 of the chunk), 32
   // bytes; byte j holds row 2i + j % 2's code of channel 32k + j / 2 in its
   // low nibble and of channel 32k + 16 + j / 2 in its high nibble. The value
-  // kernel multiplies such 32 bytes, as pairs of unsigned codes, with the two
-  // rows' rounded weights in one integer multiply-add (kv-cache.md).
+  // kernel converts such bytes L at a time (L lanes) into channels of two
+  // rows alternating, which meet the two rows' weights alternating the same
+  // way in one multiply-add per code field (kv-cache.md).
   kInt4TokenPairs,
   // kInt2TokenPairs (kivi2 values, same conditions): scales and mins as
   // kInt4TokenPairs, then per chunk of 16 rows, per group k, per row quad q

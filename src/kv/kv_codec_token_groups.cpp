@@ -9,9 +9,9 @@
 // one of the pair layouts (kv_codec.h): all scales, all mins, then the codes
 // per chunk of 16 rows. 4-bit keys go by channel pairs (KvRowFormat::
 // kInt4Pairs), which the score kernel multiplies with the int8 query's
-// channel pairs; 4- and 2-bit values (groups of 32 channels) by token pairs
-// (kInt4TokenPairs, kInt2TokenPairs), which the value kernel multiplies with
-// pairs of rounded weights; all in integer multiply-adds (kv-cache.md).
+// channel pairs in integer multiply-adds; 4- and 2-bit values (groups of 32
+// channels) by token pairs (kInt4TokenPairs, kInt2TokenPairs), which the
+// value kernel multiplies with alternating pairs of weights (kv-cache.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -150,11 +150,9 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
-// int4 keys and 4- or 2-bit values in the pair layouts (kInt4Pairs,
-// kInt4TokenPairs, kInt2TokenPairs) are multiplied as integers: 32 bytes of
-// codes (two channel pairs of 16 rows, or 16 channels of two rows in each
-// code field) meet the int8 query's channel pairs or two rows' rounded
-// weights in unsigned-by-signed byte multiply-adds (x86 PMADDUBSW: products
+// int4 keys by channel pairs (kInt4Pairs) are multiplied as integers: 32
+// bytes of codes (two channel pairs of 16 rows) meet the int8 query's channel
+// pairs in unsigned-by-signed byte multiply-adds (x86 PMADDUBSW: products
 // summed pairwise into int16). Targets without 256-bit integer vectors
 // decode the tiles instead.
 #undef KVF_PAGED_INT4_PAIRS
@@ -603,124 +601,6 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   }
 }
 
-// sums[g][0] += the pair of weights u of rows 2i, 2i + 1 (rounded[g] + 2i)
-// times `low` (16 channels x 2 rows of codes), sums[g][1] likewise `high`.
-template <int NB>
-HWY_INLINE void add_row_pair(hn::Vec<DS16> (&sums)[NB][2], const uint8_t (&rounded)[NB][16],
-                             int32_t i, hn::Vec<DB> low_codes, hn::Vec<DB> high_codes) {
-  const DS16 d16;
-  const hn::Full256<int8_t> di8;  // codes <= 15 read the same as signed bytes
-  const auto low = hn::BitCast(di8, low_codes);
-  const auto high = hn::BitCast(di8, high_codes);
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-    int16_t pair;
-    std::memcpy(&pair, rounded[g] + 2 * i, sizeof pair);
-    const auto u = hn::BitCast(DB(), hn::Set(d16, pair));
-    sums[g][0] = hn::Add(sums[g][0], multiply_byte_pairs(u, low));
-    sums[g][1] = hn::Add(sums[g][1], multiply_byte_pairs(u, high));
-  }
-}
-
-// acc[g][0, d) = acc[g] * rescale[g] + sum over rows [r0, r0 + valid) of one
-// tile of kBits-bit values by token pairs (kInt4TokenPairs, kInt2TokenPairs)
-// of weights[g][r] * row r, for the NB heads of one batch (r0 a multiple of
-// 16, valid <= 16; the weights of rows past `valid` are read and ignored;
-// rescale null: no rescale).
-// With x = code * s + m per row and group k of 32 channels, the weights
-// times the rows' scales, w = weight * s, are rounded to 8 bits per 8 rows,
-// u = nearbyint(w * 255 / max w), the codes are multiplied with pairs of u in
-// integer multiply-adds (8 products of at most 255 * 15 fit int16), and
-// acc += (max w / 255) * sum(u * code) per 8 rows, + sum(weight * m).
-template <int kBits, int NB>
-HWY_INLINE void token_pair_value_sums(float* const* acc, const float* const* weights,
-                                      const float* rescale, const uint8_t* tile, int32_t bt,
-                                      int32_t r0, int32_t valid, int32_t d) {
-  const DB db;
-  const DS16 d16;
-  const DF8 df;
-  const hn::Rebind<uint8_t, DS32> du8_8;  // 8 lanes
-  using VS = hn::Vec<DS16>;
-  using VF8 = hn::Vec<DF8>;
-  const int32_t n_groups = d / 32;
-  // 16 rows x 32 channels of codes per chunk and group.
-  constexpr size_t kGroupBytes = 64 * kBits;
-  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt +
-                         static_cast<size_t>(r0 / 16) * n_groups * kGroupBytes;
-  const hn::Mask<DF8> keep[2] = {hn::FirstN(df, static_cast<size_t>(valid)),
-                                 hn::FirstN(df, static_cast<size_t>(std::max(0, valid - 8)))};
-  for (int32_t k = 0; k < n_groups; ++k) {
-    const size_t at = static_cast<size_t>(k) * bt + r0;
-    const size_t min_at = static_cast<size_t>(n_groups) * bt + at;
-    const VF8 scales[2] = {load_halves<DF8>(tile, at), load_halves<DF8>(tile, at + 8)};
-    const VF8 mins[2] = {load_halves<DF8>(tile, min_at), load_halves<DF8>(tile, min_at + 8)};
-    alignas(16) uint8_t rounded[NB][16];
-    VF8 step[NB][2];
-    float bias[NB];
-#pragma GCC unroll 4
-    for (int g = 0; g < NB; ++g) {
-      VF8 min_sum = hn::Zero(df);
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const VF8 p = hn::LoadU(df, weights[g] + r0 + 8 * h);
-        // Masked after the products: rows never written may hold any bits.
-        const VF8 w = hn::IfThenElseZero(keep[h], hn::Mul(p, scales[h]));
-        const VF8 w_max = hn::MaxOfLanes(df, w);  // in every lane
-        // 255 / w_max: the approximate reciprocal and one Newton step (a
-        // division per head and 8 rows would cost more than the rounding).
-        const VF8 guess = hn::ApproximateReciprocal(w_max);
-        const VF8 inverse =
-            hn::MulAdd(guess, hn::NegMulAdd(w_max, guess, hn::Set(df, 1.0f)), guess);
-        const VF8 to_codes =
-            hn::IfThenElseZero(hn::Gt(w_max, hn::Zero(df)), hn::Mul(hn::Set(df, 255.0f), inverse));
-        // Rounded to nearest (even), as nearbyint; at most 255, no overflow.
-        const hn::Vec<DS32> u{_mm256_cvtps_epi32(hn::Mul(w, to_codes).raw)};
-        hn::StoreU(hn::DemoteTo(du8_8, u), du8_8, rounded[g] + 8 * h);
-        step[g][h] = hn::Mul(w_max, hn::Set(df, 1.0f / 255.0f));
-        min_sum = hn::Add(min_sum, hn::IfThenElseZero(keep[h], hn::Mul(p, mins[h])));
-      }
-      bias[g] = hn::GetLane(hn::SumOfLanes(df, min_sum));
-    }
-    const uint8_t* group_codes = codes + static_cast<size_t>(k) * kGroupBytes;
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; ++h) {  // rows r0 + 8h .. r0 + 8h + 7: four row pairs
-      VS sums[NB][2];
-      zero_accumulators(d16, sums);
-      if constexpr (kBits == 4) {  // 32 bytes per row pair: channels 0-15 low, 16-31 high
-        for (int32_t i = 4 * h; i < 4 * h + 4; ++i) {
-          const auto bytes = hn::LoadU(db, group_codes + 32 * i);
-          add_row_pair<NB>(sums, rounded, i, code_field<4, 0>(bytes), code_field<4, 4>(bytes));
-        }
-      } else {  // 32 bytes per row quad: two row pairs, each channels 0-15 then 16-31
-        for (int32_t quad = 2 * h; quad < 2 * h + 2; ++quad) {
-          const auto bytes = hn::LoadU(db, group_codes + 32 * quad);
-          add_row_pair<NB>(sums, rounded, 2 * quad, code_field<2, 0>(bytes),
-                           code_field<2, 2>(bytes));
-          add_row_pair<NB>(sums, rounded, 2 * quad + 1, code_field<2, 4>(bytes),
-                           code_field<2, 6>(bytes));
-        }
-      }
-#pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-        const VF8 step_g = step[g][h];
-        // The first half also rescales the accumulators and adds the mins' share.
-        const VF8 keep_g = hn::Set(df, h == 0 && rescale != nullptr ? rescale[g] : 1.0f);
-        const VF8 bias_g = hn::Set(df, h == 0 ? bias[g] : 0.0f);
-        float* out = acc[g] + 32 * k;
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; ++v) {
-          VF8 lower, upper;
-          int16_halves_as_floats(sums[g][v], lower, upper);
-          float* o = out + 16 * v;
-          hn::StoreU(hn::MulAdd(lower, step_g, hn::MulAdd(hn::LoadU(df, o), keep_g, bias_g)), df,
-                     o);
-          hn::StoreU(hn::MulAdd(upper, step_g, hn::MulAdd(hn::LoadU(df, o + 8), keep_g, bias_g)),
-                     df, o + 8);
-        }
-      }
-    }
-  }
-}
 #endif  // KVF_PAGED_INT4_PAIRS
 
 // Where the codes of one vector of rows sit in a KIVI key column of B bytes
@@ -878,6 +758,171 @@ HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* gr
 }
 #endif
 
+// Values by token pairs (kInt4TokenPairs, kInt2TokenPairs) are summed in
+// place, in f32. A vector of L code bytes of one row pair's (or quad's) 32
+// holds, in each code field, L / 2 channels of two rows, the rows
+// alternating lane by lane; multiplied with the two rows' weights
+// alternating the same way, it accumulates into a pair accumulator whose
+// lane 2m + j sums row parity j's share of channel m. The two parities are
+// added once per task (add_token_pair_sums). Each row's scale in each channel
+// group is folded into its weights per chunk (fold_token_pair_weights), and
+// the mins' share, sum(weight * min), the same for all 32 channels of a
+// group, accumulates per head and group.
+struct TokenPairSums {
+  // Per head: per channel group k, per slice of L bytes at b, the pair
+  // accumulator of the low channels (32k + b / 2 ...) at 64k + 2b, of the
+  // high ones (32k + 16 + b / 2 ...) L floats after it.
+  alignas(64) float pairs[kPagedMaxGroup][2 * kPagedMaxHeadDim];
+  float mins[kPagedMaxGroup][kPagedMaxHeadDim / 32];
+  // The chunk's weights times each row's scale, per head and channel group.
+  alignas(64) float weights[kPagedMaxGroup][kPagedMaxHeadDim / 32][kChunkRows];
+};
+
+// sums.weights[g][k][offset + r] = weights[g][r] * scale of row r in group
+// k, for the `rows` rows of one token-pair tile, whose first row is the
+// chunk's row `offset` (0 for the rows after them, up to the next multiple
+// of the lane count), and sums.mins[g][k] += the weights times the rows' mins.
+HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const* weights,
+                                        int32_t group, const uint8_t* tile, int32_t bt,
+                                        int32_t offset, int32_t rows, int32_t d) {
+  const DF df;
+  using V = hn::Vec<DF>;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const int32_t n_groups = d / 32;
+  for (int32_t k = 0; k < n_groups; ++k) {
+    V min_sums[kPagedMaxGroup];
+    for (int32_t g = 0; g < group; ++g) min_sums[g] = hn::Zero(df);
+    for (int32_t r0 = 0; r0 < rows; r0 += lanes) {  // bt is a multiple of 16
+      const auto keep = hn::FirstN(df, static_cast<size_t>(rows - r0));
+      const V scale = load_halves(tile, static_cast<size_t>(k) * bt + r0);
+      const V min = load_halves(tile, static_cast<size_t>(n_groups + k) * bt + r0);
+      for (int32_t g = 0; g < group; ++g) {
+        const V p = hn::LoadU(df, weights[g] + r0);
+        // Masked after the products: rows never written may hold any bits.
+        hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(p, scale)), df,
+                   sums.weights[g][k] + offset + r0);
+        min_sums[g] = hn::Add(min_sums[g], hn::IfThenElseZero(keep, hn::Mul(p, min)));
+      }
+    }
+    for (int32_t g = 0; g < group; ++g) {
+      sums.mins[g][k] += hn::GetLane(hn::SumOfLanes(df, min_sums[g]));
+    }
+  }
+}
+
+#if KVF_PAGED_ROW_BATCH
+// A vector of two weights, w[0], w[1], w[0], w[1], ...
+HWY_INLINE VF alternating_pair(const float* w) {
+  const hn::Repartition<uint64_t, DF> du64;
+  uint64_t bits;
+  std::memcpy(&bits, w, sizeof bits);
+  return hn::BitCast(DF(), hn::Set(du64, bits));
+}
+
+// One chunk's token-pair tiles of kBits-bit values, for the NB heads
+// [g0, g0 + NB): sums.pairs = sums.pairs * rescale + each tile's rows times
+// their folded weights (tiles[t]: its rows [0, rows[t]) are the chunk's rows
+// from offsets[t]). The first slice requests `ahead`'s lines, 16 rows' share
+// at a time, when step_ahead.
+template <int kBits, int NB>
+HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* rescale,
+                                const uint8_t* const* tiles, const int32_t* offsets,
+                                const int32_t* rows, int32_t n_tiles, int32_t bt, int32_t d,
+                                TilePrefetcher& ahead, bool step_ahead) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint8_t, DF> du8;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto mask = hn::Set(du32, (1u << kBits) - 1);
+  const int32_t n_groups = d / 32;
+  constexpr int32_t kRowsPerUnit = 8 / kBits;                      // rows per 32-byte unit
+  constexpr size_t kGroupBytes = 64 * kBits;                       // per 16 rows and group
+  const size_t codes_at = 4 * static_cast<size_t>(n_groups) * bt;  // after scales and mins
+  // Code field at bit `shift` of each byte (the top field needs no mask).
+  auto field = [&](hn::Vec<decltype(du32)> v, int shift) HWY_ATTR {
+    const auto bits = hn::ShiftRightSame(v, shift);
+    return hn::ConvertTo(df, hn::BitCast(di32, shift + kBits == 8 ? bits : hn::And(bits, mask)));
+  };
+  for (int32_t k = 0; k < n_groups; ++k) {
+    for (int32_t b = 0; b < 32; b += lanes) {
+      VF low[NB], high[NB];
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        const VF s = hn::Set(df, rescale[g0 + g]);
+        float* at = sums.pairs[g0 + g] + 64 * k + 2 * b;
+        low[g] = hn::Mul(s, hn::Load(df, at));
+        high[g] = hn::Mul(s, hn::Load(df, at + lanes));
+      }
+      for (int32_t t = 0; t < n_tiles; ++t) {
+        const uint8_t* codes = tiles[t] + codes_at + static_cast<size_t>(k) * kGroupBytes + b;
+        const float* w[NB];
+#pragma GCC unroll 4
+        for (int g = 0; g < NB; ++g) w[g] = sums.weights[g0 + g][k] + offsets[t];
+        for (int32_t r16 = 0; r16 < rows[t]; r16 += 16) {
+          if (step_ahead && k == 0 && b == 0) ahead.step(16);
+          const uint8_t* chunk = codes + static_cast<size_t>(r16 / 16) * n_groups * kGroupBytes;
+          const int32_t units = std::min(16, rows[t] - r16 + kRowsPerUnit - 1) / kRowsPerUnit;
+#pragma GCC unroll 8
+          for (int32_t u = 0; u < units; ++u) {
+            const auto v = hn::PromoteTo(du32, hn::LoadU(du8, chunk + 32 * u));
+            const int32_t r = r16 + kRowsPerUnit * u;
+            if constexpr (kBits == 4) {  // low nibble: low channels; high: high ones
+              const VF low_codes = field(v, 0);
+              const VF high_codes = field(v, 4);
+#pragma GCC unroll 4
+              for (int g = 0; g < NB; ++g) {
+                const VF pair = alternating_pair(w[g] + r);
+                low[g] = hn::MulAdd(pair, low_codes, low[g]);
+                high[g] = hn::MulAdd(pair, high_codes, high[g]);
+              }
+            } else {  // low and high channels of rows r, r + 1, then of rows r + 2, r + 3
+              const VF low01 = field(v, 0);
+              const VF high01 = field(v, 2);
+              const VF low23 = field(v, 4);
+              const VF high23 = field(v, 6);
+#pragma GCC unroll 4
+              for (int g = 0; g < NB; ++g) {
+                const VF pair01 = alternating_pair(w[g] + r);
+                const VF pair23 = alternating_pair(w[g] + r + 2);
+                low[g] = hn::MulAdd(pair23, low23, hn::MulAdd(pair01, low01, low[g]));
+                high[g] = hn::MulAdd(pair23, high23, hn::MulAdd(pair01, high01, high[g]));
+              }
+            }
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        float* at = sums.pairs[g0 + g] + 64 * k + 2 * b;
+        hn::Store(low[g], df, at);
+        hn::Store(high[g], df, at + lanes);
+      }
+    }
+  }
+}
+#endif
+
+// acc[g][c] += both row parities of channel c's pair accumulator + the
+// mins' share of its channel group, for every head g.
+HWY_INLINE void add_token_pair_sums(const TokenPairSums& sums, int32_t group, int32_t d,
+                                    float (*acc)[kPagedMaxHeadDim]) {
+  const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
+  for (int32_t g = 0; g < group; ++g) {
+    for (int32_t k = 0; k < d / 32; ++k) {
+      for (int32_t b = 0; b < 32; b += lanes) {
+        const float* low = sums.pairs[g] + 64 * k + 2 * b;
+        const float* high = low + lanes;
+        for (int32_t m = 0; m < lanes / 2; ++m) {
+          float* out = acc[g] + 32 * k + b / 2 + m;
+          out[0] += low[2 * m] + low[2 * m + 1] + sums.mins[g][k];
+          out[16] += high[2 * m] + high[2 * m + 1] + sums.mins[g][k];
+        }
+      }
+    }
+  }
+}
+
 // What the score kernel of a column format needs besides the tile, fixed for
 // one task.
 struct ColumnScoring {
@@ -972,30 +1017,25 @@ HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const f
   });
 }
 
-// acc[g] = acc[g] * rescale[g] + sum over the first `rows` rows r of one
-// tile of values by token pairs (`bits` 4 or 2) of weights[g][r] * row r,
-// for every head g.
-HWY_INLINE void tile_value_pair_sums(float* const* acc, const float* const* weights,
-                                     const float* rescale, int32_t group, const uint8_t* tile,
-                                     int32_t bits, int32_t bt, int32_t rows, int32_t d,
-                                     TilePrefetcher& ahead) {
-#if KVF_PAGED_INT4_PAIRS
-  for (int32_t r0 = 0; r0 < rows; r0 += 16) {
-    ahead.step(16);
-    for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
-      constexpr int NB = decltype(nb)::value;
-      const float* chunk_rescale = r0 == 0 ? rescale + g : nullptr;  // once per tile
-      const int32_t valid = std::min(16, rows - r0);
-      if (bits == 4) {
-        token_pair_value_sums<4, NB>(acc + g, weights + g, chunk_rescale, tile, bt, r0, valid, d);
-      } else {
-        token_pair_value_sums<2, NB>(acc + g, weights + g, chunk_rescale, tile, bt, r0, valid, d);
-      }
-    });
-  }
+// sums.pairs[g] = sums.pairs[g] * rescale[g] + the rows of the chunk's
+// token-pair tiles (`bits` 4 or 2; see token_pair_sums) times their folded
+// weights, for every head g.
+HWY_INLINE void chunk_token_pair_sums(TokenPairSums& sums, const float* rescale, int32_t group,
+                                      const uint8_t* const* tiles, const int32_t* offsets,
+                                      const int32_t* rows, int32_t n_tiles, int32_t bits,
+                                      int32_t bt, int32_t d, TilePrefetcher& ahead) {
+#if KVF_PAGED_ROW_BATCH
+  for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
+    constexpr int NB = decltype(nb)::value;
+    if (bits == 4) {
+      token_pair_sums<4, NB>(sums, g, rescale, tiles, offsets, rows, n_tiles, bt, d, ahead, g == 0);
+    } else {
+      token_pair_sums<2, NB>(sums, g, rescale, tiles, offsets, rows, n_tiles, bt, d, ahead, g == 0);
+    }
+  });
 #else
-  (void)acc, (void)weights, (void)rescale, (void)group, (void)tile, (void)bits, (void)bt;
-  (void)rows, (void)d, (void)ahead;
+  (void)sums, (void)rescale, (void)group, (void)tiles, (void)offsets, (void)rows, (void)n_tiles;
+  (void)bits, (void)bt, (void)d, (void)ahead;
   KVF_CHECK(false);  // reads_in_place never picks a token pair format here
 #endif
 }
@@ -1036,7 +1076,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // Column tiles are read a vector of rows at a time (int4 pairs: 16 rows,
   // which the codec guarantees).
   bool whole_vectors = true;
-  if (format == KvRowFormat::kInt4Pairs || is_token_pair_format(format)) {
+  if (format == KvRowFormat::kInt4Pairs) {
     whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the shapes
   } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
@@ -1154,6 +1194,16 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     ones[g] = 1.0f;
   }
 
+  // Values by token pairs: their sums apart until the end (TokenPairSums).
+  TokenPairSums pair_sums;
+  bool staged_values_summed = false;
+  if (is_token_pair_format(value_format)) {
+    for (int32_t g = 0; g < group; ++g) {
+      std::fill_n(pair_sums.pairs[g], 2 * d, 0.0f);
+      std::fill_n(pair_sums.mins[g], d / 32, 0.0f);
+    }
+  }
+
   ColumnScoring columns;
   columns.format = key_format;
   columns.q = q_rows;
@@ -1213,21 +1263,39 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
 
     // Weighted sum of the chunk's value rows.
     if (is_token_pair_format(value_format)) {
-      const int32_t bits = value_format == KvRowFormat::kInt4TokenPairs ? 4 : 2;
+      // The staged rows' accumulators (KIVI's residual window), once they
+      // hold rows, and the mins' shares take the chunk's rescale here; the
+      // pair accumulators in token_pair_sums.
+      for (int32_t g = 0; g < group; ++g) {
+        if (staged_values_summed) {
+          for (int32_t i = 0; i < d; ++i) acc[g][i] *= rescale[g];
+        }
+        for (int32_t k = 0; k < d / 32; ++k) pair_sums.mins[g][k] *= rescale[g];
+      }
+      const uint8_t* tiles[kChunkRows];
+      int32_t offsets[kChunkRows];
+      int32_t tile_rows[kChunkRows];
+      int32_t n_tiles = 0;
       for (int32_t b = j; b < j + count; ++b) {
-        const float* block_rescale = b == j ? rescale : ones;
-        for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + (b - j) * bt;
+        const int32_t offset = (b - j) * bt;
+        for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
         if (reads_encoded(a.values, b, bt, query_pos)) {
-          tile_value_pair_sums(acc_rows, weight_rows_at, block_rescale, group,
-                               tile_data(a, a.values, b, kv_head), bits, bt,
-                               std::min(bt, n - (b - j) * bt), d, key_ahead);
+          tiles[n_tiles] = tile_data(a, a.values, b, kv_head);
+          offsets[n_tiles] = offset;
+          tile_rows[n_tiles] = std::min(bt, n - offset);
+          fold_token_pair_weights(pair_sums, weight_rows_at, group, tiles[n_tiles], bt, offset,
+                                  tile_rows[n_tiles], d);
+          ++n_tiles;
         } else {  // KIVI's residual window: f32 rows, through the scratch
           const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
-          sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, block_rescale, group,
+          sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, ones, group,
                                       reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes,
                                       staged, d, key_ahead);
+          staged_values_summed = true;
         }
       }
+      chunk_token_pair_sums(pair_sums, rescale, group, tiles, offsets, tile_rows, n_tiles,
+                            value_format == KvRowFormat::kInt4TokenPairs ? 4 : 2, bt, d, key_ahead);
     } else if (value_format != KvRowFormat::kOpaque) {
       const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk
       with_row_format(value_format, [&](auto format) {
@@ -1255,6 +1323,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     }
   }
 
+  if (is_token_pair_format(value_format)) add_token_pair_sums(pair_sums, group, d, acc);
   for (int32_t g = 0; g < group; ++g) {
     float* out = a.out + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
     if (a.values.codec->rotated()) hadamard_transform(acc[g], d);

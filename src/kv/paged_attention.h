@@ -1,10 +1,11 @@
 // Causal grouped-query attention over one sequence's KV blocks in one layer,
 // reading every codec directly.
 //
-// Tiles in a plain row format (f16, bf16, int8: KvCodec::row_format) are read
-// in place, converted inside the dot products; the others are decoded into an
-// L1-sized f32 scratch right before their dot products and value sums, then
-// dropped. An online (streaming) softmax folds one chunk of blocks at a time,
+// Tiles in a plain row format (f16, bf16, int8: KvCodec::row_format) and in
+// the column and pair layouts of kv_codec.h are read in place, converted
+// inside the dot products; the others (and all on the scalar target) are
+// decoded into an L1-sized f32 scratch right before their dot products and
+// value sums, then dropped. An online (streaming) softmax folds one chunk of blocks at a time,
 // so no score matrix and no dequantized copy of the cache exists. Rows that
 // the cache still stages in full precision (see paged_kv_cache.h) are read in
 // the same pass as encoded blocks. docs/kv-cache.md walks through the kernel.
@@ -19,13 +20,9 @@
 // (docs/kv-fidelity.md).
 //
 // int4, int4h and KIVI values stored by token pairs (kInt4TokenPairs,
-// kInt2TokenPairs) are summed in integers too, on x86 with AVX2 or better:
-// per 8 rows and group of 32 channels, each head's softmax weights times the
-// rows' scales are rounded to 8 bits relative to their largest (as
-// SageAttention rounds P before its P·V product); the mins' share is summed
-// exactly. Other targets decode the tiles and sum with exact weights, so
-// there the results differ by that rounding (docs/kv-cache.md gives its
-// size, docs/kv-fidelity.md its cost: about 3% of what int4 values cause).
+// kInt2TokenPairs) are summed in place in f32 with exact weights, on every
+// target with fixed-width vectors: each row's scale is folded into its
+// softmax weights, the codes are converted inside the multiply-adds.
 //
 // Rotated codecs store H·x (H the orthonormal Walsh–Hadamard matrix): for
 // rotated keys the query is rotated once (q·k = Hq·Hk); for rotated values the

@@ -3,8 +3,6 @@
 // from fresh codec instances (encode the block's rows, decode, rotate back)
 // following the documented read rule, and attention is computed in double.
 #include <cmath>
-#include <cstring>
-#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,7 +15,6 @@
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_attention.h"
 #include "kv/paged_kv_cache.h"
-#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 namespace kvforge {
@@ -86,145 +83,12 @@ std::vector<float> expected_rows(const KvCodec& codec, const std::vector<float>&
   return out;
 }
 
-// The numbers of 4- or 2-bit values stored by token pairs (kv_codec.h,
-// kInt4TokenPairs, kInt2TokenPairs), per position and KV head: each group's
-// f16 scale and min, and each channel's code, read from the tiles as documented;
-// the rows a query reads from the staged window (KIVI), as they are.
-struct TokenPairValues {
-  int32_t n_kv_heads = 0;
-  int32_t d = 0;
-  std::vector<float> scales, mins;  // [position][kv head][group]
-  std::vector<int> codes;           // [position][kv head][channel]
-  std::vector<bool> staged;         // [position]: read from `raw` instead
-  std::vector<float> raw;           // [position][kv head][channel]
-};
-
-TokenPairValues token_pair_values(const KvCodec& codec, const std::vector<float>& raw,
-                                  int32_t n_kv_heads, int32_t d, int32_t bt, int32_t n_keys) {
-  TokenPairValues v;
-  v.n_kv_heads = n_kv_heads;
-  v.d = d;
-  const int32_t n_groups = d / 32;
-  v.scales.resize(static_cast<size_t>(n_keys) * n_kv_heads * n_groups);
-  v.mins.resize(v.scales.size());
-  v.codes.resize(static_cast<size_t>(n_keys) * n_kv_heads * d);
-  v.raw = raw;
-  v.staged.assign(static_cast<size_t>(n_keys), false);
-  const bool four_bits = codec.row_format() == KvRowFormat::kInt4TokenPairs;
-  PagedSide side;
-  side.staged = codec.residual_tokens() > 0;
-  side.residual = codec.residual_tokens();
-  std::vector<uint8_t> tile(codec.tile_bytes());
-  const int64_t row_stride = static_cast<int64_t>(n_kv_heads) * d;
-  auto half_at = [&](size_t index) {
-    uint16_t bits;
-    std::memcpy(&bits, tile.data() + 2 * index, 2);
-    return fp16_to_fp32(bits);
-  };
-  for (int32_t j = 0; j * bt < n_keys; ++j) {
-    const int32_t rows = std::min(bt, n_keys - j * bt);
-    if (!reads_encoded(side, j, bt, n_keys - 1)) {
-      std::fill_n(v.staged.begin() + j * bt, rows, true);
-      continue;
-    }
-    for (int32_t h = 0; h < n_kv_heads; ++h) {
-      codec.encode(raw.data() + j * bt * row_stride + h * d, row_stride, 0, rows, tile.data());
-      for (int32_t r = 0; r < rows; ++r) {
-        const size_t at = static_cast<size_t>(j * bt + r) * n_kv_heads + h;
-        for (int32_t k = 0; k < n_groups; ++k) {
-          v.scales[at * n_groups + k] = half_at(static_cast<size_t>(k) * bt + r);
-          v.mins[at * n_groups + k] = half_at(static_cast<size_t>(n_groups + k) * bt + r);
-        }
-        const uint8_t* codes = tile.data() + 4 * static_cast<size_t>(n_groups) * bt;
-        const size_t group0 = static_cast<size_t>(r / 16) * n_groups;
-        for (int32_t c = 0; c < d; ++c) {
-          const size_t in_byte = 2 * static_cast<size_t>(c % 16) + r % 2;
-          if (four_bits) {  // 32 bytes per row pair and group
-            const uint8_t byte = codes[((group0 + c / 32) * 8 + (r % 16) / 2) * 32 + in_byte];
-            v.codes[at * d + c] = c % 32 < 16 ? byte & 0xF : byte >> 4;
-          } else {  // 32 bytes per row quad and group, four 2-bit fields per byte
-            const uint8_t byte = codes[((group0 + c / 32) * 4 + (r % 16) / 4) * 32 + in_byte];
-            const int field = 2 * (r % 4 / 2) + (c % 32 < 16 ? 0 : 1);
-            v.codes[at * d + c] = (byte >> (2 * field)) & 3;
-          }
-        }
-      }
-    }
-  }
-  return v;
-}
-
-// out[c] = sum_j p[j] * value j of KV head kvh as the integer value kernel
-// forms it (paged_attention.cpp, token_pair_value_sums): per group and 8
-// positions, w = p * scale rounded to u = nearbyint(w * 255 / max w), the
-// codes summed with weights u * max w / 255, the mins with weights p; staged
-// rows with weights p.
-// tolerance[c]: one rounding step of one row per 8 rows (the kernel's float
-// weights may round to the other side of a half than these doubles).
-void rounded_value_sums(const TokenPairValues& v, const std::vector<double>& p, int32_t kvh,
-                        double* out, double* tolerance) {
-  const int32_t d = v.d;
-  const int32_t n_groups = d / 32;
-  const auto n_keys = static_cast<int32_t>(p.size());
-  auto at = [&](int32_t j) { return static_cast<size_t>(j) * v.n_kv_heads + kvh; };
-  for (int32_t c = 0; c < d; ++c) {
-    const int32_t k = c / 32;
-    double sum = 0, slack = 0;
-    for (int32_t j0 = 0; j0 < n_keys; j0 += 8) {
-      const int32_t j1 = std::min(n_keys, j0 + 8);
-      if (v.staged[static_cast<size_t>(j0)]) {  // whole blocks are staged, 8 | block_tokens
-        for (int32_t j = j0; j < j1; ++j) sum += p[static_cast<size_t>(j)] * v.raw[at(j) * d + c];
-        continue;
-      }
-      double w_max = 0;
-      for (int32_t j = j0; j < j1; ++j) {
-        w_max = std::max(w_max, p[static_cast<size_t>(j)] * v.scales[at(j) * n_groups + k]);
-      }
-      const double step = w_max / 255;
-      int max_code = 0;
-      for (int32_t j = j0; j < j1; ++j) {
-        const double w = p[static_cast<size_t>(j)] * v.scales[at(j) * n_groups + k];
-        const double u = w_max > 0 ? std::nearbyint(w * 255 / w_max) : 0.0;
-        sum += u * step * v.codes[at(j) * d + c] +
-               p[static_cast<size_t>(j)] * v.mins[at(j) * n_groups + k];
-        max_code = std::max(max_code, v.codes[at(j) * d + c]);
-      }
-      slack += step * max_code;
-    }
-    out[c] = sum;
-    tolerance[c] = slack;
-  }
-}
-
-// Rotates each head's expected output back from the Walsh-Hadamard domain
-// (rotated values); an error e becomes H e, |H e|_c <= sum_i |e_i| / sqrt(d).
-void rotate_back(std::vector<double>& expected, std::vector<double>& tolerance, int32_t d) {
-  std::vector<float> head(static_cast<size_t>(d));
-  for (size_t h = 0; h * d < expected.size(); ++h) {
-    double slack = 0;
-    for (int32_t i = 0; i < d; ++i) {
-      head[static_cast<size_t>(i)] = static_cast<float>(expected[h * d + i]);
-      slack += tolerance[h * d + i];
-    }
-    hadamard_transform(head.data(), d);
-    for (int32_t i = 0; i < d; ++i) {
-      expected[h * d + i] = head[static_cast<size_t>(i)];
-      tolerance[h * d + i] = slack / std::sqrt(static_cast<double>(d));
-    }
-  }
-}
-
-// Attention in double over the rows a query sees. With `pairs`, the value
-// sums are formed as the integer value kernel forms them (rounded_value_sums)
-// and `tolerance` receives their allowance.
+// Attention in double over the rows a query sees.
 void reference_attention(const std::vector<float>& k, const std::vector<float>& v, const float* q,
                          int32_t n_heads, int32_t n_kv_heads, int32_t d, int32_t n_keys,
-                         float scale, std::vector<double>& out,
-                         const TokenPairValues* pairs = nullptr,
-                         std::vector<double>* tolerance = nullptr) {
+                         float scale, std::vector<double>& out) {
   const int32_t group = n_heads / n_kv_heads;
   out.assign(static_cast<size_t>(n_heads) * d, 0.0);
-  if (tolerance != nullptr) tolerance->assign(out.size(), 0.0);
   for (int32_t h = 0; h < n_heads; ++h) {
     const int32_t kvh = h / group;
     std::vector<double> s(static_cast<size_t>(n_keys));
@@ -239,12 +103,6 @@ void reference_attention(const std::vector<float>& k, const std::vector<float>& 
     }
     double z = 0;
     for (double& x : s) z += (x = std::exp(x - m));
-    if (pairs != nullptr) {
-      for (double& x : s) x /= z;
-      rounded_value_sums(*pairs, s, kvh, out.data() + static_cast<size_t>(h) * d,
-                         tolerance->data() + static_cast<size_t>(h) * d);
-      continue;
-    }
     for (int32_t j = 0; j < n_keys; ++j) {
       for (int32_t i = 0; i < d; ++i) {
         out[static_cast<size_t>(h) * d + i] +=
@@ -279,7 +137,7 @@ std::vector<float> int8_rounded_queries(const float* q, int32_t n_heads, int32_t
 }
 
 // One case on the SIMD target the dispatcher picks (the caller sets it).
-void check_against_reference(const Case& c, int64_t target) {
+void check_against_reference(const Case& c) {
   const KvShape shape{1, c.n_heads, c.n_kv_heads, c.head_dim};
   PagedKvCacheOptions options;
   auto plan = plan_kv_codecs(c.codec, "", 1);
@@ -295,10 +153,6 @@ void check_against_reference(const Case& c, int64_t target) {
   auto key_codec = make_kv_codec((*plan)[0].key, KvSide::kKey, params);
   auto value_codec = make_kv_codec((*plan)[0].value, KvSide::kValue, params);
   ASSERT_TRUE(key_codec.ok() && value_codec.ok());
-  // Values stored by token pairs are summed in integers on x86 with AVX2
-  // or better (paged_attention.cpp), from decoded rows elsewhere.
-  const bool integer_values =
-      is_token_pair_format((*value_codec)->row_format()) && HWY_ARCH_X86 && target <= HWY_AVX2;
 
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -348,19 +202,11 @@ void check_against_reference(const Case& c, int64_t target) {
         q_ref = rounded.data();
         ref_scale = 1.0f;
       }
-      std::optional<TokenPairValues> pairs;
-      if (integer_values) {
-        pairs = token_pair_values(**value_codec, values, shape.n_kv_heads, c.head_dim,
-                                  c.block_tokens, query_pos + 1);
-      }
-      std::vector<double> expected, tolerance;
+      std::vector<double> expected;
       reference_attention(k_seen, v_seen, q_ref, shape.n_heads, shape.n_kv_heads, c.head_dim,
-                          query_pos + 1, ref_scale, expected, pairs ? &*pairs : nullptr,
-                          &tolerance);
-      if (pairs && (*value_codec)->rotated()) rotate_back(expected, tolerance, c.head_dim);
+                          query_pos + 1, ref_scale, expected);
       for (size_t i = 0; i < expected.size(); ++i) {
-        ASSERT_NEAR(out[static_cast<size_t>(t) * expected.size() + i], expected[i],
-                    2e-5 + tolerance[i])
+        ASSERT_NEAR(out[static_cast<size_t>(t) * expected.size() + i], expected[i], 2e-5)
             << "query position " << query_pos << " element " << i;
       }
     }
@@ -369,14 +215,14 @@ void check_against_reference(const Case& c, int64_t target) {
   }
 }
 
-// Every compiled target this machine runs: the kernels differ (in-place
-// column and pair kernels on x86, decoded tiles elsewhere), the results
-// must not.
+// Every compiled target this machine runs: the kernels differ (tiles read
+// in place on fixed-width vector targets, int4 keys as integers on x86 with
+// AVX2 or later, tiles decoded on the scalar baseline), the results must not.
 TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
   for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     SCOPED_TRACE(hwy::TargetName(target));
-    check_against_reference(GetParam(), target);
+    check_against_reference(GetParam());
     if (HasFatalFailure()) break;
   }
   hwy::SetSupportedTargetsForTest(0);
