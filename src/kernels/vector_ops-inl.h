@@ -106,6 +106,17 @@ HWY_INLINE V exp_nonpositive(V x) {
   return hn::Mul(p, hn::BitCast(df, two_to_n));
 }
 
+// y[0, n) *= x[0, n), element by element
+HWY_INLINE void multiply(const float* x, float* y, int32_t n) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  int32_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::Mul(hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  for (; i < n; ++i) y[i] *= x[i];
+}
+
 // One step of the online (streaming) softmax: folds n new scores into a
 // running maximum and denominator. The scores become their weights
 // exp(score - new max) in place (vector exp: at long contexts a decode step

@@ -1303,9 +1303,12 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
         for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
           const uint8_t* tile_rows = tile_data(a, a.values, first, kv_head);
           if constexpr (F == KvRowFormat::kInt8) {  // fold each row's scale into its weights
+            float row_scales[kChunkRows];
             for (int32_t r = 0; r < run_rows; ++r) {
-              const float s = row_scale<F>(tile_rows + r * value_row_bytes);
-              for (int32_t g = 0; g < group; ++g) scores[g][offset + r] *= s;
+              row_scales[r] = row_scale<F>(tile_rows + r * value_row_bytes);
+            }
+            for (int32_t g = 0; g < group; ++g) {
+              vec::multiply(row_scales, scores[g] + offset, run_rows);
             }
           }
           for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
