@@ -150,11 +150,13 @@ using DF = hn::ScalableTag<float>;
 constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #endif
 
-// int4 keys by channel pairs (kInt4Pairs) are multiplied as integers: 32
-// bytes of codes (two channel pairs of 16 rows) meet the int8 query's channel
-// pairs in unsigned-by-signed byte multiply-adds (x86 PMADDUBSW: products
-// summed pairwise into int16). Targets without 256-bit integer vectors
-// decode the tiles instead.
+// int4 keys by channel pairs (kInt4Pairs) are multiplied as integers where
+// the target has 256-bit integer vectors (x86 AVX2 and later): 32 bytes of
+// codes (two channel pairs of 16 rows) meet the int8 query's channel pairs
+// in unsigned-by-signed byte multiply-adds (PMADDUBSW: products summed
+// pairwise into int16). Other fixed-width targets multiply the codes in f32
+// with the same int8-rounded query (int4_pair_float_scores), which on AVX2
+// measured 15% slower than the integer kernel.
 #undef KVF_PAGED_INT4_PAIRS
 #if KVF_PAGED_ROW_BATCH && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 #define KVF_PAGED_INT4_PAIRS 1
@@ -502,6 +504,85 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
 // serves every target from SSE4 to AVX-512.
 using DN = hn::CappedTag<float, 8>;
 
+// A vector of two floats w[0], w[1] repeated: w[0], w[1], w[0], w[1], ...
+HWY_INLINE VF alternating_pair(const float* w) {
+  const hn::Repartition<uint64_t, DF> du64;
+  uint64_t bits;
+  std::memcpy(&bits, w, sizeof bits);
+  return hn::BitCast(DF(), hn::Set(du64, bits));
+}
+
+// The f16 numbers of rows [first, first + L/2) and [first + 8, first + 8 + L/2)
+// of one group's scales or mins (`at`: row first's index), as one vector.
+HWY_INLINE VF slice_rows_halves(const uint8_t* tile, size_t at) {
+  const hn::Half<DF> dh;
+  return hn::Combine(DF(), load_halves<decltype(dh)>(tile, at + 8),
+                     load_halves<decltype(dh)>(tile, at));
+}
+
+// scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
+// 16-row chunk at r0 of one kInt4Pairs tile, in f32: on targets without the
+// integer kernel, with the query already rounded to int8 steps (so the
+// scores match it up to f32 rounding). Each channel pair's 16
+// bytes are read L at a time (L lanes; slice s): widened, their low nibbles
+// are channels 2p and 2p + 1 of rows r0 + s/2 ... alternating, their high
+// nibbles the same of rows r0 + 8 + s/2 ..., which meet the query's channel
+// pair alternating the same way. Per channel group k the two channels of
+// each row are then added, and its score += scale_k * dot + min_k * qsum_k
+// (qsum[g][k]: the query's sum over group k).
+template <int NB>
+HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const* qsum,
+                                       const uint8_t* tile, int32_t bt, int32_t r0, int32_t d,
+                                       float* const* scores) {
+  const DF df;
+  const hn::Half<DF> dh;
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint8_t, DF> du8;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto nibble = hn::Set(du32, 15u);
+  const int32_t group = kv_quant::channel_group(d);
+  const int32_t n_groups = d / group;
+  // 16 bytes per channel pair and 16-row chunk, after the scales and mins.
+  const uint8_t* codes =
+      tile + 4 * static_cast<size_t>(n_groups) * bt + static_cast<size_t>(r0 / 16) * (d / 2) * 16;
+  for (int32_t s = 0; s < 16; s += lanes) {
+    VF total[NB];
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) total[g] = hn::Zero(df);
+    for (int32_t k = 0; k < n_groups; ++k) {
+      VF low[NB], high[NB];
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) low[g] = high[g] = hn::Zero(df);
+      for (int32_t p = k * group / 2; p < (k + 1) * group / 2; ++p) {
+        const auto v = hn::PromoteTo(du32, hn::LoadU(du8, codes + 16 * static_cast<size_t>(p) + s));
+        const VF low_codes = hn::ConvertTo(df, hn::BitCast(di32, hn::And(v, nibble)));
+        const VF high_codes = hn::ConvertTo(df, hn::BitCast(di32, hn::ShiftRight<4>(v)));
+#pragma GCC unroll 4
+        for (int g = 0; g < NB; ++g) {
+          const VF pair = alternating_pair(q[g] + 2 * p);
+          low[g] = hn::MulAdd(pair, low_codes, low[g]);
+          high[g] = hn::MulAdd(pair, high_codes, high[g]);
+        }
+      }
+      const size_t at = static_cast<size_t>(k) * bt + r0 + s / 2;
+      const VF scale = slice_rows_halves(tile, at);
+      const VF min = slice_rows_halves(tile, static_cast<size_t>(n_groups) * bt + at);
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {  // lower half: the low nibbles' rows, upper: the high ones'
+        const VF dot =
+            hn::Add(hn::ConcatEven(df, high[g], low[g]), hn::ConcatOdd(df, high[g], low[g]));
+        total[g] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g]));
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      hn::StoreU(hn::LowerHalf(dh, total[g]), dh, scores[g] + r0 + s / 2);
+      hn::StoreU(hn::UpperHalf(dh, total[g]), dh, scores[g] + r0 + 8 + s / 2);
+    }
+  }
+}
+
 #if KVF_PAGED_INT4_PAIRS
 using DB = hn::Full256<uint8_t>;
 using DS16 = hn::Full256<int16_t>;
@@ -811,13 +892,6 @@ HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const*
 }
 
 #if KVF_PAGED_ROW_BATCH
-// A vector of two weights, w[0], w[1], w[0], w[1], ...
-HWY_INLINE VF alternating_pair(const float* w) {
-  const hn::Repartition<uint64_t, DF> du64;
-  uint64_t bits;
-  std::memcpy(&bits, w, sizeof bits);
-  return hn::BitCast(DF(), hn::Set(du64, bits));
-}
 
 // One chunk's token-pair tiles of kBits-bit values, for the NB heads
 // [g0, g0 + NB): sums.pairs = sums.pairs * rescale + each tile's rows times
@@ -969,20 +1043,19 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
     case KvRowFormat::kInt8Columns:
       run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
       break;
-    case KvRowFormat::kInt4Pairs: {
-#if KVF_PAGED_INT4_PAIRS
+    case KvRowFormat::kInt4Pairs:
       for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
-        for (int32_t r0 = 0; r0 < bt; r0 += 16) {
+        constexpr int NB = decltype(nb)::value;
+        for (int32_t r0 = 0; r0 < bt; r0 += 16) {  // the codec guarantees 16 | bt
           ahead.step(16);
-          int4_pair_scores<decltype(nb)::value>(cs.q8 + g, cs.step + g, cs.qsum + g, tile, bt, r0,
-                                                d, scores + g);
+#if KVF_PAGED_INT4_PAIRS
+          int4_pair_scores<NB>(cs.q8 + g, cs.step + g, cs.qsum + g, tile, bt, r0, d, scores + g);
+#else
+          int4_pair_float_scores<NB>(cs.q + g, cs.qsum + g, tile, bt, r0, d, scores + g);
+#endif
         }
       });
-#else
-      KVF_CHECK(false);  // reads_in_place never picks kInt4Pairs here
-#endif
       break;
-    }
     default: {
       KVF_CHECK(cs.format == KvRowFormat::kKivi2Columns || cs.format == KvRowFormat::kKivi4Columns);
       const int32_t bits = kivi_bits(cs.format);
@@ -1073,12 +1146,10 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // (docs/performance.md); the narrower formats gain from skipping it.
   const KvRowFormat format = side.codec->row_format();
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
-  // Column tiles are read a vector of rows at a time (int4 pairs: 16 rows,
-  // which the codec guarantees).
+  // Column tiles are read a vector of rows at a time (the pair layouts: 16
+  // rows, at most the lane count, which their codecs guarantee).
   bool whole_vectors = true;
-  if (format == KvRowFormat::kInt4Pairs) {
-    whole_vectors = KVF_PAGED_INT4_PAIRS;  // the codec guarantees the shapes
-  } else if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
+  if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
     whole_vectors = bt % lanes == 0;
@@ -1180,8 +1251,9 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     for (int32_t i = 0; i < d; ++i) q[g][i] = src[i] * a.scale;
     if (a.keys.codec->rotated()) hadamard_transform(q[g], d);
     if (int8_query) {
-      quantize_query_int8(q[g], d, key_format == KvRowFormat::kInt4Pairs ? q8[g] : nullptr, step[g],
-                          qsum[g]);
+      quantize_query_int8(
+          q[g], d, KVF_PAGED_INT4_PAIRS && key_format == KvRowFormat::kInt4Pairs ? q8[g] : nullptr,
+          step[g], qsum[g]);
     }
     q8_rows[g] = q8[g];
     step_rows[g] = step[g];
