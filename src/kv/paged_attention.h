@@ -14,9 +14,10 @@
 // scored with the query rounded to int8, on every target: per group of
 // min(32, head_dim) channels of the pre-scaled (and, for int4h, rotated)
 // query x, with amax = max |x|, x becomes nearbyint(x * (127 / amax)) *
-// (amax / 127). The kernel then multiplies the 4-bit codes by the int8
-// codes in integer multiply-adds (as llama.cpp's Q4_0 x Q8_0 dot products
-// do); it adds about 1% to the KL divergence int4 keys cause
+// (amax / 127). On x86 with AVX2 or later the kernel then multiplies the
+// 4-bit codes by the int8 codes in integer multiply-adds (as llama.cpp's
+// Q4_0 x Q8_0 dot products do), elsewhere by the rounded query in f32; the
+// rounding adds about 1% to the KL divergence int4 keys cause
 // (docs/kv-fidelity.md).
 //
 // int4, int4h and KIVI values stored by token pairs (kInt4TokenPairs,
