@@ -848,46 +848,52 @@ HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* gr
 // added once per task (add_token_pair_sums). Each row's scale in each channel
 // group is folded into its weights per chunk (fold_token_pair_weights), and
 // the mins' share, sum(weight * min), the same for all 32 channels of a
-// group, accumulates per head and group.
+// group, accumulates per head and group, lane by lane until the end.
 struct TokenPairSums {
   // Per head: per channel group k, per slice of L bytes at b, the pair
   // accumulator of the low channels (32k + b / 2 ...) at 64k + 2b, of the
   // high ones (32k + 16 + b / 2 ...) L floats after it.
   alignas(64) float pairs[kPagedMaxGroup][2 * kPagedMaxHeadDim];
-  float mins[kPagedMaxGroup][kPagedMaxHeadDim / 32];
+  alignas(64) float mins[kPagedMaxGroup][kPagedMaxHeadDim / 32][hn::MaxLanes(DF())];
   // The chunk's weights times each row's scale, per head and channel group.
   alignas(64) float weights[kPagedMaxGroup][kPagedMaxHeadDim / 32][kChunkRows];
 };
 
-// sums.weights[g][k][offset + r] = weights[g][r] * scale of row r in group
-// k, for the `rows` rows of one token-pair tile, whose first row is the
-// chunk's row `offset` (0 for the rows after them, up to the next multiple
-// of the lane count), and sums.mins[g][k] += the weights times the rows' mins.
+// For the chunk's token-pair tiles (tiles[t]: rows[t] rows, the first at
+// chunk row offsets[t]): sums.weights[g][k][offsets[t] + r] =
+// weights[g][offsets[t] + r] * scale of row r in group k (0 for the rows
+// after the tile's, up to the next multiple of the lane count), and
+// sums.mins[g][k] = sums.mins[g][k] * rescale[g] + the weights times the
+// rows' mins, lane by lane.
 HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const* weights,
-                                        int32_t group, const uint8_t* tile, int32_t bt,
-                                        int32_t offset, int32_t rows, int32_t d) {
+                                        const float* rescale, int32_t group,
+                                        const uint8_t* const* tiles, const int32_t* offsets,
+                                        const int32_t* rows, int32_t n_tiles, int32_t bt,
+                                        int32_t d) {
   const DF df;
   using V = hn::Vec<DF>;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   const int32_t n_groups = d / 32;
   for (int32_t k = 0; k < n_groups; ++k) {
     V min_sums[kPagedMaxGroup];
-    for (int32_t g = 0; g < group; ++g) min_sums[g] = hn::Zero(df);
-    for (int32_t r0 = 0; r0 < rows; r0 += lanes) {  // bt is a multiple of 16
-      const auto keep = hn::FirstN(df, static_cast<size_t>(rows - r0));
-      const V scale = load_halves(tile, static_cast<size_t>(k) * bt + r0);
-      const V min = load_halves(tile, static_cast<size_t>(n_groups + k) * bt + r0);
-      for (int32_t g = 0; g < group; ++g) {
-        const V p = hn::LoadU(df, weights[g] + r0);
-        // Masked after the products: rows never written may hold any bits.
-        hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(p, scale)), df,
-                   sums.weights[g][k] + offset + r0);
-        min_sums[g] = hn::Add(min_sums[g], hn::IfThenElseZero(keep, hn::Mul(p, min)));
+    for (int32_t g = 0; g < group; ++g) {
+      min_sums[g] = hn::Mul(hn::Load(df, sums.mins[g][k]), hn::Set(df, rescale[g]));
+    }
+    for (int32_t t = 0; t < n_tiles; ++t) {
+      for (int32_t r0 = 0; r0 < rows[t]; r0 += lanes) {  // bt is a multiple of 16
+        const auto keep = hn::FirstN(df, static_cast<size_t>(rows[t] - r0));
+        const V scale = load_halves(tiles[t], static_cast<size_t>(k) * bt + r0);
+        const V min = load_halves(tiles[t], static_cast<size_t>(n_groups + k) * bt + r0);
+        const int32_t at = offsets[t] + r0;
+        for (int32_t g = 0; g < group; ++g) {
+          const V p = hn::LoadU(df, weights[g] + at);
+          // Masked after the products: rows never written may hold any bits.
+          hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(p, scale)), df, sums.weights[g][k] + at);
+          min_sums[g] = hn::Add(min_sums[g], hn::IfThenElseZero(keep, hn::Mul(p, min)));
+        }
       }
     }
-    for (int32_t g = 0; g < group; ++g) {
-      sums.mins[g][k] += hn::GetLane(hn::SumOfLanes(df, min_sums[g]));
-    }
+    for (int32_t g = 0; g < group; ++g) hn::Store(min_sums[g], df, sums.mins[g][k]);
   }
 }
 
@@ -984,13 +990,14 @@ HWY_INLINE void add_token_pair_sums(const TokenPairSums& sums, int32_t group, in
   const auto lanes = static_cast<int32_t>(hn::Lanes(DF()));
   for (int32_t g = 0; g < group; ++g) {
     for (int32_t k = 0; k < d / 32; ++k) {
+      const float min_share = hn::GetLane(hn::SumOfLanes(DF(), hn::Load(DF(), sums.mins[g][k])));
       for (int32_t b = 0; b < 32; b += lanes) {
         const float* low = sums.pairs[g] + 64 * k + 2 * b;
         const float* high = low + lanes;
         for (int32_t m = 0; m < lanes / 2; ++m) {
           float* out = acc[g] + 32 * k + b / 2 + m;
-          out[0] += low[2 * m] + low[2 * m + 1] + sums.mins[g][k];
-          out[16] += high[2 * m] + high[2 * m + 1] + sums.mins[g][k];
+          out[0] += low[2 * m] + low[2 * m + 1] + min_share;
+          out[16] += high[2 * m] + high[2 * m + 1] + min_share;
         }
       }
     }
@@ -1197,8 +1204,8 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
     qsum[k] = group_step * static_cast<float>(sum);
   }
   if (pairs == nullptr) return;
-  for (int32_t p = 0; p < d / 2; ++p) {
-    for (int32_t j = 0; j < 16; ++j) pairs[16 * p + j] = codes[2 * p + j % 2];
+  for (int32_t p = 0; p < d / 2; ++p) {  // 2-byte copies: byte by byte cost 1-2% of a task
+    for (int32_t j = 0; j < 16; j += 2) std::memcpy(pairs + 16 * p + j, codes + 2 * p, 2);
   }
 }
 
@@ -1272,7 +1279,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   if (is_token_pair_format(value_format)) {
     for (int32_t g = 0; g < group; ++g) {
       std::fill_n(pair_sums.pairs[g], 2 * d, 0.0f);
-      std::fill_n(pair_sums.mins[g], d / 32, 0.0f);
+      for (int32_t k = 0; k < d / 32; ++k) std::fill_n(pair_sums.mins[g][k], hn::Lanes(DF()), 0.0f);
     }
   }
 
@@ -1336,13 +1343,10 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     // Weighted sum of the chunk's value rows.
     if (is_token_pair_format(value_format)) {
       // The staged rows' accumulators (KIVI's residual window), once they
-      // hold rows, and the mins' shares take the chunk's rescale here; the
-      // pair accumulators in token_pair_sums.
-      for (int32_t g = 0; g < group; ++g) {
-        if (staged_values_summed) {
-          for (int32_t i = 0; i < d; ++i) acc[g][i] *= rescale[g];
-        }
-        for (int32_t k = 0; k < d / 32; ++k) pair_sums.mins[g][k] *= rescale[g];
+      // hold rows, take the chunk's rescale here; the mins' shares in
+      // fold_token_pair_weights, the pair accumulators in token_pair_sums.
+      if (staged_values_summed) {
+        for (int32_t g = 0; g < group; ++g) vec::scale(rescale[g], acc[g], d);
       }
       const uint8_t* tiles[kChunkRows];
       int32_t offsets[kChunkRows];
@@ -1355,8 +1359,6 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
           tiles[n_tiles] = tile_data(a, a.values, b, kv_head);
           offsets[n_tiles] = offset;
           tile_rows[n_tiles] = std::min(bt, n - offset);
-          fold_token_pair_weights(pair_sums, weight_rows_at, group, tiles[n_tiles], bt, offset,
-                                  tile_rows[n_tiles], d);
           ++n_tiles;
         } else {  // KIVI's residual window: f32 rows, through the scratch
           const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
@@ -1366,6 +1368,9 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
           staged_values_summed = true;
         }
       }
+      for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g];
+      fold_token_pair_weights(pair_sums, weight_rows_at, rescale, group, tiles, offsets, tile_rows,
+                              n_tiles, bt, d);
       chunk_token_pair_sums(pair_sums, rescale, group, tiles, offsets, tile_rows, n_tiles,
                             value_format == KvRowFormat::kInt4TokenPairs ? 4 : 2, bt, d, key_ahead);
     } else if (value_format != KvRowFormat::kOpaque) {
