@@ -522,8 +522,8 @@ HWY_INLINE VF slice_rows_halves(const uint8_t* tile, size_t at) {
 
 // scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
 // 16-row chunk at r0 of one kInt4Pairs tile, in f32: on targets without the
-// integer kernel, with the query already rounded to int8 steps (so the
-// scores match it up to f32 rounding). Each channel pair's 16
+// integer kernel, with the query already rounded to int8 steps (so the scores
+// match the integer kernel's up to f32 rounding). Each channel pair's 16
 // bytes are read L at a time (L lanes; slice s): widened, their low nibbles
 // are channels 2p and 2p + 1 of rows r0 + s/2 ... alternating, their high
 // nibbles the same of rows r0 + 8 + s/2 ..., which meet the query's channel
