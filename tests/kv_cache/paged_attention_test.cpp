@@ -251,6 +251,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"f16", 64, 16, false, 6, 2}, Case{"int8", 64, 16, false, 7, 1},
                       Case{"int4", 64, 16, false, 7, 1}, Case{"bf16", 64, 16, false, 4, 2},
                       Case{"int8", 32, 16, false, 3, 3},
+                      // Three channel groups of 32, 48-token blocks (three 16-row chunks).
+                      Case{"int4", 96, 48}, Case{"kivi2:g=16:r=0", 96, 48, true},
+                      Case{"kivi4:g=16:r=40", 96, 48, false, 16, 1},
                       // A head_dim that is no multiple of the lane count: scratch, row by row.
                       Case{"f16", 12, 16}, Case{"f32", 20, 8, true}),
     case_name);
