@@ -49,10 +49,13 @@ enum class KvRowFormat {
   kInt8,    // an f16 scale s, then head_dim int8 codes c: x = s * c
   // Not row formats: the whole tile by column, so that the score kernel
   // computes a vector of rows' scores per query element, with no per-row
-  // horizontal sums (kv-cache.md). f16, int8, int4 and KIVI keys use them.
+  // horizontal sums (kv-cache.md). f16, bf16, int8, int4 and KIVI keys use
+  // them.
   // kF16Columns: head_dim columns of block_tokens IEEE halves (element c of
   // row r at c * block_tokens + r).
   kF16Columns,
+  // kBF16Columns: the same with bfloat16 elements.
+  kBF16Columns,
   // kInt8Columns: block_tokens f16 row scales s, then head_dim columns of
   // block_tokens int8 codes q (row r's code c at 2 * block_tokens +
   // c * block_tokens + r): x = s[r] * q.
@@ -98,9 +101,10 @@ enum class KvRowFormat {
 
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
-  return format == KvRowFormat::kF16Columns || format == KvRowFormat::kInt8Columns ||
-         format == KvRowFormat::kInt4Pairs || is_token_pair_format(format) ||
-         format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
+  return format == KvRowFormat::kF16Columns || format == KvRowFormat::kBF16Columns ||
+         format == KvRowFormat::kInt8Columns || format == KvRowFormat::kInt4Pairs ||
+         is_token_pair_format(format) || format == KvRowFormat::kKivi2Columns ||
+         format == KvRowFormat::kKivi4Columns;
 }
 
 // Bytes of one row in a plain row format (0 for kOpaque and the column formats).

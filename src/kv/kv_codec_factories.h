@@ -14,7 +14,8 @@ namespace kvforge {
 
 enum class KvFloatFormat { kF32, kF16, kBF16 };
 // Plain f32, f16 or bf16 elements (round to nearest even): rows, except f16
-// keys, whose tiles are stored by column (KvRowFormat::kF16Columns).
+// and bf16 keys, whose tiles are stored by column (KvRowFormat::kF16Columns,
+// kBF16Columns).
 [[nodiscard]] Result<std::unique_ptr<KvCodec>> make_float_kv_codec(KvFloatFormat format,
                                                                    KvSide side,
                                                                    const KvCodecParams& params);

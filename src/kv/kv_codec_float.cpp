@@ -1,5 +1,6 @@
 // f32, f16 and bf16 tiles: block_tokens rows of head_dim elements, row-major;
-// f16 key tiles column-major instead (KvRowFormat::kF16Columns).
+// f16 and bf16 key tiles column-major instead (KvRowFormat::kF16Columns,
+// kBF16Columns).
 #include <cstring>
 
 #include <fmt/format.h>
@@ -16,7 +17,7 @@ class FloatKvCodec final : public KvCodec {
   FloatKvCodec(KvFloatFormat format, KvSide side, const KvCodecParams& params)
       : KvCodec(params),
         format_(format),
-        by_column_(format == KvFloatFormat::kF16 && side == KvSide::kKey) {}
+        by_column_(format != KvFloatFormat::kF32 && side == KvSide::kKey) {}
 
   std::string name() const override {
     switch (format_) {
@@ -42,7 +43,7 @@ class FloatKvCodec final : public KvCodec {
       case KvFloatFormat::kF16:
         return by_column_ ? KvRowFormat::kF16Columns : KvRowFormat::kF16;
       case KvFloatFormat::kBF16:
-        return KvRowFormat::kBF16;
+        return by_column_ ? KvRowFormat::kBF16Columns : KvRowFormat::kBF16;
     }
     return KvRowFormat::kOpaque;
   }
@@ -56,7 +57,7 @@ class FloatKvCodec final : public KvCodec {
       for (int32_t r = 0; r < n; ++r) {
         const float* x = rows + r * row_stride;
         for (int32_t i = 0; i < d; ++i) {
-          columns[static_cast<size_t>(i) * block_tokens() + first + r] = fp32_to_fp16(x[i]);
+          columns[static_cast<size_t>(i) * block_tokens() + first + r] = to_half(x[i]);
         }
       }
       return;
@@ -70,7 +71,7 @@ class FloatKvCodec final : public KvCodec {
         continue;
       }
       for (int32_t i = 0; i < d; ++i) {
-        const uint16_t h = format_ == KvFloatFormat::kF16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i]);
+        const uint16_t h = to_half(x[i]);
         std::memcpy(row + 2 * i, &h, sizeof h);
       }
     }
@@ -83,8 +84,9 @@ class FloatKvCodec final : public KvCodec {
       const int32_t d = head_dim();
       for (int32_t r = 0; r < n; ++r) {
         for (int32_t i = 0; i < d; ++i) {
+          const uint16_t h = columns[static_cast<size_t>(i) * block_tokens() + r];
           out[static_cast<size_t>(r) * d + i] =
-              fp16_to_fp32(columns[static_cast<size_t>(i) * block_tokens() + r]);
+              format_ == KvFloatFormat::kF16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
         }
       }
       return;
@@ -105,9 +107,13 @@ class FloatKvCodec final : public KvCodec {
 
  private:
   size_t element_bytes() const { return format_ == KvFloatFormat::kF32 ? 4 : 2; }
+  // x as the 16-bit format's bits (f16 or bf16).
+  uint16_t to_half(float x) const {
+    return format_ == KvFloatFormat::kF16 ? fp32_to_fp16(x) : fp32_to_bf16(x);
+  }
 
   KvFloatFormat format_;
-  bool by_column_;  // f16 keys: the score kernel reads whole columns (kv_codec.h)
+  bool by_column_;  // f16 and bf16 keys: the score kernel reads whole columns (kv_codec.h)
 };
 
 }  // namespace

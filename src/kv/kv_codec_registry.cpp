@@ -175,6 +175,7 @@ size_t kv_row_bytes(KvRowFormat format, int32_t head_dim) {
       return kv_kernels::int8_row_bytes(head_dim);
     case KvRowFormat::kOpaque:
     case KvRowFormat::kF16Columns:
+    case KvRowFormat::kBF16Columns:
     case KvRowFormat::kInt8Columns:
     case KvRowFormat::kInt4Pairs:
     case KvRowFormat::kInt4TokenPairs:

@@ -442,6 +442,8 @@ HWY_INLINE VF load_column(const uint8_t* tile, int32_t bt, int32_t c, int32_t r0
   const size_t at = static_cast<size_t>(c) * bt + r0;
   if constexpr (F == KvRowFormat::kF16Columns) {
     return load_halves(tile, at);
+  } else if constexpr (F == KvRowFormat::kBF16Columns) {
+    return load_row<KvRowFormat::kBF16>(tile, static_cast<int32_t>(at));
   } else {
     static_assert(F == KvRowFormat::kInt8Columns);
     const DF df;
@@ -1046,6 +1048,9 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
   switch (cs.format) {
     case KvRowFormat::kF16Columns:
       run(std::integral_constant<KvRowFormat, KvRowFormat::kF16Columns>());
+      break;
+    case KvRowFormat::kBF16Columns:
+      run(std::integral_constant<KvRowFormat, KvRowFormat::kBF16Columns>());
       break;
     case KvRowFormat::kInt8Columns:
       run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());

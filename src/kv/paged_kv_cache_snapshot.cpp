@@ -3,8 +3,9 @@
 // File layout (little-endian, as the machine writes it; the magic's byte
 // order check refuses files from a machine of the other endianness):
 //   "KVFSNAP\0"                     8 bytes
-//   u32 version (4; version 1 stored f16 and int8 key tiles by row, 2 int4 and KIVI key
-//   tiles, 3 int4 key tiles by column and int4 and KIVI value tiles by row)
+//   u32 version (5; version 1 stored f16 and int8 key tiles by row, 2 int4 and KIVI key
+//   tiles, 3 int4 key tiles by column and int4 and KIVI value tiles by row,
+//   4 bf16 key tiles by row)
 //   u64 model fingerprint
 //   u32 length, codec plan text     e.g. "0-15:k=int8/v=int8"
 //   i32 block_tokens, n_layers, n_kv_heads, head_dim
@@ -30,7 +31,7 @@ namespace kvforge {
 namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'F', 'S', 'N', 'A', 'P', '\0'};
-constexpr uint32_t kVersion = 4;
+constexpr uint32_t kVersion = 5;
 
 class ByteWriter {
  public:

@@ -39,10 +39,14 @@ std::vector<float> reference_decode(const KvCodec& codec, const uint8_t* tile, i
 
   if (name == "f32") {
     std::memcpy(out.data(), tile, out.size() * sizeof(float));
-  } else if (codec.row_format() == KvRowFormat::kF16Columns) {  // f16 keys: by column
+  } else if (codec.row_format() == KvRowFormat::kF16Columns ||
+             codec.row_format() == KvRowFormat::kBF16Columns) {  // f16, bf16 keys: by column
     for (int32_t r = 0; r < n; ++r) {
       for (int32_t c = 0; c < d; ++c) {
-        at(r, c) = half_at(tile + 2 * (static_cast<size_t>(c) * codec.block_tokens() + r));
+        const uint8_t* p = tile + 2 * (static_cast<size_t>(c) * codec.block_tokens() + r);
+        uint16_t h;
+        std::memcpy(&h, p, sizeof h);
+        at(r, c) = name == "f16" ? fp16_to_fp32(h) : bf16_to_fp32(h);
       }
     }
   } else if (codec.row_format() == KvRowFormat::kInt8Columns) {  // int8 keys: by column
