@@ -506,6 +506,27 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
 // serves every target from SSE4 to AVX-512.
 using DN = hn::CappedTag<float, 8>;
 
+using DU32 = hn::RebindToUnsigned<DF>;
+
+// L bytes at p (L lanes), one per lane, zero-extended.
+HWY_INLINE hn::Vec<DU32> widen_bytes(const uint8_t* p) {
+  return hn::PromoteTo(DU32(), hn::LoadU(hn::Rebind<uint8_t, DF>(), p));
+}
+
+// Bits [kShift, kShift + kBits) of every widened byte, as floats (the top
+// field of a byte needs no mask).
+template <int kBits, int kShift>
+HWY_INLINE VF code_field_floats(hn::Vec<DU32> bytes) {
+  const hn::RebindToSigned<DF> di32;
+  const auto field = hn::ShiftRight<kShift>(bytes);
+  if constexpr (kShift + kBits == 8) {
+    return hn::ConvertTo(DF(), hn::BitCast(di32, field));
+  } else {
+    return hn::ConvertTo(DF(),
+                         hn::BitCast(di32, hn::And(field, hn::Set(DU32(), (1u << kBits) - 1))));
+  }
+}
+
 // A vector of two floats w[0], w[1] repeated: w[0], w[1], w[0], w[1], ...
 HWY_INLINE VF alternating_pair(const float* w) {
   const hn::Repartition<uint64_t, DF> du64;
@@ -538,11 +559,7 @@ HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const
                                        float* const* scores) {
   const DF df;
   const hn::Half<DF> dh;
-  const hn::RebindToUnsigned<DF> du32;
-  const hn::RebindToSigned<DF> di32;
-  const hn::Rebind<uint8_t, DF> du8;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  const auto nibble = hn::Set(du32, 15u);
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
   // 16 bytes per channel pair and 16-row chunk, after the scales and mins.
@@ -557,9 +574,9 @@ HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) low[g] = high[g] = hn::Zero(df);
       for (int32_t p = k * group / 2; p < (k + 1) * group / 2; ++p) {
-        const auto v = hn::PromoteTo(du32, hn::LoadU(du8, codes + 16 * static_cast<size_t>(p) + s));
-        const VF low_codes = hn::ConvertTo(df, hn::BitCast(di32, hn::And(v, nibble)));
-        const VF high_codes = hn::ConvertTo(df, hn::BitCast(di32, hn::ShiftRight<4>(v)));
+        const auto v = widen_bytes(codes + 16 * static_cast<size_t>(p) + s);
+        const VF low_codes = code_field_floats<4, 0>(v);
+        const VF high_codes = code_field_floats<4, 4>(v);
 #pragma GCC unroll 4
         for (int g = 0; g < NB; ++g) {
           const VF pair = alternating_pair(q[g] + 2 * p);
@@ -912,20 +929,11 @@ HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* re
                                 const int32_t* rows, int32_t n_tiles, int32_t bt, int32_t d,
                                 TilePrefetcher& ahead, bool step_ahead) {
   const DF df;
-  const hn::RebindToUnsigned<DF> du32;
-  const hn::RebindToSigned<DF> di32;
-  const hn::Rebind<uint8_t, DF> du8;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  const auto mask = hn::Set(du32, (1u << kBits) - 1);
   const int32_t n_groups = d / 32;
   constexpr int32_t kRowsPerUnit = 8 / kBits;                      // rows per 32-byte unit
   constexpr size_t kGroupBytes = 64 * kBits;                       // per 16 rows and group
   const size_t codes_at = 4 * static_cast<size_t>(n_groups) * bt;  // after scales and mins
-  // Code field at bit `shift` of each byte (the top field needs no mask).
-  auto field = [&](hn::Vec<decltype(du32)> v, int shift) HWY_ATTR {
-    const auto bits = hn::ShiftRightSame(v, shift);
-    return hn::ConvertTo(df, hn::BitCast(di32, shift + kBits == 8 ? bits : hn::And(bits, mask)));
-  };
   for (int32_t k = 0; k < n_groups; ++k) {
     for (int32_t b = 0; b < 32; b += lanes) {
       VF low[NB], high[NB];
@@ -947,11 +955,11 @@ HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* re
           const int32_t units = std::min(16, rows[t] - r16 + kRowsPerUnit - 1) / kRowsPerUnit;
 #pragma GCC unroll 8
           for (int32_t u = 0; u < units; ++u) {
-            const auto v = hn::PromoteTo(du32, hn::LoadU(du8, chunk + 32 * u));
+            const auto v = widen_bytes(chunk + 32 * u);
             const int32_t r = r16 + kRowsPerUnit * u;
             if constexpr (kBits == 4) {  // low nibble: low channels; high: high ones
-              const VF low_codes = field(v, 0);
-              const VF high_codes = field(v, 4);
+              const VF low_codes = code_field_floats<4, 0>(v);
+              const VF high_codes = code_field_floats<4, 4>(v);
 #pragma GCC unroll 4
               for (int g = 0; g < NB; ++g) {
                 const VF pair = alternating_pair(w[g] + r);
@@ -959,10 +967,10 @@ HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* re
                 high[g] = hn::MulAdd(pair, high_codes, high[g]);
               }
             } else {  // low and high channels of rows r, r + 1, then of rows r + 2, r + 3
-              const VF low01 = field(v, 0);
-              const VF high01 = field(v, 2);
-              const VF low23 = field(v, 4);
-              const VF high23 = field(v, 6);
+              const VF low01 = code_field_floats<2, 0>(v);
+              const VF high01 = code_field_floats<2, 2>(v);
+              const VF low23 = code_field_floats<2, 4>(v);
+              const VF high23 = code_field_floats<2, 6>(v);
 #pragma GCC unroll 4
               for (int g = 0; g < NB; ++g) {
                 const VF pair01 = alternating_pair(w[g] + r);
@@ -1359,13 +1367,13 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       int32_t n_tiles = 0;
       for (int32_t b = j; b < j + count; ++b) {
         const int32_t offset = (b - j) * bt;
-        for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
         if (reads_encoded(a.values, b, bt, query_pos)) {
           tiles[n_tiles] = tile_data(a, a.values, b, kv_head);
           offsets[n_tiles] = offset;
           tile_rows[n_tiles] = std::min(bt, n - offset);
           ++n_tiles;
         } else {  // KIVI's residual window: f32 rows, through the scratch
+          for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
           const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
           sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, ones, group,
                                       reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes,
