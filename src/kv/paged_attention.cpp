@@ -878,17 +878,30 @@ struct TokenPairSums {
   alignas(64) float weights[kPagedMaxGroup][kPagedMaxHeadDim / 32][kChunkRows];
 };
 
-// For the chunk's token-pair tiles (tiles[t]: rows[t] rows, the first at
-// chunk row offsets[t]): sums.weights[g][k][offsets[t] + r] =
-// weights[g][offsets[t] + r] * scale of row r in group k (0 for the rows
-// after the tile's, up to the next multiple of the lane count), and
+// The encoded token-pair tiles of one chunk: tile t holds rows[t] rows, the
+// first of them the chunk's row offset[t].
+struct ChunkTiles {
+  const uint8_t* data[kChunkRows];
+  int32_t offset[kChunkRows];
+  int32_t rows[kChunkRows];
+  int32_t count = 0;
+
+  void add(const uint8_t* tile, int32_t first_row, int32_t n_rows) {
+    data[count] = tile;
+    offset[count] = first_row;
+    rows[count] = n_rows;
+    ++count;
+  }
+};
+
+// For the chunk's token-pair tiles: sums.weights[g][k][offset[t] + r] =
+// weights[g][offset[t] + r] * scale of row r of tile t in group k (0 for the
+// rows after the tile's, up to the next multiple of the lane count), and
 // sums.mins[g][k] = sums.mins[g][k] * rescale[g] + the weights times the
 // rows' mins, lane by lane.
 HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const* weights,
                                         const float* rescale, int32_t group,
-                                        const uint8_t* const* tiles, const int32_t* offsets,
-                                        const int32_t* rows, int32_t n_tiles, int32_t bt,
-                                        int32_t d) {
+                                        const ChunkTiles& tiles, int32_t bt, int32_t d) {
   const DF df;
   using V = hn::Vec<DF>;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
@@ -898,12 +911,12 @@ HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const*
     for (int32_t g = 0; g < group; ++g) {
       min_sums[g] = hn::Mul(hn::Load(df, sums.mins[g][k]), hn::Set(df, rescale[g]));
     }
-    for (int32_t t = 0; t < n_tiles; ++t) {
-      for (int32_t r0 = 0; r0 < rows[t]; r0 += lanes) {  // bt is a multiple of 16
-        const auto keep = hn::FirstN(df, static_cast<size_t>(rows[t] - r0));
-        const V scale = load_halves(tiles[t], static_cast<size_t>(k) * bt + r0);
-        const V min = load_halves(tiles[t], static_cast<size_t>(n_groups + k) * bt + r0);
-        const int32_t at = offsets[t] + r0;
+    for (int32_t t = 0; t < tiles.count; ++t) {
+      for (int32_t r0 = 0; r0 < tiles.rows[t]; r0 += lanes) {  // bt is a multiple of 16
+        const auto keep = hn::FirstN(df, static_cast<size_t>(tiles.rows[t] - r0));
+        const V scale = load_halves(tiles.data[t], static_cast<size_t>(k) * bt + r0);
+        const V min = load_halves(tiles.data[t], static_cast<size_t>(n_groups + k) * bt + r0);
+        const int32_t at = tiles.offset[t] + r0;
         for (int32_t g = 0; g < group; ++g) {
           const V p = hn::LoadU(df, weights[g] + at);
           // Masked after the products: rows never written may hold any bits.
@@ -920,13 +933,11 @@ HWY_INLINE void fold_token_pair_weights(TokenPairSums& sums, const float* const*
 
 // One chunk's token-pair tiles of kBits-bit values, for the NB heads
 // [g0, g0 + NB): sums.pairs = sums.pairs * rescale + each tile's rows times
-// their folded weights (tiles[t]: its rows [0, rows[t]) are the chunk's rows
-// from offsets[t]). The first slice requests `ahead`'s lines, 16 rows' share
+// their folded weights. The first slice requests `ahead`'s lines, 16 rows' share
 // at a time, when step_ahead.
 template <int kBits, int NB>
 HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* rescale,
-                                const uint8_t* const* tiles, const int32_t* offsets,
-                                const int32_t* rows, int32_t n_tiles, int32_t bt, int32_t d,
+                                const ChunkTiles& tiles, int32_t bt, int32_t d,
                                 TilePrefetcher& ahead, bool step_ahead) {
   const DF df;
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
@@ -944,15 +955,16 @@ HWY_INLINE void token_pair_sums(TokenPairSums& sums, int32_t g0, const float* re
         low[g] = hn::Mul(s, hn::Load(df, at));
         high[g] = hn::Mul(s, hn::Load(df, at + lanes));
       }
-      for (int32_t t = 0; t < n_tiles; ++t) {
-        const uint8_t* codes = tiles[t] + codes_at + static_cast<size_t>(k) * kGroupBytes + b;
+      for (int32_t t = 0; t < tiles.count; ++t) {
+        const uint8_t* codes = tiles.data[t] + codes_at + static_cast<size_t>(k) * kGroupBytes + b;
+        const int32_t rows = tiles.rows[t];
         const float* w[NB];
 #pragma GCC unroll 4
-        for (int g = 0; g < NB; ++g) w[g] = sums.weights[g0 + g][k] + offsets[t];
-        for (int32_t r16 = 0; r16 < rows[t]; r16 += 16) {
+        for (int g = 0; g < NB; ++g) w[g] = sums.weights[g0 + g][k] + tiles.offset[t];
+        for (int32_t r16 = 0; r16 < rows; r16 += 16) {
           if (step_ahead && k == 0 && b == 0) ahead.step(16);
           const uint8_t* chunk = codes + static_cast<size_t>(r16 / 16) * n_groups * kGroupBytes;
-          const int32_t units = std::min(16, rows[t] - r16 + kRowsPerUnit - 1) / kRowsPerUnit;
+          const int32_t units = std::min(16, rows - r16 + kRowsPerUnit - 1) / kRowsPerUnit;
 #pragma GCC unroll 8
           for (int32_t u = 0; u < units; ++u) {
             const auto v = widen_bytes(chunk + 32 * u);
@@ -1114,20 +1126,19 @@ HWY_INLINE void sum_rows(float* const* acc, const float* const* weights, const f
 // token-pair tiles (`bits` 4 or 2; see token_pair_sums) times their folded
 // weights, for every head g.
 HWY_INLINE void chunk_token_pair_sums(TokenPairSums& sums, const float* rescale, int32_t group,
-                                      const uint8_t* const* tiles, const int32_t* offsets,
-                                      const int32_t* rows, int32_t n_tiles, int32_t bits,
-                                      int32_t bt, int32_t d, TilePrefetcher& ahead) {
+                                      const ChunkTiles& tiles, int32_t bits, int32_t bt, int32_t d,
+                                      TilePrefetcher& ahead) {
 #if KVF_PAGED_ROW_BATCH
   for_head_batches(group, [&](int32_t g, auto nb) HWY_ATTR {
     constexpr int NB = decltype(nb)::value;
     if (bits == 4) {
-      token_pair_sums<4, NB>(sums, g, rescale, tiles, offsets, rows, n_tiles, bt, d, ahead, g == 0);
+      token_pair_sums<4, NB>(sums, g, rescale, tiles, bt, d, ahead, g == 0);
     } else {
-      token_pair_sums<2, NB>(sums, g, rescale, tiles, offsets, rows, n_tiles, bt, d, ahead, g == 0);
+      token_pair_sums<2, NB>(sums, g, rescale, tiles, bt, d, ahead, g == 0);
     }
   });
 #else
-  (void)sums, (void)rescale, (void)group, (void)tiles, (void)offsets, (void)rows, (void)n_tiles;
+  (void)sums, (void)rescale, (void)group, (void)tiles;
   (void)bits, (void)bt, (void)d, (void)ahead;
   KVF_CHECK(false);  // reads_in_place never picks a token pair format here
 #endif
@@ -1361,17 +1372,11 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       if (staged_values_summed) {
         for (int32_t g = 0; g < group; ++g) vec::scale(rescale[g], acc[g], d);
       }
-      const uint8_t* tiles[kChunkRows];
-      int32_t offsets[kChunkRows];
-      int32_t tile_rows[kChunkRows];
-      int32_t n_tiles = 0;
+      ChunkTiles tiles;
       for (int32_t b = j; b < j + count; ++b) {
         const int32_t offset = (b - j) * bt;
         if (reads_encoded(a.values, b, bt, query_pos)) {
-          tiles[n_tiles] = tile_data(a, a.values, b, kv_head);
-          offsets[n_tiles] = offset;
-          tile_rows[n_tiles] = std::min(bt, n - offset);
-          ++n_tiles;
+          tiles.add(tile_data(a, a.values, b, kv_head), offset, std::min(bt, n - offset));
         } else {  // KIVI's residual window: f32 rows, through the scratch
           for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
           const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
@@ -1382,9 +1387,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
         }
       }
       for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g];
-      fold_token_pair_weights(pair_sums, weight_rows_at, rescale, group, tiles, offsets, tile_rows,
-                              n_tiles, bt, d);
-      chunk_token_pair_sums(pair_sums, rescale, group, tiles, offsets, tile_rows, n_tiles,
+      fold_token_pair_weights(pair_sums, weight_rows_at, rescale, group, tiles, bt, d);
+      chunk_token_pair_sums(pair_sums, rescale, group, tiles,
                             value_format == KvRowFormat::kInt4TokenPairs ? 4 : 2, bt, d, key_ahead);
     } else if (value_format != KvRowFormat::kOpaque) {
       const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk
