@@ -189,6 +189,7 @@ class PagedKvCache final : public KvCache {
   void release_retained_pages(Sequence& s);
   void release_retained(Sequence& s);
   void size_attention(Sequence& s) const;
+  void forget_older_queries(Sequence& s) const;
   void add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
                     int32_t n_rows);
   [[nodiscard]] Status make_room_for_pages();

@@ -92,6 +92,21 @@ void PagedKvCache::size_attention(Sequence& s) const {
   (void)heads;
 }
 
+// Layers whose press wants the newest query's attention only (TOVA) start
+// the next query from zero.
+void PagedKvCache::forget_older_queries(Sequence& s) const {
+  if (s.attention.empty()) return;
+  const auto heads = static_cast<size_t>(shape_.n_kv_heads);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const KvPress* press = layers_[l].press.get();
+    if (press == nullptr || !press->needs().newest_query_only) continue;
+    for (size_t h = 0; h < heads; ++h) {
+      std::vector<float>& rows = s.attention[l * heads + h];
+      std::fill(rows.begin(), rows.end(), 0.0f);
+    }
+  }
+}
+
 void PagedKvCache::add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_t n_tokens,
                                 const float* q, int32_t n_rows) {
   const auto heads = static_cast<size_t>(shape_.n_kv_heads);
@@ -152,6 +167,7 @@ Status PagedKvCache::end_prompt(SeqId seq) {
     for (std::vector<float>& rows : s.attention) rows.clear();
   } else {
     s.capture_first = static_cast<int32_t>(s.tokens.size());
+    forget_older_queries(s);
   }
   return pressed;
 }
@@ -168,13 +184,18 @@ Status PagedKvCache::end_decode_step(SeqId seq) {
     const PressBudget& b = press->budget();
     if (b.every > 0 && s.decode_steps % b.every == 0) due = true;
     if (b.max_rows > 0) {
+      // Demoted rows (MiKV) do not count against the budget.
+      const size_t i0 = l * static_cast<size_t>(shape_.n_kv_heads);
       for (int32_t h = 0; h < shape_.n_kv_heads && !due; ++h) {
-        due = rows_held(seq, LayerId{static_cast<int32_t>(l)}, h) > b.max_rows;
+        const int32_t demoted =
+            s.demoted.empty() ? 0 : s.demoted[i0 + static_cast<size_t>(h)].size();
+        due = rows_held(seq, LayerId{static_cast<int32_t>(l)}, h) - demoted > b.max_rows;
       }
     }
   }
-  if (!due) return Status();
-  return run_press(s);
+  const Status pressed = due ? run_press(s) : Status();
+  forget_older_queries(s);
+  return pressed;
 }
 
 Status PagedKvCache::press(SeqId seq) {
@@ -629,15 +650,16 @@ Status PagedKvCache::run_press(Sequence& s) {
 
   // Would any press drop (or demote) a row? If not, storage stays as it is:
   // a budget at or above the context reproduces the uncompressed cache exactly.
+  // Rows already demoted (MiKV) stay demoted and do not count against the
+  // budget, which is the budget of full-precision rows.
   bool acts = false;
   for (size_t l = 0; l < layers_.size() && !acts; ++l) {
     const KvPress* press = layers_[l].press.get();
     if (press == nullptr) continue;
-    acts = layers_[l].demoted_key != nullptr;
     const int32_t keep = press->budget().rows_for(held);
     for (size_t h = 0; h < heads && !acts; ++h) {
       const size_t i = l * heads + h;
-      acts = held - s.compressed_end + s.retained[i].size() + s.demoted[i].size() > keep;
+      acts = held - s.compressed_end + s.retained[i].size() > keep;
     }
   }
   if (!acts) return Status();
