@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "kv/ids.h"
 #include "kvforge/status.h"
@@ -71,6 +72,11 @@ class KvCache {
   [[nodiscard]] virtual int32_t reuse_prefix(SeqId /*seq*/, std::span<const int32_t> /*prompt*/) {
     return 0;
   }
+  // Tenant isolation: an empty sequence with a salt shares cached KV only
+  // with sequences of the same salt. Caches without sharing accept only "".
+  [[nodiscard]] virtual Status set_salt(SeqId /*seq*/, std::string_view salt) {
+    return salt.empty() ? Status() : unsupported("this KV cache does not share KV (no salt)");
+  }
   // The sequence is finished: its KV may be kept for reuse (prefix cache),
   // and the sequence is empty afterwards.
   virtual void release(SeqId seq) { (void)truncate(seq, 0); }
@@ -87,6 +93,11 @@ class KvCache {
   // Bytes the sequence's KV occupies now: its blocks (shared ones in full),
   // pages and full-precision rows.
   [[nodiscard]] virtual size_t sequence_bytes(SeqId /*seq*/) const { return 0; }
+
+  // Positions the cache could still take, over all sequences, without
+  // preempting anyone: free memory plus what the prefix cache could evict,
+  // in tokens. Schedulers admit requests by it. INT64_MAX when unbounded.
+  [[nodiscard]] virtual int64_t free_capacity_tokens() const { return INT64_MAX; }
 
   // Bytes one token occupies across all layers, and bytes in use now.
   [[nodiscard]] virtual size_t bytes_per_token() const = 0;

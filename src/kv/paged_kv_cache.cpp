@@ -740,6 +740,11 @@ size_t PagedKvCache::bytes_used() const {
   return bytes + (windows_ ? windows_->bytes() : 0);
 }
 
+int64_t PagedKvCache::free_capacity_tokens() const {
+  const int64_t blocks = pool_->n_free() + (index_ ? index_->n_evictable() : 0);
+  return blocks * block_tokens_;
+}
+
 PrefixCacheStats PagedKvCache::prefix_stats() const {
   return index_ ? index_->stats() : PrefixCacheStats{};
 }

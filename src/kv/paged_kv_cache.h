@@ -99,6 +99,7 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status end_prompt(SeqId seq) override;
   [[nodiscard]] Status end_decode_step(SeqId seq) override;
   [[nodiscard]] size_t sequence_bytes(SeqId seq) const override;
+  [[nodiscard]] int64_t free_capacity_tokens() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
   [[nodiscard]] std::string describe() const override;
@@ -125,7 +126,7 @@ class PagedKvCache final : public KvCache {
 
   // Tenant isolation: an empty sequence with a salt only shares blocks with
   // sequences of the same salt (the cache-wide salt of the options otherwise).
-  [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt);
+  [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt) override;
 
   // dst becomes a copy of src sharing all its blocks (copy-on-write). dst must be empty.
   [[nodiscard]] Status fork(SeqId src, SeqId dst);

@@ -66,6 +66,8 @@ class Model {
   [[nodiscard]] KvShape kv_shape() const;
   [[nodiscard]] ThreadPool& pool() { return *pool_; }
   [[nodiscard]] int32_t n_threads() const;
+  // Most tokens one forward_batch call takes (ModelOptions::max_batch).
+  [[nodiscard]] int32_t max_batch() const { return options_.max_batch; }
   // Bytes of weights that one decode step reads (every matrix once, plus the
   // one embedding row).
   [[nodiscard]] uint64_t weight_bytes_per_token() const;
