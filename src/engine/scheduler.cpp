@@ -124,7 +124,7 @@ void Scheduler::stop() {
   wake_.notify_all();
 }
 
-SchedulerStats Scheduler::stats() const {
+ServingStats Scheduler::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
 }
@@ -159,15 +159,18 @@ void Scheduler::finish(Request& r, FinishReason reason, Status error) {
   }
   r.usage.generated_tokens = r.generated;
   if (r.has_first_token) r.usage.decode_seconds = seconds_between(r.first_token, r.last_token);
+  {
+    // Counted before the sink hears of it, so that stats() agree with it.
+    std::lock_guard lock(mutex_);
+    ++stats_.finished;
+    if (reason == FinishReason::kCancelled) ++stats_.cancelled;
+  }
   RequestEvent event;
   event.id = r.id;
   event.finish = reason;
   event.error = std::move(error);
   event.usage = r.usage;
   if (r.sink) r.sink(event);
-  std::lock_guard lock(mutex_);
-  ++stats_.finished;
-  if (reason == FinishReason::kCancelled) ++stats_.cancelled;
 }
 
 // Cancelled requests leave before anything is computed for them.
@@ -252,7 +255,9 @@ bool Scheduler::step() {
   while (admit()) {
   }
   if (running_.empty()) {
+    const CacheStats cache = kv_.cache_stats();
     std::lock_guard lock(mutex_);
+    stats_.cache = cache;
     stats_.waiting = static_cast<int32_t>(waiting_.size());
     stats_.running = 0;
     return false;
@@ -363,7 +368,9 @@ bool Scheduler::step() {
   running_.erase(std::remove_if(running_.begin(), running_.end(),
                                 [](const std::unique_ptr<Request>& r) { return r->cancelled; }),
                  running_.end());
+  const CacheStats cache = kv_.cache_stats();
   std::lock_guard lock(mutex_);
+  stats_.cache = cache;
   ++stats_.steps;
   stats_.computed_tokens += computed;
   stats_.generated_tokens += generated;
@@ -376,6 +383,10 @@ bool Scheduler::step() {
 
 void Scheduler::run() {
   while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
     if (step()) continue;
     std::unique_lock lock(mutex_);
     if (stopping_) break;

@@ -37,53 +37,12 @@
 
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
+#include "kvforge/generation.h"
 #include "kvforge/status.h"
 
 namespace kvforge {
 
 class Model;
-
-using RequestId = int64_t;
-
-enum class FinishReason {
-  kNone,           // still running
-  kEndOfText,      // an end-of-generation token
-  kLength,         // max_tokens reached
-  kContextFull,    // the sequence reached the context size
-  kStoppedByUser,  // the sink returned false
-  kCancelled,      // cancel()
-  kError,          // see RequestEvent::error
-};
-
-struct RequestParams {
-  std::vector<int32_t> prompt;  // token ids, not empty
-  int32_t max_tokens = 128;     // > 0
-  SamplingParams sampling;
-  bool stop_at_end_of_generation = true;
-  std::string cache_salt;  // prefix-cache isolation (PagedKvCache::set_salt)
-};
-
-struct RequestUsage {
-  int32_t prompt_tokens = 0;    // the prompt's length
-  int32_t reused_tokens = 0;    // prompt tokens whose KV came from the prefix cache
-  int32_t computed_tokens = 0;  // prompt (and recomputed) tokens prefilled
-  int32_t generated_tokens = 0;
-  int32_t preemptions = 0;
-  double queue_seconds = 0;        // submit to admission
-  double time_to_first_token = 0;  // submit to first token, seconds
-  double decode_seconds = 0;       // first token to the last
-};
-
-struct RequestEvent {
-  RequestId id = 0;
-  int32_t token = -1;  // the new token, or -1 for the final event only
-  FinishReason finish = FinishReason::kNone;
-  Status error;        // with kError
-  RequestUsage usage;  // filled on the final event
-};
-
-// Returns false to stop the request (FinishReason::kStoppedByUser).
-using RequestSink = std::function<bool(const RequestEvent&)>;
 
 struct SchedulerOptions {
   int32_t max_running = 4;       // concurrent sequences; the cache needs this many slots
@@ -95,33 +54,6 @@ struct SchedulerOptions {
   // Tokens of a token-end-of-generation test (the tokenizer's).
   std::function<bool(int32_t)> is_end_of_generation;
 };
-
-// Fixed-bucket histogram of seconds (Prometheus style: cumulative buckets).
-struct Histogram {
-  static constexpr double kBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                       0.25,  0.5,    1.0,   2.5,  5.0,   10.0, 30.0};
-  int64_t counts[std::size(kBounds) + 1] = {};  // last: +Inf
-  double sum = 0;
-  int64_t total = 0;
-  void add(double seconds);
-};
-
-struct SchedulerStats {
-  int64_t submitted = 0;
-  int64_t finished = 0;
-  int64_t cancelled = 0;
-  int64_t preemptions = 0;
-  int64_t steps = 0;
-  int64_t prompt_tokens = 0;    // prompt tokens of admitted requests
-  int64_t reused_tokens = 0;    // of those, taken from the prefix cache
-  int64_t computed_tokens = 0;  // tokens prefilled (prompts and recomputation)
-  int64_t generated_tokens = 0;
-  int32_t waiting = 0;
-  int32_t running = 0;
-  Histogram time_to_first_token;
-  Histogram time_per_output_token;
-};
-
 class Scheduler {
  public:
   // The cache must have at least options.max_running sequence slots; the
@@ -146,7 +78,7 @@ class Scheduler {
   void run();
   void stop();
 
-  [[nodiscard]] SchedulerStats stats() const;
+  [[nodiscard]] ServingStats stats() const;
 
  private:
   struct Request;
@@ -168,7 +100,7 @@ class Scheduler {
   std::vector<RequestId> cancels_;
   bool stopping_ = false;
   RequestId next_id_ = 1;
-  SchedulerStats stats_;
+  ServingStats stats_;
 
   // Scheduler thread only.
   std::deque<std::unique_ptr<Request>> waiting_;
@@ -176,7 +108,5 @@ class Scheduler {
   std::vector<bool> slot_used_;
   std::vector<float> logits_;  // [max_running][n_vocab]
 };
-
-[[nodiscard]] const char* finish_reason_name(FinishReason reason);
 
 }  // namespace kvforge

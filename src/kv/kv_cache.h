@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "kv/ids.h"
+#include "kvforge/generation.h"
 #include "kvforge/status.h"
 
 namespace kvforge {
@@ -98,6 +99,9 @@ class KvCache {
   // preempting anyone: free memory plus what the prefix cache could evict,
   // in tokens. Schedulers admit requests by it. INT64_MAX when unbounded.
   [[nodiscard]] virtual int64_t free_capacity_tokens() const { return INT64_MAX; }
+
+  // Blocks, bytes and prefix-cache counters now (zeros where not applicable).
+  [[nodiscard]] virtual CacheStats cache_stats() const { return {}; }
 
   // Bytes one token occupies across all layers, and bytes in use now.
   [[nodiscard]] virtual size_t bytes_per_token() const = 0;

@@ -745,6 +745,22 @@ int64_t PagedKvCache::free_capacity_tokens() const {
   return blocks * block_tokens_;
 }
 
+CacheStats PagedKvCache::cache_stats() const {
+  CacheStats c;
+  c.blocks_total = pool_->n_blocks();
+  c.blocks_free = pool_->n_free();
+  c.blocks_cached = pool_->n_cached();
+  c.bytes_capacity = static_cast<int64_t>(pool_->capacity_bytes());
+  c.bytes_used = static_cast<int64_t>(bytes_used());
+  const PrefixCacheStats p = prefix_stats();
+  c.prefix_lookups = p.lookups;
+  c.prefix_hits = p.hits;
+  c.prefix_lookup_tokens = p.lookup_tokens;
+  c.prefix_hit_tokens = p.hit_tokens;
+  c.prefix_evicted_blocks = p.evicted_blocks;
+  return c;
+}
+
 PrefixCacheStats PagedKvCache::prefix_stats() const {
   return index_ ? index_->stats() : PrefixCacheStats{};
 }

@@ -100,6 +100,7 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status end_decode_step(SeqId seq) override;
   [[nodiscard]] size_t sequence_bytes(SeqId seq) const override;
   [[nodiscard]] int64_t free_capacity_tokens() const override;
+  [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
   [[nodiscard]] std::string describe() const override;

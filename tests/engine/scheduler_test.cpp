@@ -134,7 +134,7 @@ TEST_P(SchedulerCodecTest, BatchedRequestsGenerateWhatEachGeneratesAlone) {
     EXPECT_EQ(c.final_events[id].finish, FinishReason::kLength);
     EXPECT_EQ(c.final_events[id].usage.generated_tokens, 24 + 3 * static_cast<int32_t>(i));
   }
-  const SchedulerStats st = s.stats();
+  const ServingStats st = s.stats();
   EXPECT_EQ(st.finished, 7);
   EXPECT_EQ(st.running, 0);
   kv->check_invariants();
