@@ -33,6 +33,15 @@ struct RequestParams {
   SamplingParams sampling;
   bool stop_at_end_of_generation = true;
   std::string cache_salt;  // prefix-cache isolation (PagedKvCache::set_salt)
+  // Retention press for this request's sequence (a --press spec); empty:
+  // the engine's. See docs/kv-compression.md.
+  std::string press;
+  // Multi-agent pipelines (docs/serving.md, relay): the workflow this
+  // request belongs to, the agent that issues it, and how many steps until
+  // this agent runs again (-1: unknown), for workflow-aware eviction.
+  std::string workflow;
+  std::string agent;
+  int32_t next_use_steps = -1;
 };
 
 struct RequestUsage {
