@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "kv/press/kv_press.h"
 #include "model/model.h"
 
 namespace kvforge {
@@ -96,6 +97,10 @@ Result<RequestId> Scheduler::submit(RequestParams params, RequestSink sink) {
     }
   }
   KVF_RETURN_IF_ERROR(params.sampling.validate());
+  if (!params.press.empty()) {
+    auto press = make_kv_press(params.press);
+    if (!press.ok()) return press.status();
+  }
   auto r = std::make_unique<Request>();
   r->tokens = params.prompt;
   r->usage.prompt_tokens = static_cast<int32_t>(params.prompt.size());
@@ -201,11 +206,13 @@ bool Scheduler::admit() {
   if (free_slot == slot_used_.end()) return false;
   Request& r = *waiting_.front();
   const SeqId seq{static_cast<int32_t>(free_slot - slot_used_.begin())};
-  if (!kv_.set_salt(seq, r.params.cache_salt).ok()) {
+  Status configured = kv_.set_salt(seq, r.params.cache_salt);
+  if (configured.ok()) configured = kv_.set_press(seq, r.params.press);
+  if (!configured.ok()) {
     auto owned = std::move(waiting_.front());
     waiting_.pop_front();
-    finish(*owned, FinishReason::kError,
-           invalid_argument("cache_salt is not supported by this cache"));
+    kv_.release(seq);  // back to the cache's salt and press
+    finish(*owned, FinishReason::kError, configured);
     return true;
   }
   const int32_t reused = kv_.reuse_prefix(seq, r.tokens);

@@ -89,6 +89,11 @@ class KvCache {
   // is done (prompt compression). end_decode_step: one decode step is done
   // (decode-time presses). A failed press leaves the sequence as it was.
   virtual void begin_prompt(SeqId /*seq*/, int32_t /*prompt_end*/) {}
+  // An empty sequence's own retention press (a --press spec), e.g. a
+  // request's; "" keeps the cache's. Caches without presses accept only "".
+  [[nodiscard]] virtual Status set_press(SeqId /*seq*/, std::string_view spec) {
+    return spec.empty() ? Status() : unsupported("this KV cache does not press sequences");
+  }
   [[nodiscard]] virtual Status end_prompt(SeqId /*seq*/) { return Status(); }
   [[nodiscard]] virtual Status end_decode_step(SeqId /*seq*/) { return Status(); }
   // Bytes the sequence's KV occupies now: its blocks (shared ones in full),
