@@ -182,14 +182,16 @@ void Scheduler::finish(Request& r, FinishReason reason, Status error) {
   const bool completed = reason == FinishReason::kEndOfText || reason == FinishReason::kLength ||
                          reason == FinishReason::kContextFull ||
                          reason == FinishReason::kStoppedByUser;
-  if (relay_ && !r.params.workflow.empty() && completed) {
-    if (r.slot >= 0) keep_output(r);
-    relay_->tick();
-  }
+  const bool workflow_step = !r.params.workflow.empty() && completed;
+  if (relay_ && workflow_step && r.slot >= 0) keep_output(r);
   if (r.slot >= 0) {
     kv_.release(SeqId{r.slot});
     slot_used_[static_cast<size_t>(r.slot)] = false;
     r.slot = -1;
+  }
+  if (workflow_step) {
+    if (relay_) relay_->tick();
+    kv_.advance_workflow_clock();
   }
   r.usage.generated_tokens = r.generated;
   if (r.has_first_token) r.usage.decode_seconds = seconds_between(r.first_token, r.last_token);
@@ -303,6 +305,7 @@ bool Scheduler::admit() {
   const SeqId seq{static_cast<int32_t>(free_slot - slot_used_.begin())};
   Status configured = kv_.set_salt(seq, r.params.cache_salt);
   if (configured.ok()) configured = kv_.set_press(seq, r.params.press);
+  kv_.set_next_use(seq, r.params.next_use_steps);
   if (!configured.ok()) {
     auto owned = std::move(waiting_.front());
     waiting_.pop_front();

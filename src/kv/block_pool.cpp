@@ -219,6 +219,13 @@ std::optional<BlockId> BlockPool::least_recently_idle() const {
   return BlockId{idle_list_.head};
 }
 
+std::optional<BlockId> BlockPool::next_idle(BlockId block) const {
+  const BlockRecord& r = record(block);
+  KVF_CHECK(r.list == ListKind::kIdle);
+  if (r.next < 0) return std::nullopt;
+  return BlockId{r.next};
+}
+
 BlockPool::BlockRecord& BlockPool::record(BlockId block) {
   KVF_CHECK(block.value >= 0 && block.value < n_blocks_);
   return records_[static_cast<size_t>(block.value)];

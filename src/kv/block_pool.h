@@ -113,6 +113,8 @@ class BlockPool {
   [[nodiscard]] const BlockHash& chain_hash(BlockId block) const;
   // The least recently idle cached block (always a leaf), or nullopt.
   [[nodiscard]] std::optional<BlockId> least_recently_idle() const;
+  // The idle cached block after `block` in that order (block must be idle).
+  [[nodiscard]] std::optional<BlockId> next_idle(BlockId block) const;
   [[nodiscard]] int32_t n_idle_cached() const { return idle_list_.size; }
   [[nodiscard]] int32_t n_cached() const { return n_cached_; }
 

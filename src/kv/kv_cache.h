@@ -129,6 +129,14 @@ class KvCache {
   // sequence is truncated below pos or released.
   virtual void mark_approximate(SeqId /*seq*/, int32_t /*pos*/) {}
 
+  // Workflow-aware eviction (KVFlow, docs/relay.md): the sequence's agent
+  // runs again after `steps` workflow steps (-1: unknown), so the blocks it
+  // leaves to the prefix cache are kept over unhinted ones until then; one
+  // call of advance_workflow_clock() per finished workflow request. Reset by
+  // release().
+  virtual void set_next_use(SeqId /*seq*/, int32_t /*steps*/) {}
+  virtual void advance_workflow_clock() {}
+
   // Positions the cache could still take, over all sequences, without
   // preempting anyone: free memory plus what the prefix cache could evict,
   // in tokens. Schedulers admit requests by it. INT64_MAX when unbounded.

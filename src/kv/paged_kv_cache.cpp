@@ -678,11 +678,12 @@ void PagedKvCache::release(SeqId seq) {
                    std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
                                                             static_cast<size_t>(block_tokens_)),
                    std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)),
-                   windows_ ? &chain_hashes : nullptr);
+                   windows_ ? &chain_hashes : nullptr, s.next_use_steps);
     if (windows_) keep_staged_window(s, chain_hashes);
   }
   KVF_CHECK(truncate(seq, 0).ok());
   s.presses = default_presses_;
+  s.next_use_steps = -1;
   // The slot may next serve another tenant: back to the cache-wide salt.
   s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, default_salt_);
 }

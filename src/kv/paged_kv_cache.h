@@ -109,6 +109,8 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] bool export_rows(SeqId seq, LayerId layer, int32_t first, int32_t n, float* k,
                                  float* v) const override;
   void mark_approximate(SeqId seq, int32_t pos) override;
+  void set_next_use(SeqId seq, int32_t steps) override;
+  void advance_workflow_clock() override;
   [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;

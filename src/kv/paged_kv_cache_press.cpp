@@ -752,7 +752,7 @@ Status PagedKvCache::run_press(Sequence& s) {
                    std::span<const int32_t>(s.tokens).first(static_cast<size_t>(exact_blocks) *
                                                             static_cast<size_t>(bt)),
                    std::span<const BlockId>(s.blocks).first(static_cast<size_t>(exact_blocks)),
-                   windows_ ? &chain_hashes : nullptr);
+                   windows_ ? &chain_hashes : nullptr, s.next_use_steps);
     if (windows_) keep_staged_window(s, chain_hashes);
   }
   int32_t freed = 0;  // pressed blocks only this sequence holds, uncached

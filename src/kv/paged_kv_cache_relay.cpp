@@ -120,4 +120,12 @@ void PagedKvCache::mark_approximate(SeqId seq, int32_t pos) {
   s.approximate_from = std::min(s.approximate_from, std::max(0, pos));
 }
 
+void PagedKvCache::set_next_use(SeqId seq, int32_t steps) {
+  sequence(seq).next_use_steps = std::max(steps, -1);
+}
+
+void PagedKvCache::advance_workflow_clock() {
+  if (index_) index_->advance_clock();
+}
+
 }  // namespace kvforge

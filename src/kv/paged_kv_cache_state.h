@@ -74,6 +74,7 @@ struct PagedKvCache::Sequence {
   // Positions from here on hold reused KV that was not all recomputed
   // (relay): never offered to the prefix cache. INT32_MAX: all exact.
   int32_t approximate_from = INT32_MAX;
+  int32_t next_use_steps = -1;  // KVFlow hint for the blocks it leaves cached
   // Each layer's press (null: keeps every row): the cache's plan, or the
   // sequence's own (set_press).
   std::vector<std::shared_ptr<const KvPress>> presses;

@@ -14,7 +14,8 @@ PrefixIndex::PrefixIndex(BlockPool& pool)
     : pool_(pool),
       block_tokens_(pool.block_tokens()),
       tokens_(static_cast<size_t>(pool.n_blocks()) * static_cast<size_t>(pool.block_tokens())),
-      namespace_of_(static_cast<size_t>(pool.n_blocks())) {
+      namespace_of_(static_cast<size_t>(pool.n_blocks())),
+      due_(static_cast<size_t>(pool.n_blocks()), -1) {
   KVF_CHECK(pool_.n_cached() == 0);  // one index per pool
   block_by_hash_.reserve(static_cast<size_t>(pool.n_blocks()));
 }
@@ -61,7 +62,8 @@ std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<cons
 }
 
 void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
-                         std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes) {
+                         std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes,
+                         int32_t next_use_steps) {
   const size_t block_size = static_cast<size_t>(block_tokens_);
   KVF_CHECK(tokens.size() >= blocks.size() * block_size);
 
@@ -90,6 +92,11 @@ void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> toke
       pool_.cache(block, parent, hash);
       parent = block;
     }
+    if (next_use_steps >= 0) {
+      int64_t& due = due_[static_cast<size_t>(parent->value)];
+      if (due < 0) ++n_hinted_;
+      due = clock_ + next_use_steps;
+    }
     if (chain_hashes != nullptr) chain_hashes->push_back(hash);
     parent_hash = hash;
   }
@@ -101,7 +108,7 @@ void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> toke
 int32_t PrefixIndex::evict(int32_t n_blocks) {
   int32_t freed = 0;
   while (freed < n_blocks) {
-    const std::optional<BlockId> victim = pool_.least_recently_idle();
+    const std::optional<BlockId> victim = next_victim();
     if (!victim) break;
     forget(*victim);
     ++freed;
@@ -134,6 +141,12 @@ void PrefixIndex::clear() {
 
 void PrefixIndex::check_invariants() const {
   pool_.check_invariants();
+  int32_t hinted = 0;
+  for (size_t b = 0; b < due_.size(); ++b) {
+    KVF_CHECK(due_[b] < 0 || pool_.is_cached(BlockId{static_cast<int32_t>(b)}));
+    hinted += due_[b] >= 0 ? 1 : 0;
+  }
+  KVF_CHECK(hinted == n_hinted_);
   KVF_CHECK(static_cast<int32_t>(block_by_hash_.size()) == pool_.n_cached());
   for (const auto& [hash, block] : block_by_hash_) {
     KVF_CHECK(pool_.is_cached(block));
@@ -167,7 +180,25 @@ std::span<const int32_t> PrefixIndex::stored_tokens(BlockId block) const {
                                                    block_size);
 }
 
+// The least recently used idle leaf whose hint is absent or passed, else the
+// hinted idle leaf needed furthest ahead. Without hints: the idle list's head.
+std::optional<BlockId> PrefixIndex::next_victim() const {
+  const std::optional<BlockId> head = pool_.least_recently_idle();
+  if (!head || n_hinted_ == 0) return head;
+  std::optional<BlockId> furthest;
+  for (std::optional<BlockId> b = head; b; b = pool_.next_idle(*b)) {
+    if (pool_.n_cached_children(*b) != 0) continue;  // evicting it would strand a child
+    const int64_t due = due_[static_cast<size_t>(b->value)];
+    if (due < clock_) return b;
+    if (!furthest || due > due_[static_cast<size_t>(furthest->value)]) furthest = b;
+  }
+  return furthest;
+}
+
 void PrefixIndex::forget(BlockId block) {
+  int64_t& due = due_[static_cast<size_t>(block.value)];
+  if (due >= 0) --n_hinted_;
+  due = -1;
   block_by_hash_.erase(pool_.chain_hash(block));
   pool_.uncache(block);
 }

@@ -18,7 +18,11 @@
 //
 // Eviction frees cached blocks that nobody else references, least recently
 // used first, deepest first: a block is evicted only after its cached children,
-// so a cached chain is always a prefix of what was inserted.
+// so a cached chain is always a prefix of what was inserted. Workflow-aware
+// (KVFlow, docs/relay.md): blocks inserted with a next-use hint (the agent
+// that owns them runs again in that many workflow steps) are kept over
+// unhinted ones, and among hinted leaves the one needed furthest ahead goes
+// first; a hint whose step has passed counts as none.
 //
 // The pool must outlive the index, and a pool serves at most one index.
 // Thread-safety: none; the scheduler thread owns pool and index.
@@ -74,11 +78,17 @@ class PrefixIndex {
   // tail); that part is ignored. If given, chain_hashes receives the chain
   // hash of every block walked (all of them unless a hash collision ends the
   // walk early).
+  // next_use_steps >= 0 hints every block of the chain (offered or already
+  // cached) as needed again after that many advance_clock() calls.
   void insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
-              std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes = nullptr);
+              std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes = nullptr,
+              int32_t next_use_steps = -1);
+  // One workflow step done (a workflow request finished): hints count down.
+  void advance_clock() { ++clock_; }
 
   // Frees min(n_blocks, n_evictable()) cached blocks back to the pool, least
-  // recently used first, children before parents. Returns the count freed.
+  // recently used first (after the hints above), children before parents.
+  // Returns the count freed.
   int32_t evict(int32_t n_blocks);
   // Cached blocks nobody but the index references and whose cached
   // descendants nobody references either: what evict() can free now.
@@ -96,12 +106,16 @@ class PrefixIndex {
                                  std::span<const int32_t> block_tokens) const;
   [[nodiscard]] std::span<const int32_t> stored_tokens(BlockId block) const;
   void forget(BlockId block);  // erase from the map and uncache; block must be a leaf
+  [[nodiscard]] std::optional<BlockId> next_victim() const;
 
   BlockPool& pool_;
   int32_t block_tokens_;
   std::unordered_map<BlockHash, BlockId, BlockHashHasher> block_by_hash_;
   std::vector<int32_t> tokens_;               // [n_blocks, block_tokens], valid for cached blocks
   std::vector<CacheNamespace> namespace_of_;  // [n_blocks], valid for cached blocks
+  std::vector<int64_t> due_;                  // [n_blocks]: clock of the next use, -1 none
+  int32_t n_hinted_ = 0;                      // cached blocks with due_ >= 0
+  int64_t clock_ = 0;
   PrefixCacheStats stats_;
 };
 

@@ -301,6 +301,47 @@ TEST_F(PrefixIndexTest, EvictsChildrenBeforeTheirParents) {
   EXPECT_FALSE(pool_->is_cached(later));
 }
 
+TEST_F(PrefixIndexTest, WorkflowHintsKeepBlocksNeededSoonest) {
+  // KVFlow order: unhinted chains first (LRU), then the hinted chain needed
+  // furthest ahead, deepest block first; a passed hint counts as none.
+  auto cache_hinted = [&](const std::vector<int32_t>& tokens, int32_t next_use) {
+    std::vector<BlockId> blocks = compute(tokens);
+    index_->insert(ns_, tokens, blocks, nullptr, next_use);
+    check();
+    release(blocks);
+    return blocks;
+  };
+  const std::vector<BlockId> soon = cache_hinted(iota_tokens(8, 0), 1);
+  const std::vector<BlockId> later = cache_hinted(iota_tokens(8, 100), 4);
+  const std::vector<BlockId> plain = cache_hinted(iota_tokens(4, 200), -1);
+  release(match(ns_, iota_tokens(4, 200)));  // the unhinted block is the newest
+  auto cached = [&](const std::vector<BlockId>& blocks) {
+    int32_t n = 0;
+    for (BlockId b : blocks) n += pool_->is_cached(b) ? 1 : 0;
+    return n;
+  };
+  EXPECT_EQ(evict(1), 1);
+  EXPECT_EQ(cached(plain), 0);
+  EXPECT_EQ(cached(later), 2);
+  EXPECT_EQ(evict(1), 1);  // the one needed in 4 steps, its deeper block
+  EXPECT_FALSE(pool_->is_cached(later[1]));
+  EXPECT_TRUE(pool_->is_cached(later[0]));
+  EXPECT_EQ(cached(soon), 2);
+  // Two steps later the first hint has passed: that chain goes first now.
+  index_->advance_clock();
+  index_->advance_clock();
+  EXPECT_EQ(evict(2), 2);
+  EXPECT_EQ(cached(soon), 0);
+  EXPECT_TRUE(pool_->is_cached(later[0]));
+  // Re-inserting a cached chain with a hint refreshes its hint.
+  index_->insert(ns_, iota_tokens(4, 100), std::vector<BlockId>{later[0]}, nullptr, 1);
+  check();
+  const std::vector<BlockId> fresh = cache_sequence(ns_, iota_tokens(4, 300));
+  EXPECT_EQ(evict(1), 1);
+  EXPECT_FALSE(pool_->is_cached(fresh[0]));
+  EXPECT_TRUE(pool_->is_cached(later[0]));
+}
+
 TEST_F(PrefixIndexTest, SharedParentOutlivesBothBranches) {
   const std::vector<int32_t> root = iota_tokens(4, 0);
   const std::vector<BlockId> left = cache_sequence(ns_, concat(root, iota_tokens(4, 10)));
