@@ -137,8 +137,10 @@ TEST(GgufVocabularyTest, OptionalSpecialIdsOutOfRangeAreAbsentWithANote) {
   EXPECT_TRUE((*clean)->vocabulary().notes.empty());
 }
 
-// Real text, about 1 MB, through two real vocabularies.
-TEST(GgufVocabularyTest, OneMegabyteOfRealTextIsFast) {
+// Real text, about 1 MB, through two real vocabularies: it round-trips, and
+// the time is printed (no timed assertion: a slow, shared or sanitizer
+// machine must not fail it; ctest's timeout catches a runaway).
+TEST(GgufVocabularyTest, OneMegabyteOfRealTextRoundTrips) {
   const std::string shared = KVFORGE_SHARED_DIR;
   std::ifstream in(shared + "/text/tiny-shakespeare/input.txt", std::ios::binary);
   const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -154,7 +156,6 @@ TEST(GgufVocabularyTest, OneMegabyteOfRealTextIsFast) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("[ speed    ] %s: %zu bytes -> %zu tokens in %.3f s\n", name, text.size(),
                 ids.size(), seconds);
-    EXPECT_LT(seconds, 10.0);  // generous for sanitizer builds
     EXPECT_EQ((*tokenizer)->decode(ids, false), text);
   }
 }
