@@ -10,7 +10,9 @@
 # Environment: KVFORGE_BENCH_DIR (default build/bench-models) caches the
 #              synthetic model; KVFORGE_BUSY_TYPE (default f32) is its matrix
 #              type; KVFORGE_BUSY_TOKENS (default "256 16") the decode lengths
-#              for stories260K and the 1B model.
+#              for stories260K and the 1B model; KVFORGE_BIN (default
+#              build/kvforge, built by this script) the binary to measure,
+#              e.g. a build of another commit for an A/B comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}
@@ -19,12 +21,16 @@ models=${KVFORGE_BENCH_DIR:-build/bench-models}
 type=${KVFORGE_BUSY_TYPE:-f32}
 read -r tokens_small tokens_1b <<<"${KVFORGE_BUSY_TOKENS:-256 16}"
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build --target kvforge -j"$(nproc)" >/dev/null
+bin=${KVFORGE_BIN:-}
+if [[ -z "$bin" ]]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build --target kvforge -j"$(nproc)" >/dev/null
+  bin=./build/kvforge
+fi
 mkdir -p "$models"
 synth="$models/llama3.2-1b-$type.gguf"
 if [[ ! -f "$synth" ]]; then
-  ./build/kvforge synth --arch llama --preset llama3.2-1b --type "$type" --seed 1 -o "$synth" >&2
+  "$bin" synth --arch llama --preset llama3.2-1b --type "$type" --seed 1 -o "$synth" >&2
 fi
 
 competitor=""
@@ -43,7 +49,7 @@ start_competitor() {
 
 # Prints "mean sd min max" decode tokens/s of MODEL with N tokens on T threads.
 decode() {
-  ./build/kvforge bench -m "$1" -p 0 -n "$2" -r "$reps" -t "$3" -o json 2>/dev/null | python3 -c '
+  "$bin" bench -m "$1" -p 0 -n "$2" -r "$reps" -t "$3" -o json 2>/dev/null | python3 -c '
 import json, statistics, sys
 r = json.load(sys.stdin)
 s = [x for t in r["tests"] if t["test"].startswith("tg") for x in t["samples"]]
@@ -51,7 +57,7 @@ sd = statistics.stdev(s) if len(s) > 1 else 0.0
 print(f"{statistics.mean(s):.2f} {sd:.2f} {min(s):.2f} {max(s):.2f}")'
 }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; commit $(git rev-parse --short HEAD)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; commit $(git rev-parse --short HEAD); binary $bin"
 echo "decode tokens/s, $reps repetitions each; competitor: one shell busy loop"
 echo
 echo "| model | competitor | threads | mean ± sd | min | max | mean / 1 thread |"
