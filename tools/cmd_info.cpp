@@ -2,6 +2,7 @@
 // and for models the hyperparameters and KV bytes per token.
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -39,6 +40,26 @@ std::string describe_value(const gguf::Value& v, size_t max_items) {
         }
       },
       v.data);
+}
+
+std::string describe_id(std::optional<tokenizer::TokenId> id) {
+  return id ? std::to_string(*id) : "none";
+}
+
+// The tokenizer as the engine reads it, with what it ignored in the file.
+void print_tokenizer(const gguf::GgufFile& f) {
+  auto tok = Tokenizer::from_gguf(f);
+  if (!tok.ok()) {
+    std::printf("\ntokenizer not usable: %s\n", tok.status().to_string().c_str());
+    return;
+  }
+  const Tokenizer& t = **tok;
+  const tokenizer::Vocabulary& v = t.vocabulary();
+  std::printf("\ntokenizer: %s (pre-tokenizer %s), %d tokens, BOS %s, EOS %s, unknown %s%s\n",
+              v.model.c_str(), v.pre.empty() ? "default" : v.pre.c_str(), t.n_vocab(),
+              describe_id(t.bos_id()).c_str(), describe_id(t.eos_id()).c_str(),
+              describe_id(t.unknown_id()).c_str(), t.add_bos() ? ", BOS added" : "");
+  for (const std::string& note : v.notes) std::printf("  note: %s\n", note.c_str());
 }
 
 int info(const std::string& path, bool all_tensors) {
@@ -99,6 +120,7 @@ int info(const std::string& path, bool all_tensors) {
   } else if (f.find("general.architecture") != nullptr) {
     std::printf("\nnot loadable as a model: %s\n", config.status().to_string().c_str());
   }
+  if (f.find("tokenizer.ggml.model") != nullptr) print_tokenizer(f);
   return 0;
 }
 

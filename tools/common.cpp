@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -50,6 +51,9 @@ Result<LoadedModel> load_model(const ModelArgs& args) {
   auto tok = Tokenizer::from_gguf(out.model->file());
   if (!tok.ok()) return tok.status().with_context(args.model_path);
   out.tokenizer = std::move(tok).value();
+  for (const std::string& note : out.tokenizer->vocabulary().notes) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
   out.n_ctx = args.n_ctx > 0 ? args.n_ctx : std::min(out.model->config().n_ctx_train, 4096);
   return out;
 }

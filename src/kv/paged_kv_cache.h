@@ -150,9 +150,10 @@ class PagedKvCache final : public KvCache {
   // The token ids a sequence holds, position by position.
   [[nodiscard]] std::span<const int32_t> tokens(SeqId seq) const;
 
-  // Save/restore of one sequence's KV in a self-checking file (kv_snapshot.h
-  // describes the format). restore needs an empty sequence; it refuses files
-  // of another model, codec plan or shape, and corrupt files.
+  // Save/restore of one sequence's KV in a self-checking file (the format is
+  // described at the top of paged_kv_cache_snapshot.cpp and in
+  // docs/kv-cache.md, "Save and restore"). restore needs an empty sequence;
+  // it refuses files of another model, codec plan or shape, and corrupt files.
   [[nodiscard]] Status save(SeqId seq, const std::string& path) const;
   [[nodiscard]] Status restore(SeqId seq, const std::string& path);
 

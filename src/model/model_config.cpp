@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "gguf/gguf.h"
@@ -16,6 +18,20 @@ Result<int32_t> read_count(const gguf::GgufFile& f, const std::string& key, int6
         fmt::format("model metadata: {} = {} is out of range [1, {}]", key, v.value(), max));
   }
   return static_cast<int32_t>(v.value());
+}
+
+// Reads an optional non-negative integer hyperparameter; a value above `max`
+// is an error rather than a silently truncated int32.
+Result<std::optional<int32_t>> read_optional_count(const gguf::GgufFile& f, const std::string& key,
+                                                   int64_t max) {
+  auto v = f.find_uint(key);
+  if (!v.ok()) return v.status().with_context("model metadata");
+  if (!v.value()) return std::optional<int32_t>();
+  if (*v.value() > static_cast<uint64_t>(max)) {
+    return corrupt(
+        fmt::format("model metadata: {} = {} is out of range [0, {}]", key, *v.value(), max));
+  }
+  return std::optional<int32_t>(static_cast<int32_t>(*v.value()));
 }
 
 }  // namespace
@@ -43,20 +59,20 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
   KVF_ASSIGN_OR_RETURN(c.n_ff, read_count(f, a + ".feed_forward_length", 1 << 22));
   KVF_ASSIGN_OR_RETURN(c.n_ctx_train, read_count(f, a + ".context_length", 1 << 30));
 
-  auto kv_heads = f.find_uint(a + ".attention.head_count_kv");
-  if (!kv_heads.ok()) return kv_heads.status();
-  c.n_kv_heads = kv_heads.value() ? static_cast<int32_t>(*kv_heads.value()) : c.n_heads;
+  KVF_ASSIGN_OR_RETURN(const std::optional<int32_t> kv_heads,
+                       read_optional_count(f, a + ".attention.head_count_kv", 4096));
+  c.n_kv_heads = kv_heads.value_or(c.n_heads);
   if (c.n_kv_heads <= 0 || c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0) {
     return corrupt(fmt::format("model metadata: {} query heads cannot share {} KV heads", c.n_heads,
                                c.n_kv_heads));
   }
 
-  auto key_len = f.find_uint(a + ".attention.key_length");
-  if (!key_len.ok()) return key_len.status();
-  auto value_len = f.find_uint(a + ".attention.value_length");
-  if (!value_len.ok()) return value_len.status();
-  if (key_len.value()) {
-    c.head_dim = static_cast<int32_t>(*key_len.value());
+  KVF_ASSIGN_OR_RETURN(const std::optional<int32_t> key_len,
+                       read_optional_count(f, a + ".attention.key_length", 1 << 16));
+  KVF_ASSIGN_OR_RETURN(const std::optional<int32_t> value_len,
+                       read_optional_count(f, a + ".attention.value_length", 1 << 16));
+  if (key_len) {
+    c.head_dim = *key_len;
   } else {
     if (c.n_embd % c.n_heads != 0) {
       return corrupt(fmt::format("model metadata: width {} is not a multiple of {} heads", c.n_embd,
@@ -64,15 +80,21 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
     }
     c.head_dim = c.n_embd / c.n_heads;
   }
-  if (value_len.value() && static_cast<int32_t>(*value_len.value()) != c.head_dim) {
-    return unsupported("key_length != value_length (different K and V head sizes)");
+  if (value_len && *value_len != c.head_dim) {
+    return unsupported(fmt::format(
+        "model metadata: key length {} differs from value length {} (different K and V head "
+        "sizes are not supported)",
+        c.head_dim, *value_len));
   }
   if (c.head_dim <= 0 || c.head_dim > 256 || c.head_dim % 2 != 0) {
-    return unsupported(fmt::format("head size {} (supported: even, up to 256)", c.head_dim));
+    return unsupported(fmt::format(
+        "model metadata: head size {} is not supported (supported: even, up to 256)", c.head_dim));
   }
   if (c.n_heads / c.n_kv_heads > 16) {
     return unsupported(
-        fmt::format("{} query heads per KV head (supported: up to 16)", c.n_heads / c.n_kv_heads));
+        fmt::format("model metadata: {} query heads per KV head are not supported (supported: up "
+                    "to 16)",
+                    c.n_heads / c.n_kv_heads));
   }
 
   auto eps = f.find_float(a + ".attention.layer_norm_rms_epsilon");
@@ -84,9 +106,9 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
   if (!(c.rope_freq_base > 1.0f) || !(c.rms_eps > 0.0f)) {
     return corrupt("model metadata: rope.freq_base must be > 1 and rms epsilon > 0");
   }
-  auto rope_dim = f.find_uint(a + ".rope.dimension_count");
-  if (!rope_dim.ok()) return rope_dim.status();
-  c.rope_dim = rope_dim.value() ? static_cast<int32_t>(*rope_dim.value()) : c.head_dim;
+  KVF_ASSIGN_OR_RETURN(const std::optional<int32_t> rope_dim,
+                       read_optional_count(f, a + ".rope.dimension_count", 1 << 16));
+  c.rope_dim = rope_dim.value_or(c.head_dim);
   if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
     return corrupt(fmt::format("model metadata: rope dimension {} does not fit head size {}",
                                c.rope_dim, c.head_dim));
@@ -94,7 +116,9 @@ Result<ModelConfig> read_model_config(const gguf::GgufFile& f) {
   auto scaling = f.find_string(a + ".rope.scaling.type");
   if (!scaling.ok()) return scaling.status();
   if (scaling.value() && *scaling.value() != "none" && *scaling.value() != "llama3") {
-    return unsupported(fmt::format("RoPE scaling type '{}'", *scaling.value()));
+    return unsupported(fmt::format(
+        "model metadata: RoPE scaling type '{}' is not supported (supported: none, llama3)",
+        *scaling.value()));
   }
 
   const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");

@@ -1,6 +1,11 @@
 // load_vocabulary: the tokenizer.ggml.* GGUF keys -> Vocabulary. Kept apart
 // from vocabulary.cpp so that code building vocabularies by hand does not
 // link the GGUF reader.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
 #include <fmt/format.h>
 
 #include "gguf/gguf.h"
@@ -9,18 +14,68 @@
 namespace kvforge::tokenizer {
 namespace {
 
-// Token ids are stored as uint32 by most writers; some store int32 with -1
-// meaning "none", which we read as absent.
-Result<std::optional<TokenId>> find_token_id(const gguf::GgufFile& file, std::string_view key) {
-  if (file.find(key) == nullptr) return std::optional<TokenId>();
-  KVF_ASSIGN_OR_RETURN(const int64_t id, file.get_int(key));
-  if (id < 0) return std::optional<TokenId>();
-  if (id > INT32_MAX) return corrupt(fmt::format("{} = {} does not fit a token id", key, id));
-  return std::optional<TokenId>(static_cast<TokenId>(id));
-}
+// The optional special-token ids llama.cpp's GGUF keys define. Those we use
+// land in a Vocabulary field; the others are checked only so that a bad value
+// gets the same note.
+struct SpecialIdKey {
+  std::string_view key;
+  std::optional<TokenId> Vocabulary::*field;  // nullptr: read for the note only
+};
+constexpr SpecialIdKey kSpecialIdKeys[] = {
+    {"tokenizer.ggml.bos_token_id", &Vocabulary::bos_id},
+    {"tokenizer.ggml.eos_token_id", &Vocabulary::eos_id},
+    {"tokenizer.ggml.unknown_token_id", &Vocabulary::unknown_id},
+    {"tokenizer.ggml.padding_token_id", &Vocabulary::padding_id},
+    {"tokenizer.ggml.eot_token_id", &Vocabulary::eot_id},
+    {"tokenizer.ggml.eom_token_id", &Vocabulary::eom_id},
+    {"tokenizer.ggml.seperator_token_id", nullptr},  // sic: llama.cpp's spelling
+    {"tokenizer.ggml.cls_token_id", nullptr},
+    {"tokenizer.ggml.mask_token_id", nullptr},
+    {"tokenizer.ggml.fim_pre_token_id", nullptr},
+    {"tokenizer.ggml.fim_suf_token_id", nullptr},
+    {"tokenizer.ggml.fim_mid_token_id", nullptr},
+    {"tokenizer.ggml.fim_pad_token_id", nullptr},
+    {"tokenizer.ggml.fim_rep_token_id", nullptr},
+    {"tokenizer.ggml.fim_sep_token_id", nullptr},
+    {"tokenizer.ggml.prefix_token_id", nullptr},
+    {"tokenizer.ggml.suffix_token_id", nullptr},
+    {"tokenizer.ggml.middle_token_id", nullptr},
+};
 
-Status read_token_id(const gguf::GgufFile& file, std::string_view key, std::optional<TokenId>& id) {
-  KVF_ASSIGN_OR_RETURN(id, find_token_id(file, key));
+// Special ids are optional, and writers mark "none" in several ways:
+// llama.cpp stores -1 as uint32 (4294967295), others store int32 -1. A value
+// that is negative or not a token of the vocabulary means the token is
+// absent, with a note; only a value that is not an integer at all is an
+// error.
+Status read_special_id(const gguf::GgufFile& file, const SpecialIdKey& special,
+                       Vocabulary& vocabulary) {
+  const gguf::Value* value = file.find(special.key);
+  if (value == nullptr) return Status::ok_status();
+  // -1 in any width, or an unsigned all-ones value: the writer's "none".
+  bool none = false;
+  int64_t id = 0;
+  std::string shown;
+  if (const auto* u = std::get_if<uint64_t>(&value->data)) {
+    none = *u == UINT32_MAX || *u > static_cast<uint64_t>(INT64_MAX);
+    id = static_cast<int64_t>(*u);
+    shown = std::to_string(*u);
+  } else if (const auto* i = std::get_if<int64_t>(&value->data)) {
+    none = *i < 0;
+    id = *i;
+    shown = std::to_string(*i);
+  } else {
+    return corrupt(fmt::format("key '{}' has type {}, expected an integer token id", special.key,
+                               gguf::value_type_name(value->type)));
+  }
+  const auto n_tokens = static_cast<int64_t>(vocabulary.tokens.size());
+  if (!none && id < n_tokens) {
+    if (special.field != nullptr) vocabulary.*special.field = static_cast<TokenId>(id);
+    return Status::ok_status();
+  }
+  vocabulary.notes.push_back(
+      none ? fmt::format("{} = {}: treated as absent", special.key, shown)
+           : fmt::format("{} = {} is outside the vocabulary of {} tokens: treated as absent",
+                         special.key, shown, n_tokens));
   return Status::ok_status();
 }
 
@@ -53,14 +108,9 @@ Result<Vocabulary> read_vocabulary(const gguf::GgufFile& file) {
   if (file.find("tokenizer.ggml.merges") != nullptr) {
     KVF_ASSIGN_OR_RETURN(vocabulary.merges, file.get_string_array("tokenizer.ggml.merges"));
   }
-  KVF_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.bos_token_id", vocabulary.bos_id));
-  KVF_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.eos_token_id", vocabulary.eos_id));
-  KVF_RETURN_IF_ERROR(
-      read_token_id(file, "tokenizer.ggml.unknown_token_id", vocabulary.unknown_id));
-  KVF_RETURN_IF_ERROR(
-      read_token_id(file, "tokenizer.ggml.padding_token_id", vocabulary.padding_id));
-  KVF_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.eot_token_id", vocabulary.eot_id));
-  KVF_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.eom_token_id", vocabulary.eom_id));
+  for (const SpecialIdKey& special : kSpecialIdKeys) {
+    KVF_RETURN_IF_ERROR(read_special_id(file, special, vocabulary));
+  }
   KVF_RETURN_IF_ERROR(read_flag(file, "tokenizer.ggml.add_bos_token", vocabulary.add_bos));
   KVF_RETURN_IF_ERROR(read_flag(file, "tokenizer.ggml.add_eos_token", vocabulary.add_eos));
   KVF_RETURN_IF_ERROR(

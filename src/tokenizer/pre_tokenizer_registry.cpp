@@ -8,10 +8,23 @@ namespace kvforge::tokenizer {
 namespace {
 
 // GPT-2 (OpenAI encoder.py; the ByteLevel pre-tokenizer of Hugging Face
-// tokenizers). Also used by MPT, OLMo and GPT-NeoX vocabularies.
+// tokenizers). Also used by MPT, OLMo and GPT-NeoX vocabularies converted
+// with a pre-tokenizer name (llama.cpp's converter names GPT-NeoX's "mpt").
 constexpr std::string_view kGpt2Word =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr std::array<std::string_view, 1> kGpt2 = {kGpt2Word};
+
+// No tokenizer.ggml.pre (older conversions, e.g. llama.cpp's
+// ggml-vocab-gpt-neox.gguf) or "default": the list llama.cpp falls back to
+// (llama-vocab.cpp, llm_tokenizer_bpe, the default case): runs of
+// punctuation and the ASCII symbols $ + < = > ^ ~ | apart, then GPT-2 words,
+// then runs of digits, then groups of three ASCII digits. So "Order
+// #1234567 costs $89.99" becomes "Order" " " "#" "123" "456" "7" " costs" " "
+// "$" "89" "." "99", where the GPT-2 expression alone gives "Order" " #"
+// "1234567" " costs" " $" "89" "." "99". We follow llama.cpp so that ids
+// agree with it on the same file.
+constexpr std::array<std::string_view, 4> kDefault = {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Word,
+                                                      R"(\p{N}+)", R"([0-9][0-9][0-9])"};
 
 // StarCoder and Refact: every digit is its own word, then GPT-2.
 constexpr std::array<std::string_view, 2> kStarCoder = {R"(\p{N})", kGpt2Word};
@@ -70,7 +83,7 @@ constexpr std::array<std::string_view, 5> kDeepSeekCoder = {
     R"([\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+)", R"(\p{N})"};
 
 const std::array<PreTokenizerSpec, 14> kPreTokenizers = {{
-    {"default", kGpt2},
+    {"default", kDefault},
     {"gpt-2", kGpt2},
     {"mpt", kGpt2},
     {"olmo", kGpt2},

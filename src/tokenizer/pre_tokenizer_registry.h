@@ -23,8 +23,9 @@ struct PreTokenizerSpec {
   bool ignore_merges = false;
 };
 
-// Looks up tokenizer.ggml.pre; an empty name means "default" (the GPT-2
-// expression). Unknown names fail with kUnsupported listing the known ones.
+// Looks up tokenizer.ggml.pre; an empty name means "default" (llama.cpp's
+// fallback list: punctuation, GPT-2 words, digit runs, groups of 3 digits). Unknown names fail with
+// kUnsupported listing the known ones.
 [[nodiscard]] Result<PreTokenizerSpec> find_pre_tokenizer(std::string_view name);
 
 // Every name find_pre_tokenizer accepts.

@@ -54,11 +54,18 @@ struct Vocabulary {
   std::optional<bool> add_bos;
   std::optional<bool> add_eos;
   std::optional<bool> add_space_prefix;
+
+  // What load_vocabulary ignored in the file, one line each, e.g.
+  // "tokenizer.ggml.padding_token_id = 4294967295: treated as absent"
+  // (`kvforge info` prints them).
+  std::vector<std::string> notes;
 };
 
 // Reads the tokenizer.ggml.* keys. Fails with kNotFound when a required key
 // (model, tokens) is missing and kCorrupt when a key has the wrong type; the
-// result is not yet validated.
+// result is not yet validated. Special-token ids are optional: one that is
+// negative, all ones (llama.cpp writes -1 as uint32 4294967295 for "none") or
+// not a token of the vocabulary is left unset, with a line in `notes`.
 [[nodiscard]] Result<Vocabulary> load_vocabulary(const gguf::GgufFile& file);
 
 // Checks sizes of the per-token arrays, token type values and that every

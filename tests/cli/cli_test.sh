@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: cli_test.sh KVFORGE_BINARY SOURCE_DIR SHARED_DIR
+# Usage: cli_test.sh KVFORGE_BINARY SOURCE_DIR SHARED_DIR WRITE_LLAMA_CPP_LLAMA2C
 # Runs the kvforge command line on good and bad input and checks exit codes
 # and messages. Bad input must give exit status 1 or 2 (never a crash: a
 # signal gives 128+N) and a one-line message naming the problem.
@@ -7,6 +7,7 @@ set -u
 bin=$1
 src=$2
 shared=$3
+write_llama_cpp_llama2c=$4
 model="$src/models/stories260K.gguf"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -29,6 +30,19 @@ expect bench_json 0 "\"tokens_per_second_mean\"" -- bench -m "$model" -p 16 -n 4
 expect convert 0 "wrote" -- convert llama2c "$shared/models/stories260K/stories260K.bin" \
   "$shared/models/stories260K/tok512.bin" -o "$tmp/s.gguf"
 cmp -s "$tmp/s.gguf" "$model" || { echo "FAIL convert: output differs from the bundled model"; failures=$((failures + 1)); }
+
+# The same checkpoint as llama.cpp's llama2.c converter lays it out, with
+# "no token" ids written as uint32 4294967295: noted, not refused.
+"$write_llama_cpp_llama2c" "$model" "$tmp/llama-cpp.gguf" ||
+  { echo "FAIL write_llama_cpp_llama2c"; failures=$((failures + 1)); }
+expect llama_cpp_info_note 0 "note: tokenizer.ggml.padding_token_id = 4294967295: treated as absent" -- \
+  info "$tmp/llama-cpp.gguf"
+expect llama_cpp_info_tokenizer 0 "^tokenizer: llama \(pre-tokenizer default\), 512 tokens, BOS 1, EOS 2, unknown 0, BOS added$" -- \
+  info "$tmp/llama-cpp.gguf"
+expect llama_cpp_run 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park" -- \
+  run -m "$tmp/llama-cpp.gguf" -p "Once upon a time" -n 40 --temp 0 -t 1
+expect llama_cpp_run_note 0 "^note: tokenizer.ggml.seperator_token_id = 4294967295: treated as absent$" -- \
+  run -m "$tmp/llama-cpp.gguf" -p "Once upon a time" -n 4 --temp 0 -t 1
 
 # Bad input: clear message, non-zero exit, no crash.
 expect unknown_command fail "unknown command 'bogus'" -- bogus

@@ -72,8 +72,11 @@ TEST(GgufVocabularyTest, BrokenMetadataIsAStatus) {
          w.set_int32_array("tokenizer.ggml.token_type", {2, 3, 3, 1, 1, 99});
        },
        StatusCode::kCorrupt},
-      {"eos out of range",
-       [](gguf::GgufWriter& w) { w.set_uint32("tokenizer.ggml.eos_token_id", 6); },
+      {"eos not an integer",
+       [](gguf::GgufWriter& w) { w.set_string("tokenizer.ggml.eos_token_id", "2"); },
+       StatusCode::kCorrupt},
+      {"mask id not an integer",
+       [](gguf::GgufWriter& w) { w.set_float32("tokenizer.ggml.mask_token_id", 2); },
        StatusCode::kCorrupt},
       {"flag not a bool",
        [](gguf::GgufWriter& w) { w.set_string("tokenizer.ggml.add_bos_token", "yes"); },
@@ -97,8 +100,47 @@ TEST(GgufVocabularyTest, BrokenMetadataIsAStatus) {
   EXPECT_EQ(tokenizer.status().code(), StatusCode::kNotFound);
 }
 
-// Real text, about 1 MB, through two real vocabularies.
-TEST(GgufVocabularyTest, OneMegabyteOfRealTextIsFast) {
+// Special ids are optional: "none" written as -1 (int32, or uint32 4294967295
+// as llama.cpp writes it) and ids outside the vocabulary leave the token
+// unset and add a note; the rest of the vocabulary works as before.
+TEST(GgufVocabularyTest, OptionalSpecialIdsOutOfRangeAreAbsentWithANote) {
+  gguf::GgufWriter writer = small_vocabulary_writer();
+  writer.set_uint32("tokenizer.ggml.padding_token_id", 0xFFFFFFFFu);
+  writer.set_uint32("tokenizer.ggml.seperator_token_id", 0xFFFFFFFFu);
+  writer.set_int32("tokenizer.ggml.eot_token_id", -1);
+  writer.set_uint32("tokenizer.ggml.eos_token_id", 6);  // the vocabulary has 6 tokens
+  writer.set_value("tokenizer.ggml.fim_pre_token_id",
+                   gguf::Value{gguf::ValueType::kUint64, uint64_t{1} << 40});
+  writer.set_uint32("tokenizer.ggml.mask_token_id", 4);  // valid, unused
+  auto tokenizer = tokenizer_from(writer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().to_string();
+  const Tokenizer& t = **tokenizer;
+  EXPECT_EQ(t.bos_id(), 1);
+  EXPECT_EQ(t.eos_id(), std::nullopt);
+  EXPECT_EQ(t.padding_id(), std::nullopt);
+  EXPECT_EQ(t.unknown_id(), 0);
+  EXPECT_FALSE(t.is_end_of_generation(2));  // "</s>" is no longer EOS
+  EXPECT_EQ(t.encode("a a", true, false), (std::vector<TokenId>{1, 5, 5}));
+  EXPECT_EQ(t.vocabulary().notes,
+            (std::vector<std::string>{
+                "tokenizer.ggml.eos_token_id = 6 is outside the vocabulary of 6 tokens: treated "
+                "as absent",
+                "tokenizer.ggml.padding_token_id = 4294967295: treated as absent",
+                "tokenizer.ggml.eot_token_id = -1: treated as absent",
+                "tokenizer.ggml.seperator_token_id = 4294967295: treated as absent",
+                "tokenizer.ggml.fim_pre_token_id = 1099511627776 is outside the vocabulary of 6 "
+                "tokens: treated as absent",
+            }));
+  // A file without such keys has no notes.
+  auto clean = tokenizer_from(small_vocabulary_writer());
+  ASSERT_TRUE(clean.ok());
+  EXPECT_TRUE((*clean)->vocabulary().notes.empty());
+}
+
+// Real text, about 1 MB, through two real vocabularies: it round-trips, and
+// the time is printed (no timed assertion: a slow, shared or sanitizer
+// machine must not fail it; ctest's timeout catches a runaway).
+TEST(GgufVocabularyTest, OneMegabyteOfRealTextRoundTrips) {
   const std::string shared = KVFORGE_SHARED_DIR;
   std::ifstream in(shared + "/text/tiny-shakespeare/input.txt", std::ios::binary);
   const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -114,7 +156,6 @@ TEST(GgufVocabularyTest, OneMegabyteOfRealTextIsFast) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("[ speed    ] %s: %zu bytes -> %zu tokens in %.3f s\n", name, text.size(),
                 ids.size(), seconds);
-    EXPECT_LT(seconds, 10.0);  // generous for sanitizer builds
     EXPECT_EQ((*tokenizer)->decode(ids, false), text);
   }
 }

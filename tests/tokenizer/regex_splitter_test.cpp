@@ -34,6 +34,20 @@ TEST(RegexSplitterTest, SequentialPatternsSplitEveryPiece) {
   EXPECT_EQ(split_with("llama-bpe", "1234567 x"), (Words{"123", "456", "7", " x"}));
 }
 
+// No tokenizer.ggml.pre: llama.cpp's fallback list (punctuation runs, GPT-2,
+// digit runs, groups of three digits), worked out by hand.
+TEST(RegexSplitterTest, DefaultListCutsPunctuationAndDigitGroups) {
+  const Words expected = {"Order",  " ", "#", "123", "456", "7",
+                          " costs", " ", "$", "89",  ".",   "99"};
+  EXPECT_EQ(split_with("", "Order #1234567 costs $89.99"), expected);
+  EXPECT_EQ(split_with("default", "Order #1234567 costs $89.99"), expected);
+  // ` is not in the punctuation class (it is a symbol), unlike Falcon's list.
+  EXPECT_EQ(split_with("", "a+=b `c`"), (Words{"a", "+=", "b", " `", "c", "`"}));
+  // GPT-2 alone keeps the number whole and the space with the symbol.
+  EXPECT_EQ(split_with("gpt-2", "Order #1234567 costs $89.99"),
+            (Words{"Order", " #", "1234567", " costs", " $", "89", ".", "99"}));
+}
+
 TEST(RegexSplitterTest, InvalidUtf8StaysInTheGaps) {
   const std::string text = "ab\xFF\xFE cd";
   const Words words = split_with("gpt-2", text);
