@@ -75,6 +75,19 @@ class KvCache {
   // and the sequence is empty afterwards.
   virtual void release(SeqId seq) { (void)truncate(seq, 0); }
 
+  // Retention (docs/kv-compression.md). A cache with presses captures the
+  // attention they need and compresses the sequence at these points; the
+  // others ignore them. begin_prompt: the next forward calls prefill the
+  // sequence up to position prompt_end (exclusive). end_prompt: the prefill
+  // is done (prompt compression). end_decode_step: one decode step is done
+  // (decode-time presses). A failed press leaves the sequence as it was.
+  virtual void begin_prompt(SeqId /*seq*/, int32_t /*prompt_end*/) {}
+  [[nodiscard]] virtual Status end_prompt(SeqId /*seq*/) { return Status(); }
+  [[nodiscard]] virtual Status end_decode_step(SeqId /*seq*/) { return Status(); }
+  // Bytes the sequence's KV occupies now: its blocks (shared ones in full),
+  // pages and full-precision rows.
+  [[nodiscard]] virtual size_t sequence_bytes(SeqId /*seq*/) const { return 0; }
+
   // Bytes one token occupies across all layers, and bytes in use now.
   [[nodiscard]] virtual size_t bytes_per_token() const = 0;
   [[nodiscard]] virtual size_t bytes_used() const = 0;
