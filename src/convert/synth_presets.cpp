@@ -33,6 +33,16 @@ ModelShape tiny_shape(const std::string& preset, const std::string& arch, uint32
   return s;
 }
 
+// tiny llama with Llama 3.1 RoPE scaling, its context cut like its width:
+// Llama 3.1's factor 8, low 1 and high 4 around an original context of 256
+// (so that the tiny model's 8 rotary pairs, with wavelengths 6 to 19869,
+// fall into all three bands: pairs 0-2 unscaled, 3 interpolated, 4-7 scaled).
+ModelShape tiny_llama3() {
+  ModelShape s = tiny_shape("tiny-llama3", "llama", 64);
+  s.rope_scaling = Llama3RopeScaling{8.0, 1.0, 4.0, 256.0};
+  return s;
+}
+
 ModelShape llama32_1b() {
   ModelShape s{"llama3.2-1b", "llama", 2048,      16,    32,   8,     64,    8192,
                128256,        131072,  500000.0f, 1e-5f, true, false, false, Llama3RopeScaling{}};
@@ -59,7 +69,8 @@ ModelShape qwen3_06b() {
 }  // namespace
 
 std::vector<std::string> synth_preset_names() {
-  return {"tiny", "tiny-k", "llama3.2-1b", "llama2-7b", "mistral-7b", "qwen2.5-0.5b", "qwen3-0.6b"};
+  return {"tiny",      "tiny-k",     "tiny-llama3",  "llama3.2-1b",
+          "llama2-7b", "mistral-7b", "qwen2.5-0.5b", "qwen3-0.6b"};
 }
 
 Result<ModelShape> find_synth_preset(const std::string& preset, const std::string& arch) {
@@ -70,6 +81,7 @@ Result<ModelShape> find_synth_preset(const std::string& preset, const std::strin
     return tiny_shape(preset, arch.empty() ? "llama" : arch, preset == "tiny" ? 64 : 256);
   }
   std::optional<ModelShape> shape;
+  if (preset == "tiny-llama3") shape = tiny_llama3();
   if (preset == "llama3.2-1b") shape = llama32_1b();
   if (preset == "llama2-7b") shape = llama2_7b();
   if (preset == "mistral-7b") shape = mistral_7b();

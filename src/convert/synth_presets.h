@@ -4,7 +4,8 @@
 //
 // "tiny" exists for all three architectures; "tiny-k" is the same idea with
 // every matrix row a multiple of 256 so that the k-quant types (q4_K, q5_K,
-// q6_K) apply to every matrix. The real presets have a fixed architecture.
+// q6_K) apply to every matrix; "tiny-llama3" is tiny llama with Llama 3.1
+// RoPE scaling (rope_freqs). The real presets have a fixed architecture.
 #pragma once
 
 #include <optional>

@@ -20,6 +20,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <string>
+#include <utility>
 
 #include <fmt/format.h>
 #include <xxhash.h>
@@ -50,15 +52,23 @@ class ByteWriter {
   std::vector<uint8_t> bytes_;
 };
 
-// Bounds-checked reads; every failure names the field.
+// Bounds-checked reads; every failure names the file (`where`) and the field.
 class ByteReader {
  public:
-  explicit ByteReader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  ByteReader(std::span<const uint8_t> bytes, std::string where)
+      : bytes_(bytes), where_(std::move(where)) {}
   Status read(void* out, size_t n, const char* what) {
     if (n > bytes_.size() - at_) {
-      return corrupt(fmt::format("the prompt cache file is truncated (reading {})", what));
+      return corrupt(fmt::format("{}the file is truncated (reading {})", where_, what));
     }
     if (n > 0) std::memcpy(out, bytes_.data() + at_, n);  // `out` may be null when n == 0
+    at_ += n;
+    return Status();
+  }
+  Status skip(size_t n, const char* what) {
+    if (n > bytes_.size() - at_) {
+      return corrupt(fmt::format("{}the file is truncated (reading {})", where_, what));
+    }
     at_ += n;
     return Status();
   }
@@ -72,6 +82,7 @@ class ByteReader {
 
  private:
   std::span<const uint8_t> bytes_;
+  std::string where_;
   size_t at_ = 0;
 };
 
@@ -142,7 +153,7 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
   if (stored_sum != XXH3_64bits(bytes.data(), bytes.size() - sizeof(uint64_t))) {
     return corrupt(where + "checksum mismatch (the file is damaged)");
   }
-  ByteReader r(std::span<const uint8_t>(bytes).first(bytes.size() - sizeof(uint64_t)));
+  ByteReader r(std::span<const uint8_t>(bytes).first(bytes.size() - sizeof(uint64_t)), where);
   char magic[sizeof(kMagic)];
   KVF_RETURN_IF_ERROR(r.read(magic, sizeof(magic), "magic"));
   KVF_ASSIGN_OR_RETURN(const uint32_t version, r.get<uint32_t>("version"));
@@ -183,44 +194,63 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
   if (staged_begin < 0 || staged_begin > n || staged_begin % block_tokens_ != 0) {
     return corrupt(where + "bad staged start");
   }
-
-  const auto n_blocks = static_cast<int32_t>((n + block_tokens_ - 1) / block_tokens_);
-  KVF_RETURN_IF_ERROR(make_room(n_blocks));
-  std::vector<BlockId> blocks;
-  Status status;
-  for (int32_t j = 0; j < n_blocks && status.ok(); ++j) {
-    blocks.push_back(*pool_->allocate());
-    for (int32_t segment = 0; segment < pool_->n_segments() && status.ok(); ++segment) {
-      status = r.read(pool_->segment_data(blocks.back(), segment), pool_->segment_bytes(segment),
-                      "KV blocks");
-    }
+  // The next query (at position n) reads the staged rows of the block not yet
+  // full and of every block inside a residual window: they must all be here.
+  const int32_t first_read = needs_staging_ ? staging_start_for(n, n) : staged_begin;
+  if (staged_begin > first_read) {
+    return corrupt(where + fmt::format("staged rows start at position {}, but the next query "
+                                       "reads them from position {}",
+                                       staged_begin, first_read));
   }
-  std::vector<std::vector<float>> staged_keys(layers_.size());
-  std::vector<std::vector<float>> staged_values(layers_.size());
+
+  // The sections that follow have sizes fixed by n and staged_begin: check
+  // them before taking any block (nothing is evicted for a file refused).
+  const auto n_blocks = static_cast<int32_t>((n + block_tokens_ - 1) / block_tokens_);
   const size_t expected_floats = static_cast<size_t>(n - staged_begin) *
                                  static_cast<size_t>(shape_.n_kv_heads) *
                                  static_cast<size_t>(shape_.head_dim);
-  for (size_t l = 0; l < layers_.size() && status.ok(); ++l) {
+  const size_t block_bytes = static_cast<size_t>(n_blocks) * pool_->bytes_per_block();
+  size_t expected_bytes = block_bytes;
+  for (const LayerCodecs& c : layers_) {
+    const size_t staged_sides = (c.key_staged ? 1 : 0) + (c.value_staged ? 1 : 0);
+    expected_bytes += 2 * sizeof(uint64_t) + staged_sides * expected_floats * sizeof(float);
+  }
+  if (r.remaining() != expected_bytes) {
+    return corrupt(where + fmt::format("{} tokens need {} bytes of KV blocks and staged rows, "
+                                       "the file holds {}",
+                                       n, expected_bytes, r.remaining()));
+  }
+  // The staged rows (after the blocks) first, so that a file refused for
+  // them has taken no block and evicted nothing.
+  ByteReader staged_reader = r;
+  KVF_RETURN_IF_ERROR(staged_reader.skip(block_bytes, "KV blocks"));
+  std::vector<std::vector<float>> staged_keys(layers_.size());
+  std::vector<std::vector<float>> staged_values(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
     const bool staged_side[2] = {layers_[l].key_staged, layers_[l].value_staged};
     std::vector<float>* targets[2] = {&staged_keys[l], &staged_values[l]};
-    for (int side = 0; side < 2 && status.ok(); ++side) {
-      auto count = r.get<uint64_t>("staged rows");
-      if (!count.ok()) {
-        status = count.status();
-        break;
+    for (int side = 0; side < 2; ++side) {
+      KVF_ASSIGN_OR_RETURN(const uint64_t count, staged_reader.get<uint64_t>("staged rows"));
+      if (count != (staged_side[side] ? expected_floats : 0)) {
+        return corrupt(where + "staged row count does not match");
       }
-      if (*count != (staged_side[side] ? expected_floats : 0)) {
-        status = corrupt(where + "staged row count does not match");
-        break;
-      }
-      targets[side]->resize(*count);
-      status = r.read(targets[side]->data(), *count * sizeof(float), "staged rows");
+      targets[side]->resize(count);
+      KVF_RETURN_IF_ERROR(
+          staged_reader.read(targets[side]->data(), count * sizeof(float), "staged rows"));
     }
   }
-  if (status.ok() && r.remaining() != 0) status = corrupt(where + "trailing bytes");
-  if (!status.ok()) {
-    for (BlockId b : blocks) pool_->release(b);
-    return status;
+  if (staged_reader.remaining() != 0) return corrupt(where + "trailing bytes");
+
+  // Every size is checked: only room in the pool can be missing now.
+  KVF_RETURN_IF_ERROR(make_room(n_blocks));
+  std::vector<BlockId> blocks;
+  for (int32_t j = 0; j < n_blocks; ++j) {
+    blocks.push_back(*pool_->allocate());
+    for (int32_t segment = 0; segment < pool_->n_segments(); ++segment) {
+      const Status read = r.read(pool_->segment_data(blocks.back(), segment),
+                                 pool_->segment_bytes(segment), "KV blocks");
+      KVF_CHECK(read.ok());
+    }
   }
   s.tokens = std::move(tokens);
   s.blocks = std::move(blocks);

@@ -194,6 +194,29 @@ TEST(SynthModel, Llama3RopeFactorsFollowThePublishedRule) {
   EXPECT_NEAR(factors[16], 1.0 / ((1 - smooth) / 32.0 + smooth), 1e-5);
 }
 
+// tiny-llama3: the tiny llama shape with the rule's factor 8, low 1, high 4
+// around an original context of 256, so that its 8 rotary pairs (wavelengths
+// 2 pi 10^(i/2), 6.3 to 19869) fall into all three bands.
+TEST(SynthModel, TinyLlama3PresetScalesRopeInAllThreeBands) {
+  auto shape = find_synth_preset("tiny-llama3", "");
+  ASSERT_TRUE(shape.ok()) << shape.status().to_string();
+  EXPECT_EQ(shape->arch, "llama");
+  ASSERT_TRUE(shape->rope_scaling.has_value());
+  const auto factors =
+      llama3_rope_factors(*shape->rope_scaling, shape->rope_freq_base, shape->head_dim);
+  ASSERT_EQ(factors.size(), 8u);
+  // Wavelengths under 256/4 = 64 kept (i = 0..2: 6.3, 20, 63), over 256
+  // divided by 8 (i = 4..7), i = 3 (wavelength 199) interpolated.
+  for (size_t i : {0, 1, 2}) EXPECT_EQ(factors[i], 1.0f) << i;
+  for (size_t i : {4, 5, 6, 7}) EXPECT_EQ(factors[i], 8.0f) << i;
+  const double smooth = (256.0 / (2 * M_PI * std::pow(1e4, 3.0 / 8.0)) - 1.0) / 3.0;
+  EXPECT_NEAR(factors[3], 1.0 / ((1 - smooth) / 8.0 + smooth), 1e-5);
+  auto plan = plan_synth_tensors(*shape, 32000, TensorType::kF32);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(shapes_of(*plan).count("rope_freqs.weight"), 1u);
+  EXPECT_FALSE(find_synth_preset("tiny-llama3", "qwen2").ok());
+}
+
 TEST(SynthModel, PadsVocabularyWithUnusedTokens) {
   // qwen2.5-0.5b has 151,936 embedding rows and GPT-2 50,257 tokens; only the
   // metadata is built, the 0.5B weights are not drawn.

@@ -1,6 +1,7 @@
 // The optimized matmul against matmul_reference (double accumulation), for
 // every weight type, decode and prefill token counts, odd row counts and 1-3
-// threads; and results identical across thread counts.
+// threads, on every SIMD target compiled and supported here; and results
+// identical across thread counts.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +9,9 @@
 #include <random>
 #include <vector>
 
+#include "common/simd_targets_for_test.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
 #include "util/thread_pool.h"
 
@@ -83,38 +86,50 @@ TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
       const std::vector<float> x = make_activations(n_tokens, shape.n_cols, 12);
       std::vector<float> expected(static_cast<size_t>(n_tokens * shape.n_rows));
       matmul_reference(w.view, x.data(), n_tokens, expected.data());
-      std::vector<float> first;
-      // Decode of quantized types may round the activations to int8 blocks.
-      const bool int8_activations = n_tokens <= 4 && type != TensorType::kF32 &&
-                                    type != TensorType::kF16 && type != TensorType::kBF16;
-      for (ThreadPool* pool : pools) {
-        std::vector<float> y(expected.size(), NAN);
-        matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);
-        for (int64_t t = 0; t < n_tokens; ++t) {
-          for (int64_t r = 0; r < shape.n_rows; ++r) {
-            // f32 accumulation of n_cols products in any order errs by at
-            // most about n_cols * 2^-24 * sum |w| |x|.
-            double magnitude = 0.0;
-            for (int64_t c = 0; c < shape.n_cols; ++c) {
-              magnitude += std::fabs(w.dequantized[r * shape.n_cols + c] * x[t * shape.n_cols + c]);
-            }
-            double tolerance = static_cast<double>(shape.n_cols) * 0x1p-24 * magnitude;
-            if (int8_activations) {
-              tolerance += activation_rounding_bound(&w.dequantized[r * shape.n_cols],
-                                                     &x[t * shape.n_cols], shape.n_cols);
-            }
-            const size_t i = static_cast<size_t>(t * shape.n_rows + r);
-            ASSERT_NEAR(y[i], expected[i], tolerance)
-                << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens " << n_tokens
-                << " threads " << pool->n_threads() << " t " << t << " r " << r;
+      // Per output: f32 accumulation of n_cols products in any order errs by
+      // at most about n_cols * 2^-24 * sum |w| |x|; rounding the activations
+      // to int8 blocks adds activation_rounding_bound.
+      std::vector<double> f32_tolerance(expected.size()), int8_tolerance(expected.size());
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int64_t r = 0; r < shape.n_rows; ++r) {
+          double magnitude = 0.0;
+          for (int64_t c = 0; c < shape.n_cols; ++c) {
+            magnitude += std::fabs(w.dequantized[r * shape.n_cols + c] * x[t * shape.n_cols + c]);
           }
-        }
-        if (first.empty()) {
-          first = y;
-        } else {
-          ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
+          const size_t i = static_cast<size_t>(t * shape.n_rows + r);
+          f32_tolerance[i] = static_cast<double>(shape.n_cols) * 0x1p-24 * magnitude;
+          int8_tolerance[i] =
+              f32_tolerance[i] + activation_rounding_bound(&w.dequantized[r * shape.n_cols],
+                                                           &x[t * shape.n_cols], shape.n_cols);
         }
       }
+      test_util::on_every_simd_target([&](int64_t) {
+        // Decode calls round the activations to int8 blocks on the targets
+        // that have int8 kernels, for the quantized types; prefill never does.
+        const bool int8_activations =
+            n_tokens <= kMaxDecodeTokens && decode_uses_quantized_activations(type);
+        const std::vector<double>& tolerance = int8_activations ? int8_tolerance : f32_tolerance;
+        std::vector<float> first;
+        for (ThreadPool* pool : pools) {
+          std::vector<float> y(expected.size(), NAN);
+          matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t r = 0; r < shape.n_rows; ++r) {
+              const size_t i = static_cast<size_t>(t * shape.n_rows + r);
+              ASSERT_NEAR(y[i], expected[i], tolerance[i])
+                  << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens " << n_tokens
+                  << " threads " << pool->n_threads() << " t " << t << " r " << r
+                  << (int8_activations ? " (int8 activations)" : "");
+            }
+          }
+          if (first.empty()) {
+            first = y;
+          } else {
+            ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
+          }
+        }
+      });
+      if (HasFatalFailure()) return;
     }
   }
 }

@@ -1,12 +1,15 @@
 // The SIMD unpackers used inside matmul decode exactly what dequantize_row
 // decodes, bit for bit, on random bytes (every bit pattern of codes, scales
-// and high bits is a valid block apart from the f16 scales, kept finite).
+// and high bits is a valid block apart from the f16 scales, kept finite), on
+// every SIMD target compiled and supported here.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "common/simd_targets_for_test.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
 #include "kernels/weight_format.h"
@@ -38,11 +41,15 @@ TEST(UnpackBlocks, MatchesScalarDecoderBitForBit) {
         for (size_t i = 0; i < 208; ++i) block[i] = static_cast<uint8_t>(byte(rng));
       }
     }
-    std::vector<float> expected(static_cast<size_t>(n)), actual(static_cast<size_t>(n));
+    std::vector<float> expected(static_cast<size_t>(n));
     dequantize_row(type, bytes.data(), expected.data(), n);
-    unpack_blocks(format, bytes.data(), actual.data(), kBlocks);
-    ASSERT_EQ(std::memcmp(expected.data(), actual.data(), expected.size() * sizeof(float)), 0)
-        << tensor_type_name(type);
+    test_util::on_every_simd_target([&](int64_t) {
+      std::vector<float> actual(static_cast<size_t>(n), NAN);
+      unpack_blocks(format, bytes.data(), actual.data(), kBlocks);
+      ASSERT_EQ(std::memcmp(expected.data(), actual.data(), expected.size() * sizeof(float)), 0)
+          << tensor_type_name(type);
+    });
+    if (HasFatalFailure()) return;
   }
 }
 

@@ -5,10 +5,11 @@
 # outputs. Needs /usr/bin/python3 with torch and numpy
 # (scripts/install-deps.sh --with-reference). Run from anywhere:
 #
-#   tests/reference/make_fixtures.sh build/kvforge [SHARED_DIR]
+#   tests/reference/make_fixtures.sh build/kvforge [SHARED_DIR] [NAME...]
 #
 # SHARED_DIR defaults to ../shared beside the repository (its vocab/ folder
-# holds the vocabularies synth copies).
+# holds the vocabularies synth copies). With NAMEs, only those fixtures are
+# written.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -19,6 +20,7 @@ kvforge=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 shared=$(realpath "${2:-$repo/../shared}")
+only=("${@:3}")
 out_dir="$repo/tests/data/reference"
 python=/usr/bin/python3
 seed=42
@@ -31,11 +33,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 
-# name preset arch type
+# name preset arch type [Llama 3.1 RoPE scaling: factor,low,high,original context]
+# The scaling is stated here again, not read from synth: the reference computes
+# the frequencies from it and checks the file's rope_freqs.weight against them.
 fixtures=(
   "tiny-llama-f32 tiny llama f32"
   "tiny-qwen2-f32 tiny qwen2 f32"
   "tiny-qwen3-f32 tiny qwen3 f32"
+  "tiny-llama3-llama-f32 tiny-llama3 llama f32 8,1,4,256"
+  "tiny-qwen2-q8_0 tiny qwen2 q8_0"
+  "tiny-qwen3-q4_0 tiny qwen3 q4_0"
   "tiny-llama-f16 tiny llama f16"
   "tiny-llama-bf16 tiny llama bf16"
   "tiny-llama-q8_0 tiny llama q8_0"
@@ -47,7 +54,12 @@ fixtures=(
 )
 
 for fixture in "${fixtures[@]}"; do
-  read -r name preset arch type <<<"$fixture"
+  read -r name preset arch type scaling <<<"$fixture"
+  if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
+    continue
+  fi
+  scaling_args=()
+  [[ -z $scaling ]] || scaling_args=(--llama3-rope-scaling "$scaling")
   if [[ $arch == llama ]]; then
     vocab=ggml-vocab-llama-spm.gguf prompt=$llama_prompt
   else
@@ -57,7 +69,7 @@ for fixture in "${fixtures[@]}"; do
   "$kvforge" synth --arch "$arch" --preset "$preset" --type "$type" --seed "$seed" \
     --vocab "$shared/vocab/$vocab" -o "$model" >/dev/null
   (cd "$here" && "$python" reference.py "$model" --prompt-ids "$prompt" \
-    --greedy "$greedy_steps" --json "$work/$name.out.json")
+    --greedy "$greedy_steps" "${scaling_args[@]}" --json "$work/$name.out.json")
   sha=$(sha256sum "$model" | cut -d' ' -f1)
   "$python" - "$work/$name.out.json" "$out_dir/$name.json" <<PY
 import json, sys

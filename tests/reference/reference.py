@@ -16,7 +16,12 @@ logits = Woutput (rmsnorm(x) * output_norm), Woutput = token_embd when absent.
 RoPE: "llama" rotates pairs (2i, 2i+1), qwen2/qwen3 rotate (i, i + rope_dim/2);
 angle = pos * freq_base^(-2i/rope_dim) / rope_freqs[i].
 
+With --llama3-rope-scaling FACTOR,LOW,HIGH,ORIGINAL_CONTEXT the frequencies
+come from Llama 3.1's scaling rule computed here (llama3_inverse_frequencies),
+not from the file; the file's rope_freqs.weight must agree with them.
+
 Usage: reference.py MODEL.gguf --prompt-ids 1,2,3 [--greedy 32] [--json OUT]
+                    [--llama3-rope-scaling 8,1,4,8192]
 """
 
 from __future__ import annotations
@@ -51,8 +56,42 @@ class Hparams:
     freq_base: float
 
 
+@dataclass
+class Llama3RopeScaling:
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_context: float
+
+
+def llama3_inverse_frequencies(inv_freq: torch.Tensor, s: Llama3RopeScaling) -> torch.Tensor:
+    """Llama 3.1's RoPE frequency scaling, as Meta describes it with the model.
+
+    With the original context length L, a rotary frequency f has wavelength
+    w = 2 pi / f. Wavelengths shorter than L / high_freq_factor (high
+    frequencies) are kept; longer than L / low_freq_factor (low frequencies)
+    are divided by `factor`; in between the frequency is interpolated:
+    s = (L / w - low) / (high - low), f' = (1 - s) f / factor + s f.
+    """
+    out = inv_freq.clone()
+    short_limit = s.original_context / s.high_freq_factor
+    long_limit = s.original_context / s.low_freq_factor
+    for i, f in enumerate(inv_freq.tolist()):
+        wavelength = 2 * math.pi / f
+        if wavelength < short_limit:
+            continue
+        if wavelength > long_limit:
+            out[i] = f / s.factor
+        else:
+            smooth = (s.original_context / wavelength - s.low_freq_factor) / (
+                s.high_freq_factor - s.low_freq_factor)
+            out[i] = (1 - smooth) * f / s.factor + smooth * f
+    return out
+
+
 class Model:
-    def __init__(self, path: str):
+    def __init__(self, path: str, rope_scaling: Llama3RopeScaling | None = None):
+        self.rope_scaling = rope_scaling
         self.file = GgufFile(path)
         m = self.file.metadata
         arch = m["general.architecture"]
@@ -87,9 +126,18 @@ class Model:
         hp = self.hp
         i = torch.arange(hp.rope_dim // 2, dtype=torch.float64)
         inv_freq = hp.freq_base ** (-2.0 * i / hp.rope_dim)
-        if "rope_freqs.weight" in self.weights:
-            inv_freq = inv_freq / self.weights["rope_freqs.weight"]
-        return inv_freq
+        stored = self.weights.get("rope_freqs.weight")
+        if self.rope_scaling is None:
+            return inv_freq if stored is None else inv_freq / stored
+        scaled = llama3_inverse_frequencies(inv_freq, self.rope_scaling)
+        # The file's factors (f32) must be this rule's: f / f'.
+        if stored is None:
+            raise ValueError("--llama3-rope-scaling given, but the model has no rope_freqs.weight")
+        worst = float(((inv_freq / scaled - stored) / stored).abs().max())
+        if worst > 1e-6:
+            raise ValueError(f"rope_freqs.weight differs from Llama 3.1 scaling by {worst:.3g} "
+                             f"(relative): file {stored.tolist()}, rule {(inv_freq / scaled).tolist()}")
+        return scaled
 
     def _rope(self, x: torch.Tensor) -> torch.Tensor:
         """x: [n_tokens, n_heads, head_dim], positions 0..n_tokens-1."""
@@ -183,9 +231,17 @@ def main() -> int:
     parser.add_argument("--prompt-ids", required=True, help="comma-separated token ids")
     parser.add_argument("--greedy", type=int, default=32, help="greedy steps after the prompt")
     parser.add_argument("--json", help="write the result here instead of stdout")
+    parser.add_argument("--llama3-rope-scaling", metavar="FACTOR,LOW,HIGH,ORIGINAL_CONTEXT",
+                        help="compute RoPE frequencies with Llama 3.1 scaling")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = Model(args.model)
+    scaling = None
+    if args.llama3_rope_scaling:
+        values = [float(v) for v in args.llama3_rope_scaling.split(",")]
+        if len(values) != 4:
+            parser.error("--llama3-rope-scaling needs FACTOR,LOW,HIGH,ORIGINAL_CONTEXT")
+        scaling = Llama3RopeScaling(*values)
+    model = Model(args.model, scaling)
     prompt = [int(t) for t in args.prompt_ids.split(",")]
     if any(t < 0 or t >= model.hp.n_vocab for t in prompt):
         parser.error(f"prompt ids must be in [0, {model.hp.n_vocab})")
@@ -196,6 +252,11 @@ def main() -> int:
         "greedy_ids": greedy_ids,
         "greedy_min_margin": margin,
     }
+    if scaling is not None:
+        result["llama3_rope_scaling"] = {
+            "factor": scaling.factor, "low_freq_factor": scaling.low_freq_factor,
+            "high_freq_factor": scaling.high_freq_factor,
+            "original_context_length": scaling.original_context}
     text = json.dumps(result, indent=1)
     if args.json:
         with open(args.json, "w") as f:

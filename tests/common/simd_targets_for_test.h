@@ -1,0 +1,59 @@
+// Running a check once per SIMD target: every target Highway compiled the
+// kernels for (src/kernels/simd_targets.h) that this CPU supports. While a
+// ScopedSimdTarget lives, Highway's dynamic dispatch picks only that target;
+// the kernels' results on each are compared with their scalar references.
+// (kernels/simd_dispatch_test.cpp checks that each listed target runs its own
+// code.)
+#pragma once
+
+#include "kernels/simd_targets.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+namespace kvforge::test_util {
+
+// Restricts dispatch to `target` for the object's lifetime.
+class ScopedSimdTarget {
+ public:
+  explicit ScopedSimdTarget(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+  ~ScopedSimdTarget() { hwy::SetSupportedTargetsForTest(0); }
+  ScopedSimdTarget(const ScopedSimdTarget&) = delete;
+  ScopedSimdTarget& operator=(const ScopedSimdTarget&) = delete;
+};
+
+// Every target the kernels are compiled for and this CPU supports, best
+// first (Highway gives better targets lower bits). A test file may be
+// compiled for more targets than the kernels (HWY_DISABLED_TARGETS is set
+// only where simd_targets.h comes first); dispatch on such a target would run
+// a lower target's kernels again, so they are left out.
+// (A build for one static target has only that one, whatever it is.)
+inline std::vector<int64_t> simd_targets_for_test() {
+  std::vector<int64_t> targets;
+  const std::vector<int64_t> generated = hwy::SupportedAndGeneratedTargets();
+  for (int64_t t : generated) {
+    if ((t & KVFORGE_DISABLED_SIMD_TARGETS) == 0) targets.push_back(t);
+  }
+  if (targets.empty()) targets = generated;
+  std::sort(targets.begin(), targets.end());
+  return targets;
+}
+
+// check(target) once per target, with the target's name in every failure.
+// Stops at the first fatal failure.
+template <class F>
+void on_every_simd_target(const F& check) {
+  for (const int64_t target : simd_targets_for_test()) {
+    ScopedSimdTarget scoped(target);
+    SCOPED_TRACE(std::string("SIMD target ") + hwy::TargetName(target));
+    check(target);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+}  // namespace kvforge::test_util
