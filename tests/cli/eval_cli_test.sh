@@ -37,7 +37,9 @@ expect kl_press_full 0 "^\| stories260K.gguf \| f32 \+ snapkv:ratio=1 \| 128 \| 
   "${kl_args[@]}" --kv-codec f32 --press snapkv:ratio=1
 expect kl_press_protocol 0 "first half a prompt, second half decoded token by token" -- \
   "${kl_args[@]}" --press h2o:ratio=0.5
-expect kl_press_csv 0 ",\"h2o:ratio=0.5\",decode,[0-9.]+,[0-9.]+$" -- "${kl_args[@]}" --press h2o:ratio=0.5 -o csv
+# The press acts: of a 64-token prompt, the 4 sinks (one page of 16 rows)
+# and the newest 32 positions (two blocks) stay: 48/64 of f16's 640 bytes.
+expect kl_press_csv 0 ",\"h2o:ratio=0.5\",decode,480,[0-9.]+$" -- "${kl_args[@]}" --press h2o:ratio=0.5 -o csv
 expect kl_press_json 0 "\"protocol\": \"decode\"" -- "${kl_args[@]}" --press-layers "1-:streaming:ratio=0.5" -o json
 expect kl_protocol_forced 0 ",\"\",decode,640,[0-9.]+$" -- "${kl_args[@]}" --protocol decode -o csv
 expect kl_press_none_is_prefill 0 ",\"\",prefill,640,640$" -- "${kl_args[@]}" --press none -o csv
@@ -83,6 +85,9 @@ done
   { echo "FAIL matrix: $(wc -l <"$tmp/mx/matrix.csv") CSV lines"; failures=$((failures + 1)); }
 grep -qE "^\| \`f32\` \| \`none\` \| 1 \| [0-9.]+ \| 100.0 % \| 0.000e\+00 ± 0.0e\+00 \| 0.000e\+00 \| 100.00 % \|" "$tmp/mx/matrix.md" ||
   { echo "FAIL matrix: f32 none row is not exact"; failures=$((failures + 1)); }
+# The presses act: the 64-token prompt keeps sinks and window, 75 % of it.
+grep -qE "^\| \`f32\` \| \`snapkv:ratio=0.5\` \| 0.5 \| 960.0 \| 75.0 % \| [0-9.]+e-[0-9]+ ± " "$tmp/mx/matrix.md" ||
+  { echo "FAIL matrix: the snapkv row did not press"; failures=$((failures + 1)); }
 xml_count matrix_svg "$tmp/mx/fidelity.svg" point 16
 # The default press list is every press there is, picked up by name.
 expect matrix_default_presses 0 "\`random:ratio=0.5\`" -- "${mx_args[@]}" --codecs f16 --budgets 0.5 -o "$tmp/mx2"
