@@ -65,6 +65,8 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::GgufFile> 
   sized(m->gate_, c.n_ff);
   sized(m->up_, c.n_ff);
   sized(m->cos_sin_, c.rope_dim);
+  m->row0_.resize(static_cast<size_t>(b));
+  m->chunk_item_.resize(1);
   return m;
 }
 
@@ -132,12 +134,6 @@ Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv
                       LogitsFor which, float* logits) {
   const auto n_total = static_cast<int64_t>(tokens.size());
   if (n_total == 0) return invalid_argument("forward: no tokens");
-  for (int32_t id : tokens) {
-    if (id < 0 || id >= config_.n_vocab) {
-      return invalid_argument(
-          fmt::format("token id {} is outside the vocabulary [0, {})", id, config_.n_vocab));
-    }
-  }
   if (n_total > INT32_MAX - pos0) return out_of_range("forward: position overflow");
 
   // The cache is told one chunk at a time, so a cache that stages recent KV in
@@ -145,50 +141,125 @@ Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv
   const int32_t b = options_.max_batch;
   for (int64_t start = 0; start < n_total; start += b) {
     const auto n = static_cast<int32_t>(std::min<int64_t>(b, n_total - start));
-    const int32_t pos = pos0 + static_cast<int32_t>(start);
-    const Status room = kv.begin_append(seq, pos, tokens.subspan(start, static_cast<size_t>(n)));
-    if (!room.ok()) {
+    ForwardItem& item = chunk_item_[0];
+    item.seq = seq;
+    item.pos0 = pos0 + static_cast<int32_t>(start);
+    item.tokens = tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(n));
+    item.which = LogitsFor::kNone;
+    item.logits = nullptr;
+    if (which == LogitsFor::kAllTokens) {
+      item.which = LogitsFor::kAllTokens;
+      item.logits = logits + start * config_.n_vocab;
+    } else if (which == LogitsFor::kLastToken && start + n == n_total) {
+      item.which = LogitsFor::kLastToken;
+      item.logits = logits;
+    }
+    const Status done = forward_batch(chunk_item_, kv);
+    if (!done.ok()) {
       // Leave the sequence as it was: earlier chunks of this call are undone
       // where the cache can roll back; otherwise it keeps them (valid KV for
       // the tokens it reports holding) and the caller sees n_tokens(seq).
       if (start > 0 && !kv.truncate(seq, pos0).ok()) {
-        return Status(room.code(),
+        return Status(done.code(),
                       fmt::format("{} (the sequence keeps the first {} tokens of this call)",
-                                  room.message(), start));
+                                  done.message(), start));
       }
-      return room;
-    }
-    forward_chunk(tokens.data() + start, n, pos, kv, seq);
-    if (which == LogitsFor::kAllTokens) {
-      output_logits(0, n, logits + start * config_.n_vocab);
-    } else if (which == LogitsFor::kLastToken && start + n == n_total) {
-      output_logits(n - 1, 1, logits);
+      return done;
     }
   }
   return Status();
 }
 
-void Model::forward_chunk(const int32_t* tokens, int32_t n, int32_t pos0, KvCache& kv, SeqId seq) {
+Status Model::check_items(std::span<const ForwardItem> items) const {
+  if (items.empty()) return invalid_argument("forward: no tokens");
+  int64_t rows = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ForwardItem& item = items[i];
+    if (item.tokens.empty())
+      return invalid_argument(fmt::format("forward: item {} has no tokens", i));
+    if (item.which != LogitsFor::kNone && item.logits == nullptr) {
+      return invalid_argument(
+          fmt::format("forward: item {} asks for logits but gives no buffer", i));
+    }
+    for (int32_t id : item.tokens) {
+      if (id < 0 || id >= config_.n_vocab) {
+        return invalid_argument(
+            fmt::format("token id {} is outside the vocabulary [0, {})", id, config_.n_vocab));
+      }
+    }
+    if (static_cast<int64_t>(item.tokens.size()) > INT32_MAX - item.pos0) {
+      return out_of_range("forward: position overflow");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (items[j].seq == item.seq) {
+        return invalid_argument(
+            fmt::format("forward: sequence {} appears twice in one batch", item.seq.value));
+      }
+    }
+    rows += static_cast<int64_t>(item.tokens.size());
+  }
+  if (rows > options_.max_batch) {
+    return invalid_argument(fmt::format(
+        "forward: a batch of {} tokens exceeds the model's batch of {}", rows, options_.max_batch));
+  }
+  return Status();
+}
+
+Status Model::forward_batch(std::span<const ForwardItem> items, KvCache& kv) {
+  KVF_RETURN_IF_ERROR(check_items(items));
+  BatchRows batch;
+  batch.items = items;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ForwardItem& item = items[i];
+    const Status room = kv.begin_append(item.seq, item.pos0, item.tokens);
+    if (!room.ok()) {
+      for (size_t j = 0; j < i; ++j) (void)kv.truncate(items[j].seq, items[j].pos0);
+      if (items.size() == 1) return room;
+      return Status(room.code(), fmt::format("{} (batch item {}, sequence {})", room.message(), i,
+                                             item.seq.value));
+    }
+    row0_[i] = batch.n_rows;
+    batch.n_rows += static_cast<int32_t>(item.tokens.size());
+  }
+  batch.row0 = std::span<const int32_t>(row0_).first(items.size());
+  forward_rows(batch, kv);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ForwardItem& item = items[i];
+    const auto n = static_cast<int32_t>(item.tokens.size());
+    if (item.which == LogitsFor::kAllTokens) {
+      output_logits(row0_[i], n, item.logits);
+    } else if (item.which == LogitsFor::kLastToken) {
+      output_logits(row0_[i] + n - 1, 1, item.logits);
+    }
+  }
+  return Status();
+}
+
+void Model::forward_rows(const BatchRows& batch, KvCache& kv) {
   const ModelConfig& c = config_;
   const kernels::MatrixView& embd = weights_.token_embd;
-  for (int32_t t = 0; t < n; ++t) {
-    const auto* row =
-        static_cast<const uint8_t*>(embd.data) + static_cast<size_t>(tokens[t]) * embd.row_bytes;
-    kernels::dequantize_row(embd.type, row, x_.data() + static_cast<size_t>(t) * c.n_embd,
-                            c.n_embd);
-    kernels::rope_cos_sin(pos0 + t, inv_freq_.data(), c.rope_dim / 2,
-                          cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim);
+  for (size_t i = 0; i < batch.items.size(); ++i) {
+    const ForwardItem& item = batch.items[i];
+    for (size_t t = 0; t < item.tokens.size(); ++t) {
+      const auto row = static_cast<size_t>(batch.row0[i]) + t;
+      const auto* weights = static_cast<const uint8_t*>(embd.data) +
+                            static_cast<size_t>(item.tokens[t]) * embd.row_bytes;
+      kernels::dequantize_row(embd.type, weights, x_.data() + row * c.n_embd, c.n_embd);
+      kernels::rope_cos_sin(item.pos0 + static_cast<int32_t>(t), inv_freq_.data(), c.rope_dim / 2,
+                            cos_sin_.data() + row * c.rope_dim);
+    }
   }
   for (int32_t i = 0; i < c.n_layers; ++i) {
     const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
-    attention_block(l, LayerId{i}, n, pos0, kv, seq);
-    feed_forward_block(l, n);
+    attention_block(l, LayerId{i}, batch, kv);
+    feed_forward_block(l, batch.n_rows);
   }
 }
 
-void Model::attention_block(const LayerWeights& l, LayerId layer, int32_t n, int32_t pos0,
-                            KvCache& kv, SeqId seq) {
+void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch,
+                            KvCache& kv) {
   const ModelConfig& c = config_;
+  const int32_t n = batch.n_rows;
   for (int32_t t = 0; t < n; ++t) {
     const size_t off = static_cast<size_t>(t) * c.n_embd;
     kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
@@ -218,9 +289,17 @@ void Model::attention_block(const LayerWeights& l, LayerId layer, int32_t n, int
     kernels::rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
     kernels::rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
   }
-  kv.store(seq, layer, pos0, n, k_.data(), v_.data());
+  // Attention per sequence, over its own KV.
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  kv.attend(seq, layer, pos0, n, q_.data(), scale, attn_.data(), *pool_);
+  for (size_t i = 0; i < batch.items.size(); ++i) {
+    const ForwardItem& item = batch.items[i];
+    const auto rows = static_cast<int32_t>(item.tokens.size());
+    const auto r0 = static_cast<size_t>(batch.row0[i]);
+    kv.store(item.seq, layer, item.pos0, rows, k_.data() + r0 * c.kv_dim(),
+             v_.data() + r0 * c.kv_dim());
+    kv.attend(item.seq, layer, item.pos0, rows, q_.data() + r0 * c.q_dim(), scale,
+              attn_.data() + r0 * c.q_dim(), *pool_);
+  }
   matmul(l.wo, attn_.data(), n, h_.data());
   kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
 }

@@ -40,6 +40,16 @@ enum class LogitsFor {
   kAllTokens,  // logits: [n_tokens, n_vocab]
 };
 
+// One sequence's part of a batched forward call: its tokens at positions
+// [pos0, pos0 + tokens.size()), and which logits it wants written where.
+struct ForwardItem {
+  SeqId seq;
+  int32_t pos0 = 0;
+  std::span<const int32_t> tokens;
+  LogitsFor which = LogitsFor::kLastToken;
+  float* logits = nullptr;
+};
+
 class Model {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Model>> load(const std::string& path,
@@ -56,6 +66,8 @@ class Model {
   [[nodiscard]] KvShape kv_shape() const;
   [[nodiscard]] ThreadPool& pool() { return *pool_; }
   [[nodiscard]] int32_t n_threads() const;
+  // Most tokens one forward_batch call takes (ModelOptions::max_batch).
+  [[nodiscard]] int32_t max_batch() const { return options_.max_batch; }
   // Bytes of weights that one decode step reads (every matrix once, plus the
   // one embedding row).
   [[nodiscard]] uint64_t weight_bytes_per_token() const;
@@ -75,11 +87,28 @@ class Model {
   [[nodiscard]] Status forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv,
                                SeqId seq, LogitsFor which, float* logits);
 
+  // One forward pass over several sequences at once (continuous batching):
+  // the weight matmuls take every item's rows together, attention runs per
+  // item over its own sequence's KV. At most max_batch tokens in all, each
+  // item non-empty and its sequence appearing once. A row's result does not
+  // depend on the other rows of the batch (docs/serving.md says how this is
+  // kept and tested). Fails without side effects (every item's appended
+  // tokens are rolled back) if a token id is out of range or the cache
+  // cannot hold some item; the message names the item.
+  [[nodiscard]] Status forward_batch(std::span<const ForwardItem> items, KvCache& kv);
+
  private:
   Model() = default;
-  void forward_chunk(const int32_t* tokens, int32_t n, int32_t pos0, KvCache& kv, SeqId seq);
-  void attention_block(const LayerWeights& l, LayerId layer, int32_t n, int32_t pos0, KvCache& kv,
-                       SeqId seq);
+  // The rows of the batch being computed: item i's tokens are rows
+  // [row0[i], row0[i] + n) of the activations.
+  struct BatchRows {
+    std::span<const ForwardItem> items;
+    std::span<const int32_t> row0;
+    int32_t n_rows = 0;
+  };
+  [[nodiscard]] Status check_items(std::span<const ForwardItem> items) const;
+  void forward_rows(const BatchRows& batch, KvCache& kv);
+  void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
   void feed_forward_block(const LayerWeights& l, int32_t n);
   void output_logits(int32_t first_row, int32_t n, float* logits);
   void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
@@ -94,6 +123,8 @@ class Model {
 
   // Activations for up to max_batch tokens, row-major [tokens, width].
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, cos_sin_;
+  std::vector<int32_t> row0_;  // forward_batch: first row of each item (max_batch entries)
+  std::vector<ForwardItem> chunk_item_;  // forward(): the one item of each chunk
 };
 
 }  // namespace kvforge
