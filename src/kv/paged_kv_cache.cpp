@@ -573,6 +573,7 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
   }
   s.blocks.resize(keep_blocks);
   s.tokens.resize(static_cast<size_t>(n_tokens));
+  if (n_tokens <= s.approximate_from) s.approximate_from = INT32_MAX;
   if (n_tokens == 0) {
     release_retained(s);
     for (std::vector<float>& rows : s.attention) rows.clear();
@@ -666,7 +667,9 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
 
 void PagedKvCache::release(SeqId seq) {
   Sequence& s = sequence(seq);
-  const auto full_blocks = static_cast<int32_t>(s.tokens.size()) / block_tokens_;
+  // Blocks with reused, not recomputed KV (relay) are never offered.
+  const int32_t full_blocks =
+      std::min(static_cast<int32_t>(s.tokens.size()), s.approximate_from) / block_tokens_;
   // A pressed sequence offered its full prompt blocks when it was pressed;
   // what it holds now is not a complete chain.
   if (index_ && full_blocks > 0 && s.compressed_end == 0) {

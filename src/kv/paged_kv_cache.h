@@ -100,6 +100,15 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status end_decode_step(SeqId seq) override;
   [[nodiscard]] size_t sequence_bytes(SeqId seq) const override;
   [[nodiscard]] int64_t free_capacity_tokens() const override;
+  // Relay (paged_kv_cache_relay.cpp).
+  [[nodiscard]] bool can_rewrite_rows() const override;
+  void store_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* k,
+                const float* v) override;
+  void attend_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* q,
+                 float scale, float* out, ThreadPool& pool) override;
+  [[nodiscard]] bool export_rows(SeqId seq, LayerId layer, int32_t first, int32_t n, float* k,
+                                 float* v) const override;
+  void mark_approximate(SeqId seq, int32_t pos) override;
   [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;

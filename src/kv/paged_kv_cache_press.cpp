@@ -744,11 +744,14 @@ Status PagedKvCache::run_press(Sequence& s) {
   // cache, where later prompts find it in full form, when the pool has room
   // for the pages besides it (cached blocks are evicted when the pool runs
   // short, least recently used first).
-  if (s.compressed_end == 0 && index_ && pool_->n_free() + evictable >= needed) {
+  const int32_t exact_blocks = std::min(end_pressed, s.approximate_from / bt);
+  if (s.compressed_end == 0 && index_ && exact_blocks > 0 &&
+      pool_->n_free() + evictable >= needed) {
     std::vector<BlockHash> chain_hashes;
     index_->insert(s.cache_namespace,
-                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(boundary)),
-                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(end_pressed)),
+                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(exact_blocks) *
+                                                            static_cast<size_t>(bt)),
+                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(exact_blocks)),
                    windows_ ? &chain_hashes : nullptr);
     if (windows_) keep_staged_window(s, chain_hashes);
   }

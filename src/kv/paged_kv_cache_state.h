@@ -71,6 +71,9 @@ struct PagedKvCache::Sequence {
   // boundary) live only in the retained and demoted rows; the block table's
   // entries before compressed_end / B are kInvalidBlock.
   int32_t compressed_end = 0;
+  // Positions from here on hold reused KV that was not all recomputed
+  // (relay): never offered to the prefix cache. INT32_MAX: all exact.
+  int32_t approximate_from = INT32_MAX;
   // Each layer's press (null: keeps every row): the cache's plan, or the
   // sequence's own (set_press).
   std::vector<std::shared_ptr<const KvPress>> presses;
