@@ -50,7 +50,7 @@ tail -c $((size / 20)) "$stories_text" >"$heldout"
 
 if has stories260K; then
   # The model's trained context (512): a 256-token pressed prompt, 255 scored.
-  run "$kvforge" eval matrix -m models/stories260K.gguf -f "$stories_text" -c 512 --chunks 16 \
+  run "$kvforge" eval matrix -m models/stories260K.gguf -f "$stories_text" -c 512 --chunks 8 \
     -t "$threads" --codecs f16,int8,int4 --budgets 0.5,0.25,0.125 -o "$out/stories260K" >/dev/null
 fi
 if has kvtest-1k; then

@@ -80,6 +80,10 @@ expect matrix 0 "^\| \`k=int8,v=int4h\` \| \`snapkv:ratio=0.5\` \| 0.5 \|" -- "$
 for f in matrix.md matrix.csv matrix.json fidelity.svg; do
   [[ -s "$tmp/mx/$f" ]] || { echo "FAIL matrix: no $f"; failures=$((failures + 1)); }
 done
+# The CSV columns, in order (the docs and scripts read them by name).
+want_cols="model,codec,press,budget,press_spec,protocol,n_ctx,windows,tokens,mean_kl,mean_kl_stderr,median_kl,p99_kl,max_kl,top1_agreement,ppl_reference,ppl_candidate,kv_bytes_per_token_reference,kv_bytes_per_token_context,kv_bytes_per_token_scored"
+[[ $(head -1 "$tmp/mx/matrix.csv") == "$want_cols" ]] ||
+  { echo "FAIL matrix: CSV header is $(head -1 "$tmp/mx/matrix.csv")"; failures=$((failures + 1)); }
 # 2 codecs x (none + snapkv at 2 budgets + streaming as given) = 8 rows.
 [[ $(($(wc -l <"$tmp/mx/matrix.csv") - 1)) -eq 8 ]] ||
   { echo "FAIL matrix: $(wc -l <"$tmp/mx/matrix.csv") CSV lines"; failures=$((failures + 1)); }
