@@ -73,6 +73,7 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, const ModelAr
   options.n_seq = n_seq;
   options.model_fingerprint = model.fingerprint();
   options.cache_salt = args.cache_salt;
+  options.prefix_sharing = args.prefix_sharing;
   options.press = args.press;
   options.press_layers = args.press_layers;
   return kvforge::make_kv_cache(model.kv_shape(), options);

@@ -29,6 +29,9 @@ struct ModelArgs {
   std::string cache_salt;
   std::string press;         // --press
   std::string press_layers;  // --press-layers
+
+  // Not an option: the evaluations turn it off (they never reuse prompts).
+  bool prefix_sharing = true;
 };
 
 void add_model_options(CLI::App& app, ModelArgs& args);

@@ -77,6 +77,61 @@ double KlResult::kl_percentile(double p) const {
   return percentile(copy, p);
 }
 
+double KlResult::context_bytes_per_token() const {
+  return n_windows ? sum_context_bytes_per_token / n_windows : 0;
+}
+
+double KlResult::scored_bytes_per_token() const {
+  return n_windows ? sum_scored_bytes_per_token / n_windows : 0;
+}
+
+namespace {
+
+// The window loop shared by both forms of kl_divergence():
+// reference_row(w, k) returns the reference's row of the k-th scored
+// position of window w, after candidate row k was computed.
+template <class ReferenceRow>
+Result<KlResult> compare_windows(Model& model, KvCache& candidate, std::span<const int32_t> tokens,
+                                 const KlOptions& o, int32_t n_windows,
+                                 const ReferenceRow& reference_row, const KlProgress& progress) {
+  const int32_t n_vocab = model.config().n_vocab;
+  ScoredLogits cand(model, candidate, o.protocol, o.n_ctx);
+  std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));
+  KlResult r;
+  r.token_kl.reserve(static_cast<size_t>(n_windows) * static_cast<size_t>(cand.n_scored()));
+  auto add_nll = [](PerplexityResult& pr, double nll) {
+    pr.sum_nll += nll;
+    pr.sum_nll_sq += nll * nll;
+    ++pr.n_scored;
+  };
+  for (int32_t w = 0; w < n_windows; ++w) {
+    std::copy_n(tokens.begin() + static_cast<int64_t>(w) * o.n_ctx, o.n_ctx, window.begin());
+    if (o.bos_id >= 0) window[0] = o.bos_id;
+    KVF_RETURN_IF_ERROR(cand.start(window));
+    for (int32_t k = 0; k < cand.n_scored(); ++k) {
+      KVF_ASSIGN_OR_RETURN(const float* q, cand.next());
+      KVF_ASSIGN_OR_RETURN(const float* p, reference_row(w, k, window));
+      const int32_t i = cand.first_scored() + k;
+      const KlToken t = compare_logits(p, q, n_vocab, window[static_cast<size_t>(i + 1)]);
+      r.sum_kl += t.kl;
+      r.sum_kl_sq += t.kl * t.kl;
+      r.token_kl.push_back(t.kl);
+      r.n_top1_agree += t.top1_agree ? 1 : 0;
+      add_nll(r.reference, t.nll_p);
+      add_nll(r.candidate, t.nll_q);
+    }
+    r.sum_context_bytes_per_token += cand.context_bytes_per_token();
+    r.sum_scored_bytes_per_token += cand.scored_bytes_per_token();
+    r.n_windows = w + 1;
+    r.reference.n_windows = r.candidate.n_windows = w + 1;
+    if (progress) progress(w + 1, n_windows, r);
+  }
+  KVF_RETURN_IF_ERROR(candidate.truncate(SeqId{0}, 0));
+  return r;
+}
+
+}  // namespace
+
 Result<KlResult> kl_divergence(Model& model, KvCache& reference, KvCache& candidate,
                                std::span<const int32_t> tokens, const KlOptions& o,
                                const KlProgress& progress) {
@@ -86,55 +141,72 @@ Result<KlResult> kl_divergence(Model& model, KvCache& reference, KvCache& candid
   KVF_ASSIGN_OR_RETURN(const int32_t n_windows,
                        count_eval_windows(static_cast<int64_t>(tokens.size()), o.n_ctx,
                                           o.max_windows, "KL divergence"));
-  const int32_t n_vocab = model.config().n_vocab;
-  // The same chunks as perplexity(), so the forward passes (and hence the
-  // NLLs) are the same computation.
-  const int32_t chunk = kEvalChunkTokens;
-  std::vector<float> logits_p(static_cast<size_t>(chunk) * n_vocab);
-  std::vector<float> logits_q(static_cast<size_t>(chunk) * n_vocab);
-  std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));
-  const int32_t first_scored = o.n_ctx / 2;
-
-  KlResult r;
-  r.token_kl.reserve(static_cast<size_t>(n_windows) *
-                     static_cast<size_t>(o.n_ctx - 1 - first_scored));
-  auto add_nll = [](PerplexityResult& pr, double nll) {
-    pr.sum_nll += nll;
-    pr.sum_nll_sq += nll * nll;
-    ++pr.n_scored;
+  ScoredLogits ref(model, reference, o.protocol, o.n_ctx);
+  auto reference_row = [&](int32_t, int32_t k,
+                           std::span<const int32_t> window) -> Result<const float*> {
+    if (k == 0) KVF_RETURN_IF_ERROR(ref.start(window));
+    return ref.next();
   };
+  auto r = compare_windows(model, candidate, tokens, o, n_windows, reference_row, progress);
+  if (!r.ok()) return r;
+  KVF_RETURN_IF_ERROR(reference.truncate(SeqId{0}, 0));
+  return r;
+}
+
+size_t reference_rows_bytes(int64_t n_tokens, int32_t n_vocab, const KlOptions& o) {
+  if (o.n_ctx < 4) return 0;
+  int64_t windows = n_tokens / o.n_ctx;
+  if (o.max_windows > 0) windows = std::min<int64_t>(windows, o.max_windows);
+  const int64_t rows = windows * (o.n_ctx - 1 - o.n_ctx / 2);
+  return static_cast<size_t>(rows) * static_cast<size_t>(n_vocab) * sizeof(float);
+}
+
+Result<KlReferenceRows> record_reference(Model& model, KvCache& reference,
+                                         std::span<const int32_t> tokens, const KlOptions& o) {
+  KVF_ASSIGN_OR_RETURN(const int32_t n_windows,
+                       count_eval_windows(static_cast<int64_t>(tokens.size()), o.n_ctx,
+                                          o.max_windows, "KL divergence"));
+  KlReferenceRows rows;
+  rows.options = o;
+  rows.n_windows = n_windows;
+  rows.n_vocab = model.config().n_vocab;
+  ScoredLogits ref(model, reference, o.protocol, o.n_ctx);
+  rows.rows_per_window = ref.n_scored();
+  const auto row_floats = static_cast<size_t>(rows.n_vocab);
+  rows.logits.resize(static_cast<size_t>(n_windows) * static_cast<size_t>(rows.rows_per_window) *
+                     row_floats);
+  std::vector<int32_t> window(static_cast<size_t>(o.n_ctx));
+  float* out = rows.logits.data();
   for (int32_t w = 0; w < n_windows; ++w) {
     std::copy_n(tokens.begin() + static_cast<int64_t>(w) * o.n_ctx, o.n_ctx, window.begin());
     if (o.bos_id >= 0) window[0] = o.bos_id;
-    KVF_RETURN_IF_ERROR(reference.truncate(SeqId{0}, 0));
-    KVF_RETURN_IF_ERROR(candidate.truncate(SeqId{0}, 0));
-    for (int32_t start = 0; start < o.n_ctx; start += chunk) {
-      const int32_t n = std::min(chunk, o.n_ctx - start);
-      const bool needs_logits = start + n > first_scored;
-      const std::span<const int32_t> part(window.data() + start, static_cast<size_t>(n));
-      const LogitsFor which = needs_logits ? LogitsFor::kAllTokens : LogitsFor::kNone;
-      KVF_RETURN_IF_ERROR(model.forward(part, start, reference, SeqId{0}, which, logits_p.data()));
-      KVF_RETURN_IF_ERROR(model.forward(part, start, candidate, SeqId{0}, which, logits_q.data()));
-      if (!needs_logits) continue;
-      for (int32_t i = std::max(start, first_scored); i < start + n && i + 1 < o.n_ctx; ++i) {
-        const size_t row = static_cast<size_t>(i - start) * n_vocab;
-        const KlToken t = compare_logits(logits_p.data() + row, logits_q.data() + row, n_vocab,
-                                         window[static_cast<size_t>(i + 1)]);
-        r.sum_kl += t.kl;
-        r.sum_kl_sq += t.kl * t.kl;
-        r.token_kl.push_back(t.kl);
-        r.n_top1_agree += t.top1_agree ? 1 : 0;
-        add_nll(r.reference, t.nll_p);
-        add_nll(r.candidate, t.nll_q);
-      }
+    KVF_RETURN_IF_ERROR(ref.start(window));
+    for (int32_t k = 0; k < rows.rows_per_window; ++k, out += row_floats) {
+      KVF_ASSIGN_OR_RETURN(const float* p, ref.next());
+      std::copy_n(p, row_floats, out);
     }
-    r.n_windows = w + 1;
-    r.reference.n_windows = r.candidate.n_windows = w + 1;
-    if (progress) progress(w + 1, n_windows, r);
+    rows.context_bytes_per_token += ref.context_bytes_per_token() / n_windows;
   }
   KVF_RETURN_IF_ERROR(reference.truncate(SeqId{0}, 0));
-  KVF_RETURN_IF_ERROR(candidate.truncate(SeqId{0}, 0));
-  return r;
+  return rows;
+}
+
+Result<KlResult> kl_divergence(Model& model, const KlReferenceRows& reference, KvCache& candidate,
+                               std::span<const int32_t> tokens, const KlProgress& progress) {
+  const KlOptions& o = reference.options;
+  KVF_ASSIGN_OR_RETURN(const int32_t n_windows,
+                       count_eval_windows(static_cast<int64_t>(tokens.size()), o.n_ctx,
+                                          o.max_windows, "KL divergence"));
+  if (n_windows != reference.n_windows || model.config().n_vocab != reference.n_vocab) {
+    return invalid_argument("the recorded reference rows are of another text or model");
+  }
+  const auto row_floats = static_cast<size_t>(reference.n_vocab);
+  auto reference_row = [&](int32_t w, int32_t k, std::span<const int32_t>) -> Result<const float*> {
+    const size_t row = static_cast<size_t>(w) * static_cast<size_t>(reference.rows_per_window) +
+                       static_cast<size_t>(k);
+    return static_cast<const float*>(reference.logits.data() + row * row_floats);
+  };
+  return compare_windows(model, candidate, tokens, o, n_windows, reference_row, progress);
 }
 
 }  // namespace kvforge

@@ -2,11 +2,14 @@
 // windows of a token stream twice, once with each cache, and every scored
 // position compares the two next-token distributions.
 //
-// Windows and scored positions are exactly those of perplexity()
-// (eval/perplexity.h): consecutive windows of n_ctx tokens, each from an
-// empty cache with its first token replaced by BOS when bos_id >= 0, and the
-// predictions at positions n_ctx/2 .. n_ctx-2 scored. The two perplexities
-// reported are therefore the ones `kvforge ppl` gives for each cache.
+// Windows: consecutive windows of n_ctx tokens, each from an empty cache
+// with its first token replaced by BOS when bos_id >= 0; the predictions at
+// positions n_ctx/2 .. n_ctx-2 are scored. How a window is fed to the model
+// is the protocol (eval/scored_logits.h): kPrefill, the default, runs exactly
+// the forward passes of perplexity(), so the two perplexities reported are
+// the ones `kvforge ppl` gives for each cache; kDecode prefills the first
+// half as a prompt (a press compresses it) and decodes the second half one
+// teacher-forced token at a time. Both caches run the same protocol.
 //
 // Per scored position, with P the reference and Q the candidate
 // distribution (softmax of the logit rows, computed in double):
@@ -15,7 +18,10 @@
 //   NLL of the true next token under P and under Q.
 //
 // Memory is O(chunk × n_vocab) for the logits plus one double per scored
-// token (kept for the percentiles), whatever the length of the stream.
+// token (kept for the percentiles), whatever the length of the stream;
+// record_reference() keeps the reference's scored rows instead (n_scored ×
+// n_vocab floats) so that several candidates are compared with one
+// reference run.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +30,7 @@
 #include <vector>
 
 #include "eval/perplexity.h"
+#include "eval/scored_logits.h"
 #include "kv/kv_cache.h"
 #include "kvforge/status.h"
 
@@ -35,6 +42,7 @@ struct KlOptions {
   int32_t n_ctx = 512;
   int32_t bos_id = -1;      // >= 0: replace each window's first token with it
   int32_t max_windows = 0;  // 0: all whole windows in the stream
+  KlProtocol protocol = KlProtocol::kPrefill;
 };
 
 // The comparison of two logit rows (one scored position).
@@ -65,6 +73,10 @@ struct KlResult {
   PerplexityResult reference;    // NLL sums under P
   PerplexityResult candidate;    // NLL sums under Q
   std::vector<double> token_kl;  // KL per scored position, in stream order
+  // The candidate's KV bytes per position held (ScoredLogits), summed over
+  // windows: after the context, and the mean over each window's scored steps.
+  double sum_context_bytes_per_token = 0;
+  double sum_scored_bytes_per_token = 0;
 
   [[nodiscard]] int64_t n_scored() const { return reference.n_scored; }
   [[nodiscard]] double mean_kl() const;
@@ -73,6 +85,9 @@ struct KlResult {
   [[nodiscard]] double top1_agreement() const;
   // Percentile p in [0, 100] of token_kl (see percentile()).
   [[nodiscard]] double kl_percentile(double p) const;
+  // Means over the windows of the candidate's bytes per position.
+  [[nodiscard]] double context_bytes_per_token() const;
+  [[nodiscard]] double scored_bytes_per_token() const;
 };
 
 // progress(window_done, n_windows, running) is called after every window.
@@ -83,6 +98,34 @@ using KlProgress = std::function<void(int32_t, int32_t, const KlResult&)>;
 [[nodiscard]] Result<KlResult> kl_divergence(Model& model, KvCache& reference, KvCache& candidate,
                                              std::span<const int32_t> tokens,
                                              const KlOptions& options,
+                                             const KlProgress& progress = {});
+
+// The reference side's scored logit rows of every window, recorded once.
+struct KlReferenceRows {
+  KlOptions options;
+  int32_t n_windows = 0;
+  int32_t n_vocab = 0;
+  int32_t rows_per_window = 0;
+  std::vector<float> logits;  // [n_windows][rows_per_window][n_vocab]
+  // The reference's KV bytes per position after the context, mean over windows.
+  double context_bytes_per_token = 0;
+};
+
+// Bytes record_reference() keeps for these options and stream length (0 if
+// the text holds no window).
+[[nodiscard]] size_t reference_rows_bytes(int64_t n_tokens, int32_t n_vocab,
+                                          const KlOptions& options);
+
+// Runs `reference` over the windows once and keeps its scored rows.
+[[nodiscard]] Result<KlReferenceRows> record_reference(Model& model, KvCache& reference,
+                                                       std::span<const int32_t> tokens,
+                                                       const KlOptions& options);
+
+// The same as kl_divergence() with the reference's rows recorded earlier
+// (from the same tokens; the options are the recorded ones). The result is
+// identical to running the reference alongside.
+[[nodiscard]] Result<KlResult> kl_divergence(Model& model, const KlReferenceRows& reference,
+                                             KvCache& candidate, std::span<const int32_t> tokens,
                                              const KlProgress& progress = {});
 
 }  // namespace kvforge

@@ -63,12 +63,12 @@ expect bad_output fail "xml not in" -- bench -m "$model" -o xml
 
 # eval kl: the f16 cache against the f32 cache over the same windows as ppl.
 kl_args=(eval kl -m "$model" -f "$tmp/text.txt" -c 128 -t 1)
-expect eval_kl_table 0 "^\| model \| kv \| ctx \| windows \| tokens \| mean KL \| median KL \| p99 KL \| max KL \| top-1 \| ppl f32 \| ppl f16 \|$" -- \
+expect eval_kl_table 0 "^\| model \| kv \| ctx \| windows \| tokens \| mean KL \| median KL \| p99 KL \| max KL \| top-1 \| ppl f32 \| ppl f16 \| KV B/token \|$" -- \
   "${kl_args[@]}" --kv-codec f16
 expect eval_kl_row 0 "^\| stories260K.gguf \| f16 \| 128 \| [0-9]+ \| [0-9]+ \| [0-9.]+e-[0-9]+ ± " -- \
   "${kl_args[@]}" --kv-codec f16
 expect eval_kl_progress 0 "windows  mean KL .* top-1 [0-9.]+ %" -- "${kl_args[@]}" --kv-codec f16
-expect eval_kl_csv 0 "^stories260K.gguf,f32,\"f16\",128,[0-9]+,[0-9]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,0\.9[0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$" -- \
+expect eval_kl_csv 0 "^stories260K.gguf,f32,\"f16\",128,[0-9]+,[0-9]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,[0-9.e-]+,0\.9[0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,\"\",prefill,640,640$" -- \
   "${kl_args[@]}" --kv-codec f16 -o csv
 expect eval_kl_json 0 "\"p99_kl\": [0-9.e-]+" -- "${kl_args[@]}" --kv-codec f16 -o json
 expect eval_kl_identical 0 "^\| stories260K.gguf \| f32 \| 128 \| [0-9]+ \| [0-9]+ \| 0.000e\+00 ± 0.0e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 0.000e\+00 \| 100.00 % \|" -- \
@@ -76,7 +76,7 @@ expect eval_kl_identical 0 "^\| stories260K.gguf \| f32 \| 128 \| [0-9]+ \| [0-9
 # Its perplexities are those of `kvforge ppl` with each cache.
 ppl32=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f32 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
 ppl16=$("$bin" ppl -m "$model" -f "$tmp/text.txt" -c 128 -t 1 --kv-codec f16 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
-expect eval_kl_matches_ppl 0 "% \| ${ppl32:-none} ± [0-9.]+ \| ${ppl16:-none} ± [0-9.]+ \|$" -- \
+expect eval_kl_matches_ppl 0 "% \| ${ppl32:-none} ± [0-9.]+ \| ${ppl16:-none} ± [0-9.]+ \| 640.0 \|$" -- \
   "${kl_args[@]}" --kv-codec f16
 expect eval_kl_int8 0 "^\| stories260K.gguf \| k=int8,v=int4h \| 128 \| [0-9]+ \| [0-9]+ \| [0-9.]+e-[0-9]+ ± " -- \
   "${kl_args[@]}" --kv-codec k=int8,v=int4h --chunks 4
