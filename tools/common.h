@@ -29,6 +29,7 @@ struct ModelArgs {
   std::string cache_salt;
   std::string press;         // --press
   std::string press_layers;  // --press-layers
+  std::string select;        // --select
 };
 
 void add_model_options(CLI::App& app, ModelArgs& args);
