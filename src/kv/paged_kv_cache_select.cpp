@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include <fmt/format.h>
+
 #include "kv/hadamard.h"
 #include "kv/paged_kv_cache.h"
 #include "kv/paged_kv_cache_state.h"
@@ -27,6 +29,16 @@ float cosine(const float* a, const float* b, int32_t n) {
 }
 
 }  // namespace
+
+Status PagedKvCache::check_press_with_selection(const KvPress* press,
+                                                const KvSelection& selection) {
+  if (press == nullptr || !press->needs().decode_queries) return Status();
+  return invalid_argument(
+      fmt::format("--select {} cannot be combined with press '{}': the press scores every decode "
+                  "query's attention over every row, and a selecting step reads only some (use "
+                  "another press, or no --select)",
+                  selection.name(), press->name()));
+}
 
 std::string PagedKvCache::selection_plan() const {
   return selection_ ? selection_->name() : "none";

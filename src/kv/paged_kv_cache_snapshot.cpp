@@ -137,20 +137,8 @@ struct SavedRows {
   std::span<const uint8_t> value_pages;
 };
 
-}  // namespace
-
-// Per layer runs of the codecs of demoted rows ("k=int4/v=int4"), "none"
-// where a layer demotes nothing; "none" when no layer does.
-std::string PagedKvCache::demotion_plan() const {
-  std::vector<std::string> names;
-  bool any = false;
-  for (const LayerCodecs& c : layers_) {
-    any = any || c.demoted_key != nullptr;
-    names.push_back(c.demoted_key
-                        ? fmt::format("k={}/v={}", c.demoted_key->name(), c.demoted_value->name())
-                        : "none");
-  }
-  if (!any) return "none";
+// "0-3:a,4-15:b": runs of layers with equal names.
+std::string snapshot_layer_runs(const std::vector<std::string>& names) {
   std::string runs;
   size_t run_start = 0;
   for (size_t l = 0; l < names.size(); ++l) {
@@ -162,6 +150,32 @@ std::string PagedKvCache::demotion_plan() const {
   return runs;
 }
 
+}  // namespace
+
+// Per layer runs of the sequence's presses ("none" without any), and of the
+// codecs of its demoted rows ("k=int4/v=int4"), "none" where a layer demotes
+// nothing; "none" when no layer does.
+std::string PagedKvCache::press_plan_of(const Sequence& s) const {
+  if (!has_presses(s)) return "none";
+  std::vector<std::string> names;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const KvPress* press = press_of(s, l);
+    names.push_back(press ? press->name() : "none");
+  }
+  return snapshot_layer_runs(names);
+}
+
+std::string PagedKvCache::demotion_plan(const Sequence& s) const {
+  std::vector<std::string> names;
+  bool any = false;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const DemotionCodecs* low = demotion_of(s, l);
+    any = any || low != nullptr;
+    names.push_back(low ? fmt::format("k={}/v={}", low->key->name(), low->value->name()) : "none");
+  }
+  return any ? snapshot_layer_runs(names) : "none";
+}
+
 Status PagedKvCache::save(SeqId seq, const std::string& path) const {
   KVF_RETURN_IF_ERROR(check_sequence(seq));
   const Sequence& s = sequence(seq);
@@ -170,8 +184,8 @@ Status PagedKvCache::save(SeqId seq, const std::string& path) const {
   w.put(kVersion);
   w.put(model_fingerprint_);
   w.put_text(plan_name_);
-  w.put_text(press_plan_name_);
-  w.put_text(demotion_plan());
+  w.put_text(press_plan_of(s));
+  w.put_text(demotion_plan(s));
   for (int32_t v : {block_tokens_, shape_.n_layers, shape_.n_kv_heads, shape_.head_dim}) w.put(v);
   const auto n = static_cast<int32_t>(s.tokens.size());
   w.put(n);
@@ -193,16 +207,18 @@ Status PagedKvCache::save(SeqId seq, const std::string& path) const {
   }
   if (s.compressed_end > 0) {
     for (size_t i = 0; i < s.retained.size(); ++i) {
-      const LayerCodecs& c = layers_[i / static_cast<size_t>(shape_.n_kv_heads)];
+      const size_t layer = i / static_cast<size_t>(shape_.n_kv_heads);
+      const LayerCodecs& c = layers_[layer];
+      const DemotionCodecs* low = demotion_of(s, layer);
       for (const bool demoted : {false, true}) {
         const RetainedRows& r = demoted ? s.demoted[i] : s.retained[i];
         w.put(r.size());
         w.append(r.positions.data(), r.positions.size() * sizeof(int32_t));
         w.append(r.counts.data(), r.counts.size() * sizeof(float));
         const size_t key_bytes =
-            demoted && r.size() > 0 ? c.demoted_key->tile_bytes() : c.key_tile_bytes;
+            demoted && r.size() > 0 ? low->key->tile_bytes() : c.key_tile_bytes;
         const size_t value_bytes =
-            demoted && r.size() > 0 ? c.demoted_value->tile_bytes() : c.value_tile_bytes;
+            demoted && r.size() > 0 ? low->value->tile_bytes() : c.value_tile_bytes;
         for (const uint8_t* tile : r.key_tiles) w.append(tile, key_bytes);
         for (const uint8_t* tile : r.value_tiles) w.append(tile, value_bytes);
       }
@@ -269,9 +285,11 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
   }
   KVF_ASSIGN_OR_RETURN(const std::string press_plan, r.get_text("press plan"));
   KVF_ASSIGN_OR_RETURN(const std::string low_plan, r.get_text("demotion plan"));
-  const std::string this_low_plan = demotion_plan();
+  // The sequence's presses: the cache's plan, or its own (set_press before restore).
+  const std::string this_press_plan = press_plan_of(s);
+  const std::string this_low_plan = demotion_plan(s);
   // Captured attention and the press schedule carry over only to the same presses.
-  const bool same_presses = press_plan == press_plan_name_ && low_plan == this_low_plan;
+  const bool same_presses = press_plan == this_press_plan && low_plan == this_low_plan;
   for (int32_t expected : {block_tokens_, shape_.n_layers, shape_.n_kv_heads, shape_.head_dim}) {
     KVF_ASSIGN_OR_RETURN(const int32_t got, r.get<int32_t>("shape"));
     if (got != expected) {
@@ -298,14 +316,14 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
   if (compressed_end < 0 || compressed_end > n || compressed_end % bt != 0) {
     return corrupt(where + "bad pressed end");
   }
-  if (compressed_end > 0 && !has_presses() && same_presses) {
+  if (compressed_end > 0 && !has_presses(s) && same_presses) {
     return corrupt(where + "pressed rows without a press plan");
   }
   if (compressed_end > 0 && !same_presses) {
     return invalid_argument(
         where + fmt::format("it holds a sequence pressed under press plan '{}' (demoted rows: "
                             "'{}'), this run uses '{}' ('{}')",
-                            press_plan, low_plan, press_plan_name_, this_low_plan));
+                            press_plan, low_plan, this_press_plan, this_low_plan));
   }
   KVF_ASSIGN_OR_RETURN(const uint32_t file_bounds_bytes, r.get<uint32_t>("key bounds size"));
   const size_t kv_heads = static_cast<size_t>(shape_.n_kv_heads);
@@ -348,10 +366,11 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
     saved_demoted.resize(layer_heads);
     for (size_t i = 0; i < layer_heads; ++i) {
       const LayerCodecs& c = layers_[i / kv_heads];
+      const DemotionCodecs* low = demotion_of(s, i / kv_heads);
       for (const bool demoted : {false, true}) {
         SavedRows& rows = demoted ? saved_demoted[i] : saved_retained[i];
         KVF_ASSIGN_OR_RETURN(const int32_t count, r.get<int32_t>("retained rows"));
-        if (count < 0 || count > compressed_end || (demoted && count > 0 && !c.demoted_key)) {
+        if (count < 0 || count > compressed_end || (demoted && count > 0 && low == nullptr)) {
           return corrupt(where + "bad retained row count");
         }
         rows.positions.resize(static_cast<size_t>(count));
@@ -370,10 +389,9 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
           }
         }
         const size_t pages = static_cast<size_t>((count + bt - 1) / bt);
-        const size_t key_bytes =
-            demoted && count > 0 ? c.demoted_key->tile_bytes() : c.key_tile_bytes;
+        const size_t key_bytes = demoted && count > 0 ? low->key->tile_bytes() : c.key_tile_bytes;
         const size_t value_bytes =
-            demoted && count > 0 ? c.demoted_value->tile_bytes() : c.value_tile_bytes;
+            demoted && count > 0 ? low->value->tile_bytes() : c.value_tile_bytes;
         KVF_ASSIGN_OR_RETURN(rows.key_pages, r.take(pages * key_bytes, "retained pages"));
         KVF_ASSIGN_OR_RETURN(rows.value_pages, r.take(pages * value_bytes, "retained pages"));
       }
@@ -492,7 +510,7 @@ Status PagedKvCache::restore(SeqId seq, const std::string& path) {
     s.retained[i] = std::move(retained[i]);
     s.demoted[i] = std::move(demoted[i]);
   }
-  if (has_presses() && same_presses) {
+  if (has_presses(s) && same_presses) {
     s.decode_steps = decode_steps;
     s.capture_first = capture_first;
     s.capture_end = capture_end;

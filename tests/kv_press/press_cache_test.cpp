@@ -4,6 +4,8 @@
 // prompt, and random press/fork/truncate/release traffic keeps every
 // invariant and leaks no block.
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -11,9 +13,11 @@
 
 #include <gtest/gtest.h>
 
+#include "kv/kv_codec.h"
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_kv_cache.h"
 #include "model/model.h"
+#include "util/thread_pool.h"
 
 namespace kvforge {
 namespace {
@@ -274,8 +278,12 @@ TEST(PressCacheTest, AdaptiveBudgetsKeepDifferentRowCountsPerHead) {
 // and releases on three sequences; invariants after every step, and every
 // block back in the pool at the end.
 TEST(PressCacheTest, RandomPressForkTruncateReleaseKeepsInvariantsAndLeaksNothing) {
-  for (const std::string spec : {"h2o:tokens=64:window=16:every=8", "snapkv:ratio=0.4:window=16",
-                                 "streaming:tokens=48:window=16:max=64"}) {
+  for (const std::string spec :
+       {"h2o:tokens=64:window=16:every=8", "snapkv:ratio=0.4:window=16",
+        "streaming:tokens=48:window=16:max=64", "tova:tokens=48:window=16:max=48",
+        "pyramidkv:ratio=0.4:window=16:w=8", "expected:tokens=64:window=16:every=8",
+        "merge:tokens=48:window=16:every=8:scorer=h2o:sim=0.5",
+        "mikv:tokens=48:window=16:every=8:low=int4h"}) {
     auto kv = press_cache(spec, "int8", 3, true);
     std::mt19937 rng(5);
     const auto v = static_cast<size_t>(press_model().config().n_vocab);
@@ -335,6 +343,303 @@ TEST(PressCacheTest, RandomPressForkTruncateReleaseKeepsInvariantsAndLeaksNothin
     kv->check_invariants();
     EXPECT_EQ(kv->pool().n_free() + kv->prefix_stats().cached_blocks, kv->pool().n_blocks())
         << spec;
+  }
+}
+
+// MiKV keeps every position: the rows its scorer (h2o) would evict are
+// demoted to int4 instead, read back as int4 round trips of what they were,
+// and take memory between the uncompressed and the evicting cache's.
+TEST(PressCacheTest, MikvDemotesTheRowsItsScorerEvictsAndKeepsThemAll) {
+  const SeqId seq{0};
+  constexpr int32_t kPrompt = 200;
+  constexpr int32_t kBudget = 50;  // ratio 0.25 of 200, sinks included
+  const std::vector<int32_t> prompt = text_tokens(kPrompt, 7);
+  const int32_t layers = press_model().config().n_layers;
+  const int32_t heads = press_model().config().n_kv_heads;
+  const int32_t d = press_model().config().head_dim;
+  auto full = press_cache("", "f16", 1, false);
+  prompt_then_decode(*full, seq, prompt, {});
+  auto evicting = press_cache("h2o:ratio=0.25", "f16", 1, false);
+  prompt_then_decode(*evicting, seq, prompt, {});
+
+  // Room for two contexts: while pressing, the new pages (full-precision
+  // and demoted ones) are written before the pressed blocks are given back.
+  auto kv = press_cache("mikv:ratio=0.25:every=16", "f16", 2, false);
+  kv->begin_prompt(seq, kPrompt);
+  std::vector<float> logits(static_cast<size_t>(press_model().config().n_vocab));
+  ASSERT_TRUE(
+      press_model().forward(prompt, 0, *kv, seq, LogitsFor::kLastToken, logits.data()).ok());
+  std::vector<std::map<int32_t, std::pair<std::vector<float>, std::vector<float>>>> before;
+  for (int32_t l = 0; l < layers; ++l) {
+    for (int32_t h = 0; h < heads; ++h) before.push_back(rows_by_position(*kv, seq, LayerId{l}, h));
+  }
+  const Status pressed = kv->end_prompt(seq);
+  ASSERT_TRUE(pressed.ok()) << pressed.to_string();
+  kv->check_invariants();
+  const int32_t boundary = kv->compressed_end(seq);
+  ASSERT_GT(boundary, 0);
+  ASSERT_EQ(boundary, evicting->compressed_end(seq));
+
+  auto int4_key = make_kv_codec("int4", KvSide::kKey, KvCodecParams{16, d});
+  auto int4_value = make_kv_codec("int4", KvSide::kValue, KvCodecParams{16, d});
+  ASSERT_TRUE(int4_key.ok() && int4_value.ok());
+  // The int4 round trip of one row, by a fresh codec.
+  auto round_trip = [&](const KvCodec& codec, const std::vector<float>& row) {
+    std::vector<uint8_t> tile(codec.tile_bytes());
+    codec.encode(row.data(), d, 0, 1, tile.data());
+    std::vector<float> out(static_cast<size_t>(16 * d));
+    codec.decode(tile.data(), 1, out.data());
+    out.resize(static_cast<size_t>(d));
+    return out;
+  };
+  int64_t demoted_rows = 0, changed = 0;
+  std::vector<std::map<int32_t, std::pair<std::vector<float>, std::vector<float>>>> after_prompt;
+  std::vector<std::set<int32_t>> kept_after_prompt;
+  for (int32_t l = 0; l < layers; ++l) {
+    for (int32_t h = 0; h < heads; ++h) {
+      // Every position is still held; the full-precision ones are those
+      // h2o keeps, within the same budget.
+      EXPECT_EQ(kv->rows_held(seq, LayerId{l}, h), kPrompt) << l << "/" << h;
+      const std::span<const int32_t> kept = kv->retained_positions(seq, LayerId{l}, h);
+      const std::span<const int32_t> h2o_kept = evicting->retained_positions(seq, LayerId{l}, h);
+      EXPECT_TRUE(std::equal(kept.begin(), kept.end(), h2o_kept.begin(), h2o_kept.end()))
+          << l << "/" << h;
+      EXPECT_EQ(static_cast<int32_t>(kept.size()), kBudget - (kPrompt - boundary));
+      const auto after = rows_by_position(*kv, seq, LayerId{l}, h);
+      after_prompt.push_back(after);
+      kept_after_prompt.emplace_back(kept.begin(), kept.end());
+      const auto& was = before[static_cast<size_t>(l * heads + h)];
+      ASSERT_EQ(after.size(), was.size());
+      for (const auto& [pos, row] : after) {
+        const auto& old = was.at(pos);
+        const bool full_precision =
+            pos >= boundary || std::find(kept.begin(), kept.end(), pos) != kept.end();
+        if (full_precision) {
+          EXPECT_EQ(row.first, old.first) << l << "/" << h << " pos " << pos;
+          EXPECT_EQ(row.second, old.second) << l << "/" << h << " pos " << pos;
+          continue;
+        }
+        ++demoted_rows;
+        const std::vector<float> key = round_trip(**int4_key, old.first);
+        const std::vector<float> value = round_trip(**int4_value, old.second);
+        for (int32_t e = 0; e < d; ++e) {
+          ASSERT_NEAR(row.first[e], key[e], 1e-5) << l << "/" << h << " pos " << pos;
+          ASSERT_NEAR(row.second[e], value[e], 1e-5) << l << "/" << h << " pos " << pos;
+        }
+        changed += row.first != old.first ? 1 : 0;
+      }
+    }
+  }
+  EXPECT_EQ(demoted_rows, static_cast<int64_t>(layers) * heads * (kPrompt - kBudget));
+  EXPECT_GT(changed, demoted_rows / 2);  // really stored in 4 bits
+  // Memory between evicting and keeping everything in f16.
+  EXPECT_LT(kv->sequence_bytes(seq), full->sequence_bytes(seq));
+  EXPECT_GT(kv->sequence_bytes(seq), evicting->sequence_bytes(seq));
+
+  // Decoding presses again every 16 steps: rows demoted before read back
+  // exactly as they were (re-encoding int4 rows is exact), and every
+  // position is still held.
+  for (const int32_t token : text_tokens(40, 9)) {
+    const int32_t next[1] = {token};
+    ASSERT_TRUE(
+        press_model()
+            .forward(next, kv->n_tokens(seq), *kv, seq, LogitsFor::kLastToken, logits.data())
+            .ok());
+    ASSERT_TRUE(kv->end_decode_step(seq).ok());
+    for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  }
+  kv->check_invariants();
+  ASSERT_GT(kv->compressed_end(seq), boundary);
+  for (int32_t l = 0; l < layers; ++l) {
+    for (int32_t h = 0; h < heads; ++h) {
+      EXPECT_EQ(kv->rows_held(seq, LayerId{l}, h), kPrompt + 40);
+      const auto now = rows_by_position(*kv, seq, LayerId{l}, h);
+      const auto& was_kept = kept_after_prompt[static_cast<size_t>(l * heads + h)];
+      for (const auto& [pos, row] : after_prompt[static_cast<size_t>(l * heads + h)]) {
+        if (pos >= boundary || was_kept.contains(pos)) continue;  // not demoted then
+        EXPECT_EQ(now.at(pos), row) << l << "/" << h << " pos " << pos;
+      }
+    }
+  }
+}
+
+// Records the attention each choose() is given; keeps the first rows.
+class RecordingPress final : public KvPress {
+ public:
+  RecordingPress(const PressBudget& budget, bool newest) : KvPress(budget), newest_(newest) {}
+  [[nodiscard]] std::string name() const override { return "recording"; }
+  [[nodiscard]] PressNeeds needs() const override {
+    PressNeeds n;
+    n.prompt_queries = 1;
+    n.decode_queries = true;
+    n.newest_query_only = newest_;
+    return n;
+  }
+  void choose(const PressLayer& layer, std::span<HeadChoice> choices) const override {
+    for (size_t h = 0; h < choices.size(); ++h) {
+      double sum = 0;
+      for (float a : layer.heads[h].attention) sum += a;
+      sums.push_back(sum);
+      for (int32_t r = 0;
+           r < layer.rows && r < static_cast<int32_t>(layer.heads[h].positions.size()); ++r) {
+        choices[h].keep.push_back(r);
+      }
+    }
+  }
+  mutable std::vector<double> sums;  // per call and head, in call order
+
+ private:
+  bool newest_;
+};
+
+// newest_query_only (TOVA): a decode-time press sees the attention of the
+// newest query alone (at most 1 per head over its candidates), not the sum
+// since the prompt.
+TEST(PressCacheTest, ADecodePressOfTheNewestQuerySeesOnlyThatQuerysAttention) {
+  std::vector<double> largest;
+  for (const bool newest : {true, false}) {
+    PressBudget budget;
+    budget.tokens = 48;
+    budget.window = 16;
+    budget.max_rows = 48;
+    auto press = std::make_shared<RecordingPress>(budget, newest);
+    const int32_t layers = press_model().config().n_layers;
+    PagedKvCacheOptions o;
+    o.layer_codecs = *plan_kv_codecs("f32", "", layers);
+    o.block_tokens = 16;
+    o.n_ctx = kCtx;
+    o.n_seq = 1;
+    o.prefix_sharing = false;
+    o.model_fingerprint = press_model().fingerprint();
+    o.layer_presses.assign(static_cast<size_t>(layers), press);
+    auto kv = PagedKvCache::create(press_model().kv_shape(), o);
+    ASSERT_TRUE(kv.ok());
+    prompt_then_decode(**kv, SeqId{0}, text_tokens(40, 3), text_tokens(60, 4));
+    // The prompt's press (40 positions, under the budget) does not run; the
+    // decode presses do.
+    ASSERT_FALSE(press->sums.empty());
+    largest.push_back(*std::max_element(press->sums.begin(), press->sums.end()));
+  }
+  EXPECT_GT(largest[0], 0.0);
+  EXPECT_LE(largest[0], 1.0 + 1e-5);
+  EXPECT_GT(largest[1], 2 * largest[0]);
+}
+
+// Merges the candidates in groups of 2, 3, 2, 3, ... (the last ones kept).
+class GroupingPress final : public KvPress {
+ public:
+  explicit GroupingPress(const PressBudget& budget) : KvPress(budget) {}
+  [[nodiscard]] std::string name() const override { return "grouping"; }
+  [[nodiscard]] PressNeeds needs() const override { return {}; }
+  void choose(const PressLayer& layer, std::span<HeadChoice> choices) const override {
+    for (size_t h = 0; h < choices.size(); ++h) {
+      const auto n = static_cast<int32_t>(layer.heads[h].positions.size());
+      int32_t r = 0;
+      for (int32_t size = 2; r + size <= n; size = 5 - size) {
+        std::vector<int32_t>& group = choices[h].merged.emplace_back();
+        for (int32_t i = 0; i < size; ++i) group.push_back(r++);
+      }
+      for (; r < n; ++r) choices[h].keep.push_back(r);
+    }
+  }
+};
+
+// The cache's side of merging: a group becomes one row, the mean of its
+// members' keys and values at the newest member's position, and the
+// attention gives it the weight of its members together (score bias
+// log(count)), checked against softmax attention computed here in double
+// over the rows the cache holds.
+TEST(PressCacheTest, MergedGroupsAreCentroidsAttendedWithTheirTokensWeight) {
+  PressBudget budget;
+  budget.tokens = 48;
+  budget.window = 16;
+  const int32_t layers = press_model().config().n_layers;
+  PagedKvCacheOptions o;
+  o.layer_codecs = *plan_kv_codecs("f32", "", layers);
+  o.block_tokens = 16;
+  o.n_ctx = kCtx;
+  o.n_seq = 2;
+  o.prefix_sharing = false;
+  o.model_fingerprint = press_model().fingerprint();
+  o.layer_presses.assign(static_cast<size_t>(layers), std::make_shared<GroupingPress>(budget));
+  auto made = PagedKvCache::create(press_model().kv_shape(), o);
+  ASSERT_TRUE(made.ok());
+  PagedKvCache& kv = **made;
+  const SeqId seq{0};
+  constexpr int32_t kHeld = 100;
+  kv.begin_prompt(seq, kHeld);
+  std::vector<float> logits(static_cast<size_t>(press_model().config().n_vocab));
+  ASSERT_TRUE(press_model()
+                  .forward(text_tokens(kHeld, 5), 0, kv, seq, LogitsFor::kLastToken, logits.data())
+                  .ok());
+  const LayerId layer{1};
+  const int32_t heads = press_model().config().n_kv_heads;
+  const int32_t n_heads = press_model().config().n_heads;
+  const int32_t d = press_model().config().head_dim;
+  std::vector<std::map<int32_t, std::pair<std::vector<float>, std::vector<float>>>> before;
+  for (int32_t h = 0; h < heads; ++h) before.push_back(rows_by_position(kv, seq, layer, h));
+  ASSERT_TRUE(kv.end_prompt(seq).ok());
+  kv.check_invariants();
+  const int32_t boundary = kv.compressed_end(seq);
+  ASSERT_EQ(boundary, 80);  // 100 - window 16, down to a block boundary
+
+  // Candidates are positions 4..79: groups {4,5}, {6,7,8}, {9,10}, ...
+  std::vector<std::vector<int32_t>> groups;
+  int32_t next = 4;
+  for (int32_t size = 2; next + size <= boundary; size = 5 - size) {
+    groups.emplace_back();
+    for (int32_t i = 0; i < size; ++i) groups.back().push_back(next++);
+  }
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(n_heads * d));
+  for (float& x : q) x = normal(rng);
+  std::vector<float> out(q.size());
+  ThreadPool pool(2);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  kv.attend(seq, layer, kHeld - 1, 1, q.data(), scale, out.data(), pool);
+
+  for (int32_t h = 0; h < heads; ++h) {
+    std::vector<int32_t> positions;
+    std::vector<float> keys, values;
+    kv.read_rows(seq, layer, h, positions, keys, values);
+    // Rows: sinks 0..3, one per group, the kept candidates, then the block part.
+    std::vector<float> count(positions.size(), 1.0f);
+    const auto& was = before[static_cast<size_t>(h)];
+    for (const std::vector<int32_t>& group : groups) {
+      const auto at = std::find(positions.begin(), positions.end(), group.back());
+      ASSERT_NE(at, positions.end()) << "group ending at " << group.back();
+      const auto row = static_cast<size_t>(at - positions.begin());
+      count[row] = static_cast<float>(group.size());
+      for (int32_t e = 0; e < d; ++e) {
+        double k = 0, v = 0;
+        for (int32_t p : group) {
+          k += was.at(p).first[static_cast<size_t>(e)];
+          v += was.at(p).second[static_cast<size_t>(e)];
+        }
+        EXPECT_NEAR(keys[row * d + e], k / group.size(), 1e-5);
+        EXPECT_NEAR(values[row * d + e], v / group.size(), 1e-5);
+      }
+    }
+    EXPECT_EQ(positions.size(), 4 + groups.size() + (boundary - next) + (kHeld - boundary));
+    for (int32_t g = 0; g < n_heads / heads; ++g) {
+      const int32_t head = h * (n_heads / heads) + g;
+      const float* qh = q.data() + static_cast<size_t>(head) * d;
+      std::vector<double> score(positions.size());
+      for (size_t r = 0; r < positions.size(); ++r) {
+        double dot = 0;
+        for (int32_t e = 0; e < d; ++e) dot += double(qh[e]) * keys[r * d + e];
+        score[r] = dot * scale + std::log(double(count[r]));
+      }
+      const double top = *std::max_element(score.begin(), score.end());
+      double total = 0;
+      for (double& x : score) total += (x = std::exp(x - top));
+      for (int32_t e = 0; e < d; ++e) {
+        double want = 0;
+        for (size_t r = 0; r < positions.size(); ++r) want += score[r] / total * values[r * d + e];
+        EXPECT_NEAR(out[static_cast<size_t>(head) * d + e], want, 1e-5) << head << "/" << e;
+      }
+    }
   }
 }
 

@@ -53,6 +53,48 @@ TEST(PressSpecTest, BadSpecsAreOneLineErrorsNamingTheChoices) {
   }
 }
 
+TEST(PressSpecTest, PressesOnAScorerNameItAndItsKeysCanonically) {
+  auto mikv = make_kv_press("mikv:ratio=0.5:scorer=snapkv:w=16:low=int8");
+  ASSERT_TRUE(mikv.ok()) << mikv.status().to_string();
+  EXPECT_EQ((*mikv)->name(), "mikv:ratio=0.5:low=int8:scorer=snapkv:w=16:kernel=5:pool=avg");
+  EXPECT_EQ((*mikv)->needs().prompt_queries, 16);  // the scorer's needs
+  auto merge = make_kv_press("merge:tokens=64:scorer=h2o:norm=1:sim=0.8");
+  ASSERT_TRUE(merge.ok()) << merge.status().to_string();
+  EXPECT_EQ((*merge)->name(), "merge:tokens=64:sim=0.8:chunk=64:scorer=h2o:norm=1");
+  EXPECT_TRUE((*merge)->needs().keys);
+  EXPECT_TRUE((*merge)->needs().decode_queries);
+}
+
+TEST(PressSpecTest, BadSpecsOfTheNewPressesAreOneLineErrors) {
+  const std::string scorer = error_of("mikv:ratio=0.5:scorer=merge");
+  EXPECT_NE(scorer.find("scorer=merge is not a scoring press"), std::string::npos) << scorer;
+  EXPECT_NE(scorer.find("h2o"), std::string::npos) << scorer;
+  EXPECT_EQ(scorer.find("mikv,"), std::string::npos) << scorer;  // not offered as a scorer
+  EXPECT_NE(error_of("merge:ratio=0.5:scorer=h3o").find("not a scoring press"), std::string::npos);
+  const std::string low = error_of("mikv:ratio=0.5:low=int2");
+  EXPECT_NE(low.find("int4, int4h or int8"), std::string::npos) << low;
+  EXPECT_NE(error_of("mikv:ratio=0.5:low=kivi2").find("low=kivi2"), std::string::npos);
+  // An unknown key names the press's keys and its scorer's.
+  const std::string key = error_of("mikv:ratio=0.5:scorer=snapkv:beta=3");
+  EXPECT_NE(key.find("unknown key 'beta'"), std::string::npos) << key;
+  EXPECT_NE(key.find("kernel"), std::string::npos) << key;
+  EXPECT_NE(key.find("scorer, low"), std::string::npos) << key;
+  EXPECT_NE(error_of("merge:ratio=0.5:x=1").find("scorer, sim, chunk"), std::string::npos);
+  EXPECT_NE(error_of("merge:ratio=0.5:sim=2").find("sim=2"), std::string::npos);
+  EXPECT_NE(error_of("merge:ratio=0.5:chunk=0").find("chunk=0"), std::string::npos);
+  EXPECT_NE(error_of("pyramidkv:ratio=0.5:beta=0.5").find("beta=0.5"), std::string::npos);
+  EXPECT_NE(error_of("pyramidkv:ratio=0.5:kernel=2").find("odd"), std::string::npos);
+  EXPECT_NE(error_of("expected:ratio=0.5:cov=2").find("cov=2"), std::string::npos);
+  EXPECT_NE(error_of("expected:ratio=0.5:w=0").find("w=0"), std::string::npos);
+  EXPECT_NE(error_of("tova:ratio=0.5:w=4").find("unknown key 'w'"), std::string::npos);
+  EXPECT_NE(error_of("tova:ratio=0.5:adaptive=1").find("adaptive=1"), std::string::npos);
+  for (const std::string_view spec :
+       {"mikv:ratio=0.5:scorer=", "merge:ratio=0.5:scorer=mikv", "mikv:ratio=0.5:low="}) {
+    const std::string message = error_of(spec);
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
 TEST(PressSpecTest, LayerPlansApplyLeftToRight) {
   auto plan = plan_kv_presses("snapkv:ratio=0.5", "0-1:none,3:h2o:tokens=64:norm=1", 5);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();

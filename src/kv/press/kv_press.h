@@ -15,7 +15,8 @@
 //   sinks=N     first positions always kept (default 4)
 //   window=N    newest positions always kept (default 32)
 //   every=N     during decode, press again every N generated tokens (0: prompt only)
-//   max=N       during decode, press when a head holds more than N rows (0: off)
+//   max=N       during decode, press when a head holds more than N rows (0: off;
+//               rows demoted by mikv do not count)
 //   adaptive=1  head-adaptive budgets: the layer's rows go to the best-scoring
 //               rows over all its heads, each head keeping at least floor x its share
 //   floor=F     adaptive: the per-head floor as a fraction of the even share (default 0.2)
@@ -57,6 +58,9 @@ struct PressNeeds {
   int32_t prompt_queries = 0;
   // Also of every decode query since the prompt (H2O).
   bool decode_queries = false;
+  // With decode_queries: of the newest decode query only (TOVA): the sums
+  // start from zero after every decode step and after the prompt's press.
+  bool newest_query_only = false;
   bool keys = false;     // the candidates' keys (decoded, unrotated: as the model computed them)
   bool values = false;   // the candidates' values
   bool queries = false;  // the captured prompt queries themselves (post-RoPE)

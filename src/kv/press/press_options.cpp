@@ -76,8 +76,9 @@ Result<std::string> PressOptions::take_text(std::string_view key, std::string fa
 
 Status PressOptions::finish(std::string_view valid_keys) const {
   if (values_.empty()) return Status();
-  return invalid_argument(fmt::format("press '{}': unknown key '{}' (valid: {})", name_,
-                                      values_.begin()->first, valid_keys));
+  return invalid_argument(fmt::format("press '{}': unknown key '{}' (valid: {}{}{})", name_,
+                                      values_.begin()->first, valid_keys,
+                                      extra_valid_keys_.empty() ? "" : ", ", extra_valid_keys_));
 }
 
 }  // namespace kvforge::press

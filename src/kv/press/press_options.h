@@ -31,11 +31,15 @@ class PressOptions {
 
   // kInvalidArgument if keys are left: "press 'h2o': unknown key 'x' (valid: ...)".
   [[nodiscard]] Status finish(std::string_view valid_keys) const;
+  // Keys finish() names as valid besides its argument: a press that hands
+  // the rest of its spec to its scorer (merge, mikv) adds its own.
+  void add_valid_keys(std::string_view keys) { extra_valid_keys_ = std::string(keys); }
 
  private:
   std::string spec_;
   std::string name_;
   std::map<std::string, std::string> values_;
+  std::string extra_valid_keys_;
 };
 
 }  // namespace kvforge::press

@@ -17,17 +17,26 @@ namespace {
 struct PressEntry {
   std::string_view name;
   press::PressFactory factory;
+  bool scorer;  // chooses by itself; merge and mikv build on a scorer
 };
 
 const PressEntry kPresses[] = {
-    {"streaming", press::make_streaming_press}, {"h2o", press::make_h2o_press},
-    {"snapkv", press::make_snapkv_press},       {"knorm", press::make_knorm_press},
-    {"random", press::make_random_press},
+    {"streaming", press::make_streaming_press, true},
+    {"h2o", press::make_h2o_press, true},
+    {"snapkv", press::make_snapkv_press, true},
+    {"pyramidkv", press::make_pyramidkv_press, true},
+    {"tova", press::make_tova_press, true},
+    {"knorm", press::make_knorm_press, true},
+    {"expected", press::make_expected_press, true},
+    {"random", press::make_random_press, true},
+    {"merge", press::make_merge_press, false},
+    {"mikv", press::make_mikv_press, false},
 };
 
-std::string valid_names() {
+std::string valid_names(bool scorers_only = false) {
   std::string names;
   for (const PressEntry& entry : kPresses) {
+    if (scorers_only && !entry.scorer) continue;
     if (!names.empty()) names += ", ";
     names += entry.name;
   }
@@ -63,6 +72,30 @@ Result<std::unique_ptr<KvPress>> make_kv_press(std::string_view spec) {
   KVF_ASSIGN_OR_RETURN(const PressBudget budget, press::take_budget(options));
   return entry->factory(budget, options);
 }
+
+namespace press {
+
+Result<std::unique_ptr<KvPress>> make_scorer_press(std::string_view scorer,
+                                                   const PressBudget& budget,
+                                                   PressOptions& options) {
+  const auto entry = std::find_if(std::begin(kPresses), std::end(kPresses),
+                                  [&](const PressEntry& e) { return e.name == scorer; });
+  if (entry == std::end(kPresses) || !entry->scorer) {
+    return invalid_argument(fmt::format("press '{}': scorer={} is not a scoring press (valid: {})",
+                                        options.name(), scorer, valid_names(true)));
+  }
+  return entry->factory(budget, options);
+}
+
+std::string scorer_suffix(std::string_view scorer_name, const KvPress& scorer) {
+  // The scorer's canonical name is NAME, the budget's keys, then its own keys.
+  const std::string name = scorer.name();
+  const std::string head = std::string(scorer_name) + budget_suffix(scorer.budget());
+  KVF_CHECK(name.rfind(head, 0) == 0);
+  return fmt::format(":scorer={}{}", scorer_name, name.substr(head.size()));
+}
+
+}  // namespace press
 
 const std::vector<std::string>& kv_press_names() {
   static const std::vector<std::string> names = [] {
