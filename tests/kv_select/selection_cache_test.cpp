@@ -295,7 +295,14 @@ TEST(SelectionCache, ThePressThatScoresDecodeAttentionIsRefused) {
   EXPECT_NE(made.status().message().find("cannot be combined with press 'h2o"), std::string::npos)
       << made.status().message();
   o.layer_presses = *plan_kv_presses("snapkv:ratio=0.5", "", 2);
-  EXPECT_TRUE(PagedKvCache::create(shape, o).ok());
+  auto allowed = PagedKvCache::create(shape, o);
+  ASSERT_TRUE(allowed.ok());
+  // A sequence's own press (a request's) is held to the same rule.
+  const Status own = (*allowed)->set_press(SeqId{0}, "h2o:tokens=64");
+  EXPECT_EQ(own.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(own.message().find("cannot be combined with press 'h2o"), std::string::npos)
+      << own.message();
+  EXPECT_TRUE((*allowed)->set_press(SeqId{0}, "snapkv:ratio=0.5").ok());
 
   KvCacheOptions factory;
   factory.n_ctx = 256;
