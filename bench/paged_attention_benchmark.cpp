@@ -15,7 +15,11 @@
 // BM_PagedDecodeWarm/<codec>/<depth> re-reads one layer on one thread
 // (4096 deep: 2.5-16 MiB, held by the L2 and L3 caches): the kernel's
 // arithmetic without DRAM, less disturbed by other tenants of a shared
-// machine than the DRAM-bound runs.
+// machine than the DRAM-bound runs. BM_PagedDecodeCapture/<codec>/<depth>
+// is the same step with score capture requested (ScoreCapture covering the
+// query, as a press that scores decode attention asks): its difference to
+// BM_PagedDecodeWarm is what capture costs, and BM_PagedDecodeWarm itself is
+// the path every step without such a press takes.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -47,7 +51,7 @@ std::vector<float> gaussian(size_t n, uint32_t seed) {
 }
 
 void run_paged_decode(benchmark::State& state, const char* spec, int32_t depth, int threads,
-                      bool warm) {
+                      bool warm, bool capture = false) {
   const KvCodecParams params{kBlockTokens, kHeadDim};
   auto keys = make_kv_codec(spec, KvSide::kKey, params);
   auto values = make_kv_codec(spec, KvSide::kValue, params);
@@ -99,6 +103,23 @@ void run_paged_decode(benchmark::State& state, const char* spec, int32_t depth, 
   a.block_tokens = kBlockTokens;
   a.block_ids = block_ids;
   ThreadPool pool(threads);
+  // Capture buffers, per thread, sized as the cache sizes them.
+  std::vector<std::vector<float>> sums(static_cast<size_t>(threads)),
+      scratch(static_cast<size_t>(threads));
+  std::vector<float*> sum_ptrs, scratch_ptrs;
+  for (int t = 0; t < threads; ++t) {
+    sums[static_cast<size_t>(t)].resize(static_cast<size_t>(kKvHeads) * depth);
+    scratch[static_cast<size_t>(t)].resize(static_cast<size_t>(kPagedMaxGroup) * depth);
+    sum_ptrs.push_back(sums[static_cast<size_t>(t)].data());
+    scratch_ptrs.push_back(scratch[static_cast<size_t>(t)].data());
+  }
+  ScoreCapture score_capture;
+  score_capture.first_pos = 0;
+  score_capture.end_pos = depth;
+  score_capture.max_rows = depth;
+  score_capture.thread_sums = sum_ptrs.data();
+  score_capture.row_scratch = scratch_ptrs.data();
+  if (capture) a.capture = &score_capture;
   size_t layer = 0;
   for (auto _ : state) {
     a.keys = {keys->get(), key_arenas[layer].data(), nullptr, key_tile, false, 0, nullptr};
@@ -122,14 +143,22 @@ void BM_PagedDecodeWarm(benchmark::State& state, const char* spec) {
   run_paged_decode(state, spec, static_cast<int32_t>(state.range(0)), 1, true);
 }
 
-#define KVF_PAGED_DECODE(name, spec)                  \
-  BENCHMARK_CAPTURE(BM_PagedDecode, name, spec)       \
-      ->ArgsProduct({{64, 256, 4096, 16384}, {1, 2}}) \
-      ->Unit(benchmark::kMicrosecond)                 \
-      ->UseRealTime();                                \
-  BENCHMARK_CAPTURE(BM_PagedDecodeWarm, name, spec)   \
-      ->Arg(4096)                                     \
-      ->Unit(benchmark::kMicrosecond)                 \
+void BM_PagedDecodeCapture(benchmark::State& state, const char* spec) {
+  run_paged_decode(state, spec, static_cast<int32_t>(state.range(0)), 1, true, true);
+}
+
+#define KVF_PAGED_DECODE(name, spec)                   \
+  BENCHMARK_CAPTURE(BM_PagedDecode, name, spec)        \
+      ->ArgsProduct({{64, 256, 4096, 16384}, {1, 2}})  \
+      ->Unit(benchmark::kMicrosecond)                  \
+      ->UseRealTime();                                 \
+  BENCHMARK_CAPTURE(BM_PagedDecodeWarm, name, spec)    \
+      ->Arg(4096)                                      \
+      ->Unit(benchmark::kMicrosecond)                  \
+      ->UseRealTime();                                 \
+  BENCHMARK_CAPTURE(BM_PagedDecodeCapture, name, spec) \
+      ->Arg(4096)                                      \
+      ->Unit(benchmark::kMicrosecond)                  \
       ->UseRealTime()
 
 KVF_PAGED_DECODE(f32, "f32");

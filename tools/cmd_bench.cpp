@@ -178,6 +178,8 @@ int bench(const BenchArgs& a) {
     j["threads"] = model.n_threads();
     j["batch"] = a.model.n_batch;
     j["kv_codec"] = a.model.kv_codec;
+    j["kv_press"] = a.model.press;
+    j["kv_select"] = a.model.select;
     j["kv_bytes_per_token"] = (*kv)->bytes_per_token();
     // Attention arithmetic a decode step spends per token of context: for
     // every layer and query head, one dot product with its key and one
@@ -199,10 +201,13 @@ int bench(const BenchArgs& a) {
   }
   std::printf("| model | size | params | threads | batch | kv | test | t/s |\n");
   std::printf("| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |\n");
+  std::string kv_spec = a.model.kv_codec;
+  if (!a.model.press.empty()) kv_spec += " press " + a.model.press;
+  if (!a.model.select.empty()) kv_spec += " select " + a.model.select;
   for (const TestResult& r : results) {
     std::printf("| %s | %s | %.2f M | %d | %d | %s | %s | %.2f ± %.2f |\n", c.name.c_str(),
                 format_bytes(size).c_str(), double(model.n_params()) / 1e6, model.n_threads(),
-                a.model.n_batch, a.model.kv_codec.c_str(), r.name.c_str(), r.mean(), r.stddev());
+                a.model.n_batch, kv_spec.c_str(), r.name.c_str(), r.mean(), r.stddev());
   }
   std::printf("\nkvforge %s (commit %s), %d repetitions\n", KVFORGE_VERSION, KVFORGE_GIT_COMMIT,
               a.reps);

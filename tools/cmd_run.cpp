@@ -171,6 +171,9 @@ int run(const RunArgs& a) {
           stats->n_positions_end,
           paged != nullptr ? paged->press_plan().c_str() : a.model.press.c_str());
     }
+    if (!a.model.select.empty() && paged != nullptr) {
+      std::fprintf(stderr, "select: %s\n", paged->selection_plan().c_str());
+    }
     if (stats->context_full)
       std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
   }

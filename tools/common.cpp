@@ -40,6 +40,10 @@ void add_model_options(CLI::App& app, ModelArgs& args) {
                  "snapkv:ratio=0.25 (docs/kv-compression.md)");
   app.add_option("--press-layers", args.press_layers,
                  "Per-layer presses overriding --press, e.g. \"0-1:none,2-:h2o:tokens=256\"");
+  app.add_option("--select", args.select,
+                 "Query-aware KV selection: each decode step reads only the blocks that can "
+                 "score highest, NAME:tokens=N[:window=W][:sinks=S][:reuse=R:sim=X], e.g. "
+                 "quest:tokens=2048 (docs/kv-compression.md)");
 }
 
 Result<LoadedModel> load_model(const ModelArgs& args) {
@@ -76,6 +80,7 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, const ModelAr
   options.prefix_sharing = args.prefix_sharing;
   options.press = args.press;
   options.press_layers = args.press_layers;
+  options.select = args.select;
   return kvforge::make_kv_cache(model.kv_shape(), options);
 }
 

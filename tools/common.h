@@ -29,6 +29,7 @@ struct ModelArgs {
   std::string cache_salt;
   std::string press;         // --press
   std::string press_layers;  // --press-layers
+  std::string select;        // --select
 
   // Not an option: the evaluations turn it off (they never reuse prompts).
   bool prefix_sharing = true;

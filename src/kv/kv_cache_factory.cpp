@@ -31,6 +31,7 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,
     KVF_ASSIGN_OR_RETURN(paged.layer_presses,
                          plan_kv_presses(options.press, options.press_layers, shape.n_layers));
   }
+  KVF_ASSIGN_OR_RETURN(paged.selection, plan_kv_selection(options.select));
   KVF_ASSIGN_OR_RETURN(auto cache, PagedKvCache::create(shape, paged));
   std::unique_ptr<KvCache> result = std::move(cache);
   return result;

@@ -25,6 +25,7 @@ struct KvCacheOptions {
   bool prefix_sharing = true;
   std::string press;         // --press: "snapkv:ratio=0.25", "" or "none" for none
   std::string press_layers;  // --press-layers: per-layer overrides, "0-1:none,2-:h2o:tokens=256"
+  std::string select;        // --select: "quest:tokens=1024", "" or "none" for none
 };
 
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,

@@ -11,6 +11,8 @@
 
 #include "kv/paged_attention.h"
 #include "kv/paged_kv_cache_state.h"
+#include "kv/selection/block_choice.h"
+#include "kv/selection/key_bounds.h"
 #include "util/thread_pool.h"
 
 namespace kvforge {
@@ -126,6 +128,22 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   if (cache->default_presses_.empty())
     cache->default_presses_.resize(static_cast<size_t>(shape.n_layers));
 
+  if (options.selection) {
+    for (const std::shared_ptr<const KvPress>& press : cache->default_presses_) {
+      KVF_RETURN_IF_ERROR(check_press_with_selection(press.get(), *options.selection));
+    }
+    cache->selection_ = options.selection;
+    if (cache->selection_->needs().key_bounds) {
+      // One more segment per (layer, KV head): the block's key bounds.
+      cache->first_bounds_segment_ = static_cast<int32_t>(layout.segment_bytes.size());
+      cache->bounds_bytes_ = key_bounds_bytes(shape.head_dim);
+      layout.segment_bytes.insert(
+          layout.segment_bytes.end(),
+          static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads),
+          cache->bounds_bytes_);
+    }
+  }
+
   size_t budget = options.memory_bytes;
   if (budget == 0) {
     // Every slot's full context, plus one block per slot for the copy-on-write
@@ -186,6 +204,30 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
       static_cast<size_t>(shape.n_kv_heads) * static_cast<size_t>(shape.head_dim);
   cache->block_ids_.reserve(max_blocks);
   cache->sequences_.resize(static_cast<size_t>(options.n_seq));
+  const auto layer_heads =
+      static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads);
+  // Selection with reuse keeps up to this many chosen blocks per head.
+  size_t reuse_blocks = 0;
+  if (cache->selection_) {
+    const SelectionBudget& b = cache->selection_->budget();
+    cache->max_blocks_ = static_cast<int32_t>(max_blocks);
+    cache->max_read_ = max_blocks_read(b, options.block_tokens, cache->max_blocks_);
+    const auto heads = static_cast<size_t>(shape.n_kv_heads);
+    cache->bounds_rows_.resize(static_cast<size_t>(options.block_tokens + 2) *
+                               static_cast<size_t>(shape.head_dim));
+    cache->select_scores_.resize(heads * max_blocks);
+    cache->select_order_.resize(heads * max_blocks);
+    cache->select_lists_.resize(layer_heads * static_cast<size_t>(cache->max_read_));
+    cache->select_counts_.assign(layer_heads, 0);
+    for (size_t i = 0; i < layer_heads; ++i) {
+      cache->select_ptrs_.push_back(cache->select_lists_.data() +
+                                    i * static_cast<size_t>(cache->max_read_));
+    }
+    if (b.reuse > 0) {
+      reuse_blocks =
+          std::min<size_t>(static_cast<size_t>(b.chosen_blocks(options.block_tokens)), max_blocks);
+    }
+  }
   for (Sequence& s : cache->sequences_) {
     s.tokens.reserve(static_cast<size_t>(options.n_ctx));
     s.blocks.reserve(max_blocks);
@@ -196,6 +238,13 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     for (size_t l = 0; l < cache->layers_.size(); ++l) {
       if (cache->layers_[l].key_staged) s.staged_keys[l].reserve(staged_floats);
       if (cache->layers_[l].value_staged) s.staged_values[l].reserve(staged_floats);
+    }
+    if (reuse_blocks > 0) {
+      s.chosen_blocks.assign(layer_heads * reuse_blocks, 0);
+      s.chosen_queries.assign(layer_heads * static_cast<size_t>(shape.n_heads / shape.n_kv_heads) *
+                                  static_cast<size_t>(shape.head_dim),
+                              0.0f);
+      s.chosen_age.assign(layer_heads, -1);
     }
     const auto heads = static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads);
     s.retained.resize(heads);
@@ -418,6 +467,11 @@ void PagedKvCache::store(SeqId seq, LayerId layer, int32_t pos0, int32_t n_token
       p += count;
     }
   }
+  if (bounds_bytes_ > 0 && n_tokens > 0) {
+    for (int32_t j = pos0 / bt; j <= (pos0 + n_tokens - 1) / bt; ++j) {
+      update_key_bounds(s, layer, j);
+    }
+  }
 }
 
 PagedSide PagedKvCache::paged_side(const Sequence& s, LayerId layer, bool value_side) const {
@@ -538,6 +592,15 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
     capture.row_scratch = capture_row_ptrs_.data();
     a.capture = &capture;
   }
+  // Selection: decode steps only; a step whose attention is captured reads
+  // every row (the capture numbers rows in span order).
+  if (selection_) {
+    if (n_tokens != 1 || capturing || !select_blocks(s, layer, pos0, q, pool, a)) {
+      std::fill_n(
+          select_counts_.begin() + static_cast<std::ptrdiff_t>(layer.value) * shape_.n_kv_heads,
+          shape_.n_kv_heads, 0);
+    }
+  }
   paged_attention(a, pool);
   if (capturing) add_captured(s, layer, pos0, n_tokens, q, n_rows);
 }
@@ -555,6 +618,7 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
   KVF_CHECK(n_tokens >= 0);
   const auto held = static_cast<int32_t>(s.tokens.size());
   if (n_tokens >= held) return Status();
+  forget_selection(s);
   if (n_tokens > 0 && n_tokens < s.compressed_end) {
     return unsupported(fmt::format(
         "cannot roll back to position {}: positions before {} were pressed (roll back to 0 and "
@@ -720,6 +784,8 @@ size_t PagedKvCache::bytes_per_token() const {
   for (const LayerCodecs& c : layers_) {
     bytes += shape_.n_kv_heads * (c.key->bytes_per_row() + c.value->bytes_per_row());
   }
+  // Selection's key bounds: per block, layer and KV head.
+  bytes += static_cast<double>(bounds_bytes_) * shape_.n_layers * shape_.n_kv_heads / block_tokens_;
   return static_cast<size_t>(bytes + 0.5);
 }
 
@@ -765,11 +831,20 @@ std::string PagedKvCache::describe() const {
     sharing += fmt::format(" (up to {:.1f} MiB of f32 windows kept for exact hits)",
                            static_cast<double>(windows_->capacity_bytes()) / (1 << 20));
   }
+  std::string selection;
+  if (selection_) {
+    selection = fmt::format(", selection {}", selection_->name());
+    if (bounds_bytes_ > 0) {
+      selection +=
+          fmt::format(" ({} bytes of key bounds per block, layer and KV head)", bounds_bytes_);
+    }
+  }
   return fmt::format(
       "paged cache: {}, blocks of {} tokens, {} blocks ({:.1f} MiB), {} bytes/token, "
-      "prefix sharing {}",
+      "prefix sharing {}{}",
       plan_name_, block_tokens_, pool_->n_blocks(),
-      static_cast<double>(pool_->capacity_bytes()) / (1 << 20), bytes_per_token(), sharing);
+      static_cast<double>(pool_->capacity_bytes()) / (1 << 20), bytes_per_token(), sharing,
+      selection);
 }
 
 void PagedKvCache::check_invariants() const {
@@ -831,6 +906,19 @@ void PagedKvCache::check_invariants() const {
       }
     }
     (void)heads;
+  }
+  if (selection_) {
+    const auto layer_heads = static_cast<size_t>(shape_.n_layers) * heads;
+    const int32_t reuse = selection_->budget().reuse;
+    for (const Sequence& s : sequences_) {
+      KVF_CHECK(s.chosen_age.size() == (reuse > 0 ? layer_heads : 0));
+      for (int32_t age : s.chosen_age) KVF_CHECK(age >= -1 && age <= reuse);
+    }
+    for (size_t i = 0; i < layer_heads; ++i) {
+      const int32_t n = select_counts_[i];
+      KVF_CHECK(n >= 0 && n <= max_read_);
+      KVF_CHECK(std::is_sorted(select_ptrs_[i], select_ptrs_[i] + n));
+    }
   }
   if (pages_) {
     int64_t live = 0;

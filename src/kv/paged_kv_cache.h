@@ -26,6 +26,13 @@
 // block boundary whose rows are there (in practice: the end of a released
 // sequence, i.e. the next turn of a conversation).
 //
+// Selection (docs/kv-compression.md). With a selection policy, every block
+// also keeps what the policy scores it by (Quest: the min and max of its
+// keys per layer and KV head, in extra pool segments, so that shared and
+// cached blocks carry them), and each decode step reads, per layer and KV
+// head, only the blocks the policy ranks highest besides the sinks and the
+// newest window.
+//
 // Thread-safety: none (one forward pass at a time).
 #pragma once
 
@@ -47,6 +54,7 @@
 #include "kv/prefix_index.h"
 #include "kv/press/kv_press.h"
 #include "kv/retained_page_store.h"
+#include "kv/selection/kv_selection.h"
 #include "kv/staged_window_cache.h"
 
 namespace kvforge {
@@ -75,6 +83,9 @@ struct PagedKvCacheOptions {
   static constexpr int32_t kDefaultStagedWindows = 4;
   // Retention: one press per layer (plan_kv_presses), or empty for none.
   std::vector<std::shared_ptr<const KvPress>> layer_presses;
+  // Selection (plan_kv_selection), or null for none. Not with a press that
+  // captures decode queries' attention (h2o): create() refuses it.
+  std::shared_ptr<const KvSelection> selection;
 };
 
 class PagedKvCache final : public KvCache {
@@ -140,6 +151,17 @@ class PagedKvCache final : public KvCache {
   // The press plan's name ("none", or per layer runs like the codec plan).
   [[nodiscard]] const std::string& press_plan() const { return press_plan_name_; }
 
+  // Selection: the policy's spec ("none" without one); the absolute block
+  // indices the last attend() of `layer` read for `kv_head` (empty when it
+  // read every block: prefill, a budget that covers every candidate, or no
+  // selection); and the key bounds stored with block `block` (absolute
+  // index) of a sequence, as f32 (false without key bounds or for a pressed
+  // block). For tests and inspection.
+  [[nodiscard]] std::string selection_plan() const;
+  [[nodiscard]] std::span<const int32_t> selected_blocks(LayerId layer, int32_t kv_head) const;
+  [[nodiscard]] bool key_bounds(SeqId seq, LayerId layer, int32_t kv_head, int32_t block,
+                                std::vector<float>& lo, std::vector<float>& hi) const;
+
   // Tenant isolation: an empty sequence with a salt only shares blocks with
   // sequences of the same salt (the cache-wide salt of the options otherwise).
   [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt) override;
@@ -203,6 +225,14 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] const DemotionCodecs* demotion_of(const Sequence& s, size_t layer) const;
   [[nodiscard]] bool has_presses(const Sequence& s) const;
   [[nodiscard]] Status add_demotion_codecs(const KvPress& press);
+  // Per layer runs of one sequence's presses and of its demoted rows'
+  // codecs, "none" without any (snapshots).
+  [[nodiscard]] std::string press_plan_of(const Sequence& s) const;
+  [[nodiscard]] std::string demotion_plan(const Sequence& s) const;
+  // kInvalidArgument for a press that cannot work with query-aware selection
+  // (one that scores every decode query over every row); OK for null.
+  [[nodiscard]] static Status check_press_with_selection(const KvPress* press,
+                                                         const KvSelection& selection);
   [[nodiscard]] Status run_press(Sequence& s);
   void press_layer(const Sequence& s, LayerId layer, int32_t boundary,
                    std::vector<StagedRows>& retained, std::vector<StagedRows>& demoted) const;
@@ -215,6 +245,14 @@ class PagedKvCache final : public KvCache {
   void add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
                     int32_t n_rows);
   [[nodiscard]] Status make_room_for_pages();
+  // Selection (paged_kv_cache_select.cpp).
+  [[nodiscard]] int32_t bounds_segment(LayerId layer, int32_t kv_head) const;
+  void update_key_bounds(const Sequence& s, LayerId layer, int32_t block);
+  // Chooses the blocks each KV head reads for the single query at pos0 and
+  // points the kernel's head_blocks at them; false when every block is read.
+  [[nodiscard]] bool select_blocks(Sequence& s, LayerId layer, int32_t pos0, const float* q,
+                                   ThreadPool& pool, PagedAttentionArgs& a);
+  void forget_selection(Sequence& s) const;
   KvShape shape_;
   int32_t block_tokens_ = 16;
   int32_t n_ctx_ = 0;
@@ -243,6 +281,21 @@ class PagedKvCache final : public KvCache {
   std::vector<std::vector<float>> capture_rows_;    // per thread: [kPagedMaxGroup][n_ctx]
   std::vector<float*> capture_sum_ptrs_;
   std::vector<float*> capture_row_ptrs_;
+  // Selection: the policy (null without), its key bounds' first pool segment
+  // and bytes per block, and attend() scratch sized at creation: decoded key
+  // rows of one tile and a box, per KV head scores and order over the
+  // candidates, and per (layer, KV head) the blocks read last.
+  std::shared_ptr<const KvSelection> selection_;
+  int32_t first_bounds_segment_ = 0;
+  size_t bounds_bytes_ = 0;
+  int32_t max_blocks_ = 0;
+  int32_t max_read_ = 0;                     // blocks one head reads at most in a selecting step
+  std::vector<float> bounds_rows_;           // [block_tokens][head_dim], then lo, hi
+  std::vector<float> select_scores_;         // [n_kv_heads][max_blocks_]
+  std::vector<int32_t> select_order_;        // [n_kv_heads][max_blocks_]
+  std::vector<int32_t> select_lists_;        // [n_layers][n_kv_heads][max_read_]
+  std::vector<int32_t> select_counts_;       // [n_layers][n_kv_heads]; 0: read every block
+  std::vector<const int32_t*> select_ptrs_;  // [n_layers][n_kv_heads]
 };
 
 }  // namespace kvforge

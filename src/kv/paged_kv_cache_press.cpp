@@ -250,6 +250,9 @@ Status PagedKvCache::set_press(SeqId seq, std::string_view spec) {
   }
   KVF_ASSIGN_OR_RETURN(auto plan, plan_kv_presses(spec, "", shape_.n_layers));
   for (const auto& press : plan) {
+    if (selection_) KVF_RETURN_IF_ERROR(check_press_with_selection(press.get(), *selection_));
+  }
+  for (const auto& press : plan) {
     if (press) KVF_RETURN_IF_ERROR(add_demotion_codecs(*press));
   }
   s.presses = std::move(plan);

@@ -92,6 +92,14 @@ struct PagedKvCache::Sequence {
   // for presses that need them.
   std::vector<std::vector<float>> captured_queries;
   int32_t decode_steps = 0;  // since the last press
+
+  // Selection with reuse (kv_selection.h): per (layer, KV head) the
+  // candidates chosen last ([layer * n_kv_heads + head][chosen]), the
+  // query that chose them ([...][group * head_dim]) and how many steps
+  // reused them since (-1: nothing to reuse). Empty without reuse.
+  std::vector<int32_t> chosen_blocks;
+  std::vector<float> chosen_queries;
+  std::vector<int32_t> chosen_age;
 };
 
 }  // namespace kvforge

@@ -60,6 +60,23 @@ printf 'garbage' >"$tmp/bad.kvs"
 expect prompt_cache_garbage fail "not a kvforge prompt cache" -- run -m "$model" -p "Once" -n 4 -t 1 \
   --prompt-cache "$tmp/bad.kvs"
 
+# Selection: a budget covering the context generates the same text; a small
+# one runs; pressed sequences are saved and continued through the prompt cache.
+expect select_full_budget 0 "$story" -- run -m "$model" -p "Once upon a time" -n 40 --temp 0 -t 1 \
+  --kv-codec int8 --select quest:tokens=4096
+grep -q "select: quest:tokens=4096:window=32:sinks=4" "$tmp/err" || { echo "FAIL select_full_budget: no select line"; failures=$((failures + 1)); }
+expect select_small 0 "select: quest:tokens=16:window=16:sinks=4:reuse=2:sim=0.5" -- run -m "$model" \
+  -p "Once upon a time" -n 80 -t 1 --kv-block 8 --select quest:tokens=16:window=16:reuse=2:sim=0.5
+expect select_unknown fail "unknown selection 'topk'; valid selections: quest" -- run -m "$model" -p hi \
+  -n 4 --select topk:tokens=4
+expect select_no_budget fail "tokens=N is required" -- run -m "$model" -p hi -n 4 --select quest
+expect select_h2o fail "cannot be combined with press 'h2o" -- run -m "$model" -p hi -n 4 \
+  --select quest:tokens=64 --press h2o:tokens=64
+expect pressed_cache_save 0 "after the prompt press" -- run -m "$model" -p "$first $first" -n 30 \
+  --temp 0 -t 1 --press streaming:tokens=24:window=8 --prompt-cache "$tmp/pressed.kvs"
+expect pressed_cache_other_press fail "press plan" -- run -m "$model" -p "$first" -n 4 -t 1 \
+  --press streaming:tokens=32:window=8 --prompt-cache "$tmp/pressed.kvs"
+
 expect unknown_codec fail "int3" -- run -m "$model" -p hi -n 4 --kv-codec int3
 expect bad_layer_range fail "--kv-codec-layers" -- run -m "$model" -p hi -n 4 --kv-codec-layers "7-9:int8"
 expect bad_kv_mem fail "not a memory size|unknown unit" -- run -m "$model" -p hi -n 4 --kv-mem lots

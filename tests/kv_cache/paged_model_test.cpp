@@ -384,9 +384,10 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
 
   // Files of earlier format versions, checksum intact: version 1 stored f16 and int8
   // key tiles by row, version 2 int4 and KIVI key tiles, version 3 int4 key tiles by column
-  // and int4 and KIVI value tiles by row, version 4 bf16 key tiles by row.
+  // and int4 and KIVI value tiles by row, version 4 bf16 key tiles by row, version 5
+  // neither pressed rows nor key bounds.
   auto fresh = make_cache("int8");
-  for (const uint32_t old_format : {1u, 2u, 3u, 4u}) {
+  for (const uint32_t old_format : {1u, 2u, 3u, 4u, 5u}) {
     std::vector<char> old_version = bytes;
     std::memcpy(old_version.data() + 8, &old_format, sizeof old_format);  // after the 8-byte magic
     const uint64_t sum = XXH3_64bits(old_version.data(), old_version.size() - sizeof(uint64_t));
@@ -395,7 +396,7 @@ TEST_F(SaveRestoreTest, RefusesForeignAndDamagedFiles) {
     s = fresh->restore(SeqId{0}, path_);
     EXPECT_EQ(s.code(), StatusCode::kUnsupported);
     const std::string expected =
-        "format version " + std::to_string(old_format) + " (this build reads 5)";
+        "format version " + std::to_string(old_format) + " (this build reads 6)";
     EXPECT_NE(s.message().find(expected), std::string::npos) << s.message();
   }
 

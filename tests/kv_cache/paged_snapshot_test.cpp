@@ -203,17 +203,22 @@ struct SnapshotFields {
   uint64_t fingerprint = 0;
   std::optional<uint32_t> plan_length;  // written instead of plan.size() when set
   std::string plan;
+  std::string press_plan;     // "none" here: the sequence is not pressed
+  std::string demotion_plan;  // likewise
   std::array<int32_t, 4> shape{};  // block_tokens, n_layers, n_kv_heads, head_dim
   int32_t n_tokens = 0;            // the count as written (may disagree with the arrays)
   std::vector<int32_t> ids;
   std::vector<int32_t> positions;
   int32_t staged_begin = 0;
+  int32_t pressed_end = 0;
+  uint32_t key_bounds_bytes = 0;
   std::vector<uint8_t> blocks;
   struct StagedRows {
     uint64_t count = 0;  // as written
     std::vector<float> rows;
   };
   std::vector<StagedRows> staged;  // per layer: keys, then values
+  std::vector<uint8_t> press_state;  // press counters, captured attention and queries
 
   [[nodiscard]] std::vector<uint8_t> bytes() const {
     std::vector<uint8_t> out;
@@ -227,16 +232,24 @@ struct SnapshotFields {
     const uint32_t length = plan_length.value_or(static_cast<uint32_t>(plan.size()));
     put(&length, sizeof length);
     put(plan.data(), plan.size());
+    for (const std::string* text : {&press_plan, &demotion_plan}) {
+      const auto size = static_cast<uint32_t>(text->size());
+      put(&size, sizeof size);
+      put(text->data(), text->size());
+    }
     put(shape.data(), sizeof shape);
     put(&n_tokens, sizeof n_tokens);
     put(ids.data(), ids.size() * sizeof(int32_t));
     put(positions.data(), positions.size() * sizeof(int32_t));
     put(&staged_begin, sizeof staged_begin);
+    put(&pressed_end, sizeof pressed_end);
+    put(&key_bounds_bytes, sizeof key_bounds_bytes);
     put(blocks.data(), blocks.size());
     for (const StagedRows& s : staged) {
       put(&s.count, sizeof s.count);
       put(s.rows.data(), s.rows.size() * sizeof(float));
     }
+    put(press_state.data(), press_state.size());
     const uint64_t sum = XXH3_64bits(out.data(), out.size());
     put(&sum, sizeof sum);
     return out;
@@ -259,6 +272,12 @@ SnapshotFields parse_snapshot(const std::vector<uint8_t>& file, const PagedKvCac
   get(&plan_length, sizeof plan_length);
   f.plan.resize(plan_length);
   get(f.plan.data(), plan_length);
+  for (std::string* text : {&f.press_plan, &f.demotion_plan}) {
+    uint32_t length = 0;
+    get(&length, sizeof length);
+    text->resize(length);
+    get(text->data(), length);
+  }
   get(f.shape.data(), sizeof f.shape);
   get(&f.n_tokens, sizeof f.n_tokens);
   f.ids.resize(static_cast<size_t>(f.n_tokens));
@@ -266,6 +285,9 @@ SnapshotFields parse_snapshot(const std::vector<uint8_t>& file, const PagedKvCac
   f.positions.resize(static_cast<size_t>(f.n_tokens));
   get(f.positions.data(), f.positions.size() * sizeof(int32_t));
   get(&f.staged_begin, sizeof f.staged_begin);
+  get(&f.pressed_end, sizeof f.pressed_end);
+  get(&f.key_bounds_bytes, sizeof f.key_bounds_bytes);
+  KVF_CHECK(f.pressed_end == 0 && f.key_bounds_bytes == 0);  // what the fixture writes
   const size_t n_blocks = static_cast<size_t>((f.n_tokens + f.shape[0] - 1) / f.shape[0]);
   f.blocks.resize(n_blocks * cache.pool().bytes_per_block());
   get(f.blocks.data(), f.blocks.size());
@@ -275,7 +297,9 @@ SnapshotFields parse_snapshot(const std::vector<uint8_t>& file, const PagedKvCac
     s.rows.resize(s.count);
     get(s.rows.data(), s.rows.size() * sizeof(float));
   }
-  KVF_CHECK(at + sizeof(uint64_t) == file.size());
+  KVF_CHECK(at + sizeof(uint64_t) <= file.size());
+  f.press_state.resize(file.size() - sizeof(uint64_t) - at);
+  get(f.press_state.data(), f.press_state.size());
   return f;
 }
 
@@ -376,7 +400,7 @@ TEST_F(DamagedSnapshot, HeaderFields) {
   expect_refused(
       "magic", [](SnapshotFields& f) { f.magic[3] = 'X'; }, StatusCode::kCorrupt,
       "not a kvforge prompt cache file");
-  for (const uint32_t version : {0u, 6u, 0xffffffffu}) {
+  for (const uint32_t version : {0u, 5u, 7u, 0xffffffffu}) {
     expect_refused(
         "version", [version](SnapshotFields& f) { f.version = version; }, StatusCode::kUnsupported,
         "format version " + std::to_string(version));
@@ -461,31 +485,35 @@ TEST_F(DamagedSnapshot, StagedStart) {
   }
 }
 
+// Section sizes follow from the counts before them: a section of the wrong
+// size shifts what is read after it, and the first field found wrong refuses
+// the file (before any block is taken).
 TEST_F(DamagedSnapshot, SectionSizes) {
   const size_t block_bytes = cache_->pool().bytes_per_block();
-  constexpr std::string_view kSizes = "bytes of KV blocks and staged rows";
+  constexpr std::string_view kTruncated = "the file is truncated";
+  constexpr std::string_view kStagedCount = "staged row count does not match";
   expect_refused(
       "one block missing",
       [&](SnapshotFields& f) { f.blocks.resize(f.blocks.size() - block_bytes); },
-      StatusCode::kCorrupt, kSizes);
+      StatusCode::kCorrupt, kTruncated);
   expect_refused(
       "one block too many",
       [&](SnapshotFields& f) { f.blocks.resize(f.blocks.size() + block_bytes, 0); },
-      StatusCode::kCorrupt, kSizes);
+      StatusCode::kCorrupt, kStagedCount);
   expect_refused(
       "one staged float too many",
       [](SnapshotFields& f) {
         f.staged[0].rows.push_back(0.0f);
         ++f.staged[0].count;
       },
-      StatusCode::kCorrupt, kSizes);
+      StatusCode::kCorrupt, kStagedCount);
   expect_refused(
       "a staged row count on an unstaged side",
       [](SnapshotFields& f) {
         f.staged[1].rows = f.staged[0].rows;
         f.staged[1].count = f.staged[0].count;
       },
-      StatusCode::kCorrupt, kSizes);
+      StatusCode::kCorrupt, kStagedCount);
   expect_refused(
       "staged rows moved between layers (same total size)",
       [](SnapshotFields& f) {
@@ -494,7 +522,7 @@ TEST_F(DamagedSnapshot, SectionSizes) {
         --f.staged[0].count;
         ++f.staged[2].count;
       },
-      StatusCode::kCorrupt, "staged row count does not match");
+      StatusCode::kCorrupt, kStagedCount);
   // Counts whose byte size wraps around 2^64: 2^62 floats are 0 bytes, and
   // 2^62 + c floats as many bytes as c.
   expect_refused(
@@ -503,17 +531,19 @@ TEST_F(DamagedSnapshot, SectionSizes) {
         f.staged[0].count = uint64_t{1} << 62;
         f.staged[0].rows.clear();
       },
-      StatusCode::kCorrupt, kSizes);
+      StatusCode::kCorrupt, kTruncated);
   expect_refused(
       "count that wraps to the right size",
       [](SnapshotFields& f) { f.staged[0].count += uint64_t{1} << 62; }, StatusCode::kCorrupt,
-      "staged row count does not match");
+      kTruncated);
+  expect_refused(
+      "one staged float past its count",
+      [](SnapshotFields& f) { f.staged.back().rows.push_back(1.0f); }, StatusCode::kCorrupt,
+      "prompt cache");
   expect_refused(
       "trailing bytes",
-      [](SnapshotFields& f) {
-        f.staged.back().rows.push_back(1.0f);  // count unchanged: one extra float
-      },
-      StatusCode::kCorrupt, kSizes);
+      [](SnapshotFields& f) { f.press_state.insert(f.press_state.end(), 4, 0); },
+      StatusCode::kCorrupt, "trailing bytes");
 }
 
 // The file cut at every section boundary and inside every section, with a

@@ -274,14 +274,6 @@ TEST(PressCacheTest, AdaptiveBudgetsKeepDifferentRowCountsPerHead) {
   }
 }
 
-TEST(PressCacheTest, APressedSequenceCannotBeSavedYet) {
-  auto kv = press_cache("streaming:tokens=48:window=16");
-  prompt_then_decode(*kv, SeqId{0}, text_tokens(120, 8), {});
-  ASSERT_GT(kv->compressed_end(SeqId{0}), 0);
-  const Status saved = kv->save(SeqId{0}, ::testing::TempDir() + "/pressed.kvsnap");
-  EXPECT_EQ(saved.code(), StatusCode::kUnsupported);
-}
-
 // Random traffic: prompts and decode steps with presses, forks, truncations
 // and releases on three sequences; invariants after every step, and every
 // block back in the pool at the end.

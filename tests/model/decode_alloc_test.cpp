@@ -34,6 +34,7 @@
 #include "convert/synth_model.h"
 #include "kv/contiguous_kv_cache.h"
 #include "kv/kv_cache_factory.h"
+#include "kv/paged_kv_cache.h"
 #include "model/model.h"
 #include "test_models.h"
 
@@ -241,6 +242,30 @@ TEST(DecodeAllocations, PagedCacheDecodeAllocatesNothing) {
     auto kv = paged_cache(**m, codec);
     ASSERT_NE(kv, nullptr);
     expect_decode_allocates_nothing(**m, *kv, codec);
+  }
+}
+
+// Selection: every step from position 40 on chooses blocks (8-token blocks,
+// 2 chosen besides the first block and the newest 8 positions), with and
+// without reuse of the choice, over every codec family.
+TEST(DecodeAllocations, SelectingDecodeAllocatesNothing) {
+  auto m = Model::load(testing::stories260k_gguf(), ModelOptions{2, 32});
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  for (const std::string codec : {"f16", "int4", "kivi2:g=8:r=16"}) {
+    for (const std::string select :
+         {"quest:tokens=16:window=8:sinks=4", "quest:tokens=16:window=8:reuse=3:sim=0.2"}) {
+      KvCacheOptions options;
+      options.codec = codec;
+      options.block_tokens = 8;
+      options.n_ctx = 128;
+      options.select = select;
+      auto kv = make_kv_cache((*m)->kv_shape(), options);
+      ASSERT_TRUE(kv.ok()) << kv.status().to_string();
+      expect_decode_allocates_nothing(**m, **kv, codec + " " + select + ", 2 threads");
+      const auto* paged = dynamic_cast<const PagedKvCache*>(kv->get());
+      ASSERT_NE(paged, nullptr);
+      EXPECT_EQ(paged->selected_blocks(LayerId{0}, 0).size(), 1u + 2u + 2u) << select;
+    }
   }
 }
 
