@@ -13,6 +13,7 @@
 #include "command.h"
 #include "common.h"
 #include "gguf/gguf.h"
+#include "kernels/simd_target_select.h"
 
 namespace kvforge::cli {
 namespace {
@@ -176,6 +177,7 @@ int bench(const BenchArgs& a) {
     j["weight_bytes_per_token"] = model.weight_bytes_per_token();
     j["matmul_params_per_token"] = model.matmul_params_per_token();
     j["threads"] = model.n_threads();
+    j["simd_target"] = kernels::matmul_simd_target_name();
     j["batch"] = a.model.n_batch;
     j["kv_codec"] = a.model.kv_codec;
     j["kv_bytes_per_token"] = (*kv)->bytes_per_token();
@@ -204,8 +206,8 @@ int bench(const BenchArgs& a) {
                 format_bytes(size).c_str(), double(model.n_params()) / 1e6, model.n_threads(),
                 a.model.n_batch, a.model.kv_codec.c_str(), r.name.c_str(), r.mean(), r.stddev());
   }
-  std::printf("\nkvforge %s (commit %s), %d repetitions\n", KVFORGE_VERSION, KVFORGE_GIT_COMMIT,
-              a.reps);
+  std::printf("\nkvforge %s (commit %s), %d repetitions, SIMD target %s\n", KVFORGE_VERSION,
+              KVFORGE_GIT_COMMIT, a.reps, kernels::matmul_simd_target_name().c_str());
   return 0;
 }
 

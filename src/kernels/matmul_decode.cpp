@@ -10,6 +10,7 @@
 //
 // Compiled once per SIMD target (Highway foreach_target) and dispatched at
 // run time; see matmul_internal.h for the contract.
+#define KVFORGE_SIMD_WITH_AVX3_DL
 #include "kernels/simd_targets.h"
 // clang-format off
 #undef HWY_TARGET_INCLUDE
@@ -23,7 +24,7 @@
 
 #include "kernels/matmul_internal.h"
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #include <immintrin.h>
 #endif
 
@@ -277,7 +278,8 @@ void dot_unpacked_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end,
 // ---------------------------------------------------------------------------
 // Activations to int8 blocks (see QuantizedActivations). Any target.
 
-void quantize_activations_impl(const float* x, int64_t n_values, int8_t* q, float* d, float* sum) {
+void quantize_activations_impl(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
+                               bool biased) {
   // At most 8 lanes, so that 32 is a whole number of vectors.
   const hn::CappedTag<float, 8> df;
   const hn::Rebind<int32_t, decltype(df)> di;
@@ -298,14 +300,15 @@ void quantize_activations_impl(const float* x, int64_t n_values, int8_t* q, floa
     for (size_t i = 0; i < static_cast<size_t>(kActivationBlock); i += n) {
       const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), inv));
       qsum = hn::Add(qsum, qi);
-      hn::StoreU(hn::DemoteTo(d8, qi), d8, qb + i);
+      const auto codes = hn::DemoteTo(d8, qi);
+      hn::StoreU(biased ? hn::Xor(codes, hn::Set(d8, -128)) : codes, d8, qb + i);
     }
     d[b] = max / 127.0f;
     sum[b] = d[b] * static_cast<float>(hn::GetLane(hn::SumOfLanes(di, qsum)));
   }
 }
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // ---------------------------------------------------------------------------
 // Integer dot products against int8 activations (AVX2 instructions; the
 // AVX-512 target runs the same 256-bit code). Highway 1.0.3 has no op for
@@ -646,7 +649,7 @@ void int8_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, ThreadSc
 constexpr bool kHasInt8Kernels = true;
 #else
 constexpr bool kHasInt8Kernels = false;
-#endif  // HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#endif  // HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
 // ---------------------------------------------------------------------------
 
@@ -671,7 +674,7 @@ const DecodeKernels kDecodeKernels[] = {
     KVF_DECODE_KERNELS(TensorType::kF32, dot_plain_rows, F32Format),
     KVF_DECODE_KERNELS(TensorType::kF16, dot_plain_rows, F16Format),
     KVF_DECODE_KERNELS(TensorType::kBF16, dot_plain_rows, BF16Format),
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
     KVF_DECODE_KERNELS(TensorType::kQ8_0, int8_rows, Int8Q8_0),
     KVF_DECODE_KERNELS(TensorType::kQ4_0, int8_rows, Int8Q4_0),
     KVF_DECODE_KERNELS(TensorType::kQ4_1, int8_rows, Int8Q4_1),
@@ -719,8 +722,9 @@ bool decode_uses_quantized_activations(TensorType type) {
   return HWY_DYNAMIC_DISPATCH(decode_uses_quantized_activations_impl)(type);
 }
 
-void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum) {
-  HWY_DYNAMIC_DISPATCH(quantize_activations_impl)(x, n_values, q, d, sum);
+void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
+                          bool biased) {
+  HWY_DYNAMIC_DISPATCH(quantize_activations_impl)(x, n_values, q, d, sum, biased);
 }
 
 void decode_rows(const MatmulArgs& args, int64_t row_begin, int64_t row_end,

@@ -19,9 +19,10 @@ namespace kvforge::kernels {
 // Columns of weights unpacked at a time in the prefill kernel and in the
 // decode fallback: a multiple of every block size (32, 256).
 constexpr int64_t kColumnChunk = 256;
-// Largest number of weight rows one prefill panel holds (2 vectors of up to
-// 16 f32 lanes), and tokens per register tile.
-constexpr int64_t kMaxPanelRows = 32;
+// Largest number of weight rows one prefill panel holds (the f32 kernel: 2
+// vectors of up to 16 f32 lanes; the int8 kernel: up to 4 vectors of 16 i32
+// lanes), and tokens per register tile.
+constexpr int64_t kMaxPanelRows = 64;
 constexpr int64_t kMaxTileTokens = 6;
 // Up to this many tokens use the decode kernels (weights streamed once, each
 // decoded weight reused from registers for every token).
@@ -31,19 +32,49 @@ constexpr int64_t kMaxDecodeTokens = 4;
 //   rows   [kMaxPanelRows][kColumnChunk]  dequantized weight rows
 //   panel  [kColumnChunk][kMaxPanelRows]  the same, interleaved by column
 //   tile   [kMaxTileTokens][kMaxPanelRows] micro-kernel results
+//   acc    [max_tokens][kMaxPanelRows]    one panel's outputs for all
+//                                         tokens (the int8 prefill kernel)
+//   int8   int8_scratch_layout(max_cols).bytes: the int8 prefill kernel's
+//          panel of the whole matrix width (matmul_prefill_int8.cpp)
 struct ThreadScratch {
   float* rows;
   float* panel;
   float* tile;
+  float* acc;
+  uint8_t* int8;
 };
 constexpr size_t kThreadScratchFloats =
     2 * kMaxPanelRows * kColumnChunk + kMaxTileTokens * kMaxPanelRows;
 
+// Byte offsets of the int8 prefill kernel's arrays for matrices of up to
+// n_cols columns (K = n_cols rounded up to 256), each 64-byte aligned:
+//   panel [K / 4][kMaxPanelRows][4] int8, scales and corr [K / 16][kMaxPanelRows]
+//   f32 / i32, offsets [K / 32][kMaxPanelRows] f32, rows [kInt8ScratchRows][K]
+//   int8 plus 64 bytes the transposes may read past the last row.
+constexpr int64_t kInt8ScratchRows = 16;
+struct Int8ScratchLayout {
+  size_t panel, scales, corr, offsets, rows, bytes;
+};
+constexpr Int8ScratchLayout int8_scratch_layout(int64_t n_cols) {
+  const auto k = static_cast<size_t>((n_cols + 255) / 256 * 256);
+  const auto rows = static_cast<size_t>(kMaxPanelRows);
+  Int8ScratchLayout l{};
+  l.panel = 0;
+  l.scales = l.panel + k * rows;
+  l.corr = l.scales + k / 16 * rows * 4;
+  l.offsets = l.corr + k / 16 * rows * 4;
+  l.rows = l.offsets + k / 32 * rows * 4;
+  l.bytes = l.rows + static_cast<size_t>(kInt8ScratchRows) * k + 64;
+  return l;
+}
+
 // Activations rounded to int8 in blocks of kActivationBlock columns, for the
-// integer decode kernels: x[t, c] ~ d[t, b] * q[t, c] with b = c / 32,
+// integer kernels: x[t, c] ~ d[t, b] * q[t, c] with b = c / 32,
 // d = amax / 127 of the block (f32), and sum[t, b] = d[t, b] * (sum of the
 // block's q), which the kernels need for the formats' offsets (Q4_0's -8,
-// Q4_1's and the K-quants' mins).
+// Q4_1's and the K-quants' mins). Decode stores q as int8; prefill stores
+// the byte q + 128 (= q ^ 0x80), the unsigned operand of the u8 x s8 dot
+// product instructions (see matmul_prefill_int8.cpp).
 constexpr int64_t kActivationBlock = 32;
 struct QuantizedActivations {
   const int8_t* q;   // [n_tokens, n_cols]
@@ -57,18 +88,28 @@ struct MatmulArgs {
   const float* x;  // [n_tokens, n_cols]
   int64_t n_tokens;
   float* y;  // [n_tokens, n_rows]
-  // Filled in (by matmul.cpp) when decode_uses_quantized_activations(type).
+  // Filled in (by matmul.cpp) when decode_uses_quantized_activations(type)
+  // (n_tokens <= kMaxDecodeTokens) or prefill_uses_quantized_activations(type).
   QuantizedActivations xq;
 };
 
 // Whether the decode kernels for `type` on this machine's SIMD target read
-// args.xq instead of args.x.
+// args.xq (int8 codes) instead of args.x.
 bool decode_uses_quantized_activations(TensorType type);
+// Whether prefill for `type` on this target runs the integer kernel
+// (prefill_int8_panel, biased codes in args.xq) instead of prefill_panel.
+bool prefill_uses_quantized_activations(TensorType type);
 
 // Rounds n_values (a multiple of kActivationBlock) consecutive activations
 // to int8 blocks: q[n_values], d and sum[n_values / 32]. Every block's error
-// is at most its amax / 254 (plus f32 rounding of d) per element.
-void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum);
+// is at most its amax / 254 (plus f32 rounding of d) per element. With
+// `biased`, q holds the bytes q + 128 instead (the prefill layout).
+void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
+                          bool biased);
+
+// Name of the SIMD target the matmul kernels dispatch to now ("AVX3_DL",
+// "AVX2", ...; Highway's names).
+const char* matmul_simd_target();
 
 // format.dequantize_blocks, with SIMD decoders where a format has one
 // (bit-identical results).
@@ -81,5 +122,12 @@ void decode_rows(const MatmulArgs& args, int64_t row_begin, int64_t row_end, Thr
 void prefill_panel(const MatmulArgs& args, int64_t row_begin, ThreadScratch scratch);
 // Rows per prefill panel on this machine's SIMD target (<= kMaxPanelRows).
 int64_t prefill_panel_rows();
+
+// The integer prefill kernel (prefill_uses_quantized_activations): rows
+// [row_begin, min(row_begin + prefill_int8_panel_rows(), n_rows)) of tokens
+// [token_begin, token_end).
+void prefill_int8_panel(const MatmulArgs& args, int64_t row_begin, int64_t token_begin,
+                        int64_t token_end, ThreadScratch scratch);
+int64_t prefill_int8_panel_rows();
 
 }  // namespace kvforge::kernels

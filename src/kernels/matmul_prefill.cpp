@@ -11,6 +11,7 @@
 //
 // Compiled once per SIMD target (Highway foreach_target) and dispatched at
 // run time; see matmul_internal.h for the contract.
+#define KVFORGE_SIMD_WITH_AVX3_DL
 #include "kernels/simd_targets.h"
 // clang-format off
 #undef HWY_TARGET_INCLUDE
@@ -24,7 +25,7 @@
 
 #include "kernels/matmul_internal.h"
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #include <immintrin.h>
 #endif
 
@@ -73,7 +74,7 @@ constexpr TileKernel kTileKernels[kMaxTileTokens] = {
 // rows[r][0..len) -> panel[k][r], R rows. The transpose runs once per panel
 // and chunk, amortized over all tokens.
 void interleave(const float* rows, int64_t len, size_t panel_rows, float* panel) {
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   // 8x8 tiles through registers: 24 shuffles per 64 elements instead of 64
   // scalar loads and stores (R is a multiple of 8); the last len % 8
   // columns (float formats only) go one by one.

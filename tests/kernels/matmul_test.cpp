@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
 #include "util/thread_pool.h"
 
@@ -84,9 +85,10 @@ TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
       std::vector<float> expected(static_cast<size_t>(n_tokens * shape.n_rows));
       matmul_reference(w.view, x.data(), n_tokens, expected.data());
       std::vector<float> first;
-      // Decode of quantized types may round the activations to int8 blocks.
-      const bool int8_activations = n_tokens <= 4 && type != TensorType::kF32 &&
-                                    type != TensorType::kF16 && type != TensorType::kBF16;
+      // Quantized types may round the activations to int8 blocks.
+      const bool int8_activations = n_tokens <= kMaxDecodeTokens
+                                        ? decode_uses_quantized_activations(type)
+                                        : prefill_uses_quantized_activations(type);
       for (ThreadPool* pool : pools) {
         std::vector<float> y(expected.size(), NAN);
         matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);

@@ -33,6 +33,7 @@
 #include "gguf/gguf.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
+#include "kernels/simd_target_select.h"
 #include "kv/contiguous_kv_cache.h"
 #include "model/model.h"
 #include "util/tensor_type.h"
@@ -297,9 +298,8 @@ const GeneratedModel& generate_model(const Fixture& f) {
 // weights' own quantization error is common to both sides and does not count:
 // what differs is only the engine's arithmetic.
 //
-// * f32 activations (every type in a prefill of more than 4 tokens, f32, f16
-//   and bf16 weights always, quantized weights in decode on targets without
-//   the int8 kernels): f16 and bf16 values, and d * q of q8_0 and q4_0 (an
+// * f32 activations (f32, f16 and bf16 weights always, quantized weights on
+//   targets without the int8 kernels): f16 and bf16 values, and d * q of q8_0 and q4_0 (an
 //   11-bit scale times a code of at most 8 bits), are exact in f32; q4_1 and
 //   the k-quants round d * q + m once or twice (relative 2^-24 of a weight).
 //   The rest is float32 rounding, relative ~2^-24 per operation, over dot
@@ -308,8 +308,9 @@ const GeneratedModel& generate_model(const Fixture& f) {
 //   most 2.5e-5 on every fixture and target). The bound 1e-3 leaves room for
 //   other summation orders.
 //
-// * int8 activations (quantized weights in a decode call of 1-4 tokens on the
-//   AVX2/AVX-512 kernels, docs/kernels.md): each matmul input is rounded to
+// * int8 activations (quantized weights on the AVX2/AVX-512 integer kernels,
+//   docs/kernels.md: decode calls of 1-4 tokens, and prefill calls except
+//   q8_0 without AVX-512 VNNI): each matmul input is rounded to
 //   d_b * q, d_b = amax_b / 127 per 32-element block, an error uniform in
 //   +-amax_b / 254, i.e. of RMS amax_b / (254 sqrt(3)). Relative to the
 //   input's RMS that is r = (amax_b / rms) / 440: amax/rms of 32 normal values
@@ -336,8 +337,8 @@ const GeneratedModel& generate_model(const Fixture& f) {
 //   matmul) compounds over 15 matmuls to more than the logits' spread and
 //   would detect nothing.
 //
-// On targets without the int8 kernels the decode path keeps f32 activations,
-// and the test holds it to the f32 bound (it runs every compiled target).
+// On targets without the int8 kernels the matmuls keep f32 activations, and
+// the test holds them to the f32 bound (it runs every compiled target).
 struct LogitBound {
   double max_abs = 0;  // any single logit or logsumexp
   double rms = 0;      // RMS over all recorded values of one run
@@ -347,31 +348,31 @@ constexpr LogitBound kInt8ActivationBound = {1.1, 0.2};
 
 // Bound for logits computed by a forward call of n_tokens tokens on the
 // SIMD target in use: the decode kernels (at most kMaxDecodeTokens tokens)
-// round activations to int8 for some types on some targets.
+// and the prefill kernels round activations to int8 for some types on some
+// targets.
 LogitBound logit_bound(TensorType type, size_t n_tokens) {
-  const bool int8_activations = static_cast<int64_t>(n_tokens) <= kernels::kMaxDecodeTokens &&
-                                kernels::decode_uses_quantized_activations(type);
+  const bool int8_activations = static_cast<int64_t>(n_tokens) <= kernels::kMaxDecodeTokens
+                                    ? kernels::decode_uses_quantized_activations(type)
+                                    : kernels::prefill_uses_quantized_activations(type);
   return int8_activations ? kInt8ActivationBound : kF32ActivationBound;
 }
 
-// Restricts Highway's dispatch to one SIMD target for its lifetime, so that
-// the kernels of every compiled target (int8 activations on AVX2/AVX-512,
-// f32 on the others) are compared with the reference.
+// Restricts Highway's dispatch to one SIMD target (and, for kernels not
+// compiled for it, the best one below) for its lifetime, so that the
+// kernels of every compiled target (int8 activations on AVX2/AVX-512, f32
+// on the others) are compared with the reference.
 class ScopedTarget {
  public:
-  explicit ScopedTarget(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ~ScopedTarget() { hwy::SetSupportedTargetsForTest(0); }
+  explicit ScopedTarget(int64_t target) { kernels::restrict_simd_targets(target); }
+  ~ScopedTarget() { kernels::restrict_simd_targets(0); }
   ScopedTarget(const ScopedTarget&) = delete;
   ScopedTarget& operator=(const ScopedTarget&) = delete;
 };
 
-// Every target compiled in and supported here, best first (Highway numbers
-// better targets with lower bits).
+// Every target the matmul kernels are compiled for and supported here, best
+// first (Highway numbers better targets with lower bits).
 std::vector<int64_t> simd_targets() {
-  std::vector<int64_t> targets;
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) targets.push_back(t);
-  std::sort(targets.begin(), targets.end());
-  return targets;
+  return kernels::matmul_simd_targets();
 }
 
 // For the longer greedy runs only two targets: the best one (what the engine
@@ -382,7 +383,8 @@ std::vector<int64_t> greedy_targets(TensorType type) {
   std::vector<int64_t> chosen = {all.front()};
   for (int64_t t : all) {
     ScopedTarget scoped(t);
-    if (!kernels::decode_uses_quantized_activations(type)) {
+    if (!kernels::decode_uses_quantized_activations(type) &&
+        !kernels::prefill_uses_quantized_activations(type)) {
       if (t != chosen.front()) chosen.push_back(t);
       break;
     }
