@@ -24,6 +24,10 @@ struct MatmulScratch::Impl {
   // threads: up to max_tokens rows of max_cols.
   hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
   hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
+  // Their per-lane expansion for decode (QuantizedActivations::lane_*):
+  // kMaxDecodeTokens rows of max_cols / 4.
+  hwy::AlignedFreeUniquePtr<float[]> lane_d, lane_sum;
+  hwy::AlignedFreeUniquePtr<int32_t[]> lane_zero;
 
   size_t thread_floats() const {
     return kThreadScratchFloats + static_cast<size_t>(max_tokens * kMaxPanelRows);
@@ -55,6 +59,11 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->act_d = hwy::AllocateAligned<float>(act_rows * act_blocks);
   impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
+  const auto lanes = static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens)) * act_blocks * 8;
+  impl_->lane_d = hwy::AllocateAligned<float>(lanes);
+  impl_->lane_sum = hwy::AllocateAligned<float>(lanes);
+  impl_->lane_zero = hwy::AllocateAligned<int32_t>(lanes);
+  KVF_CHECK(impl_->lane_d != nullptr && impl_->lane_sum != nullptr && impl_->lane_zero != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -113,7 +122,14 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     if (decode_uses_quantized_activations(w.type)) {
       quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get(),
                            /*biased=*/false);
-      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get()};
+      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr, nullptr, nullptr};
+      if (decode_expands_activations(w.type)) {
+        expand_decode_activations(w.type, args.xq, n_tokens, w.n_cols, s.lane_d.get(),
+                                  s.lane_zero.get(), s.lane_sum.get());
+        args.xq.lane_d = s.lane_d.get();
+        args.xq.lane_zero = s.lane_zero.get();
+        args.xq.lane_sum = s.lane_sum.get();
+      }
     }
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
     const int64_t max_tasks = std::min<int64_t>(w.n_rows, kDecodeTasksPerThread * pool.n_threads());
@@ -137,7 +153,7 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
                            s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
                            s.act_sum.get() + begin * n_blocks, /*biased=*/true);
     });
-    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get()};
+    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr, nullptr, nullptr};
     const int64_t panel_rows = prefill_int8_panel_rows();
     const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
     const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());

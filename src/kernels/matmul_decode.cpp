@@ -651,6 +651,112 @@ constexpr bool kHasInt8Kernels = true;
 constexpr bool kHasInt8Kernels = false;
 #endif  // HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kernels
+HWY_AFTER_NAMESPACE();
+// Every pass includes it (its include guard toggles per target); it is
+// empty except on AVX3_DL, where it uses the int8 helpers above.
+#include "kernels/matmul_decode_vnni-inl.h"
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+#pragma GCC target("avx512vnni")
+#endif
+namespace kvforge::kernels {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+
+struct VnniQ4_0 {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q4<false, kTokens>(r, x, out);
+  }
+};
+struct VnniQ4_1 {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q4<true, kTokens>(r, x, out);
+  }
+};
+struct VnniQ8_0 {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q8_0<kTokens>(r, x, out);
+  }
+};
+struct VnniQ4_K {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q4_q5_k<false, kTokens>(r, x, out);
+  }
+};
+struct VnniQ5_K {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q4_q5_k<true, kTokens>(r, x, out);
+  }
+};
+struct VnniQ6_K {
+  template <int kTokens>
+  static HWY_INLINE void row(const uint8_t* r, const VnniRows& x, float* out) {
+    vnni_row_q6_k<kTokens>(r, x, out);
+  }
+};
+
+template <class Format, int kTokens>
+void vnni_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, ThreadScratch) {
+  const MatrixView& w = *a.w;
+  const VnniRows x{a.xq.q,   a.xq.lane_d, a.xq.lane_zero, a.xq.lane_sum,
+                   a.xq.sum, w.n_cols,    w.n_cols / 4,   w.n_cols / kActivationBlock};
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    float out[kTokens];
+    Format::template row<kTokens>(
+        static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes, x, out);
+#pragma GCC unroll 16
+    for (int t = 0; t < kTokens; ++t) a.y[t * w.n_rows + r] = out[t];
+  }
+}
+
+// Zero point of the VNNI kernel's unsigned codes for `type` (0: none).
+constexpr int vnni_zero_point(TensorType type) {
+  return type == TensorType::kQ4_0   ? 8
+         : type == TensorType::kQ8_0 ? 128
+         : type == TensorType::kQ6_K ? 32
+                                     : 0;
+}
+
+void expand_activations(TensorType type, const QuantizedActivations& xq, int64_t n_tokens,
+                        int64_t n_cols, float* lane_d, int32_t* lane_zero, float* lane_sum) {
+  const int64_t n_blocks = n_cols / kActivationBlock;
+  const int zero = vnni_zero_point(type);
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t i = t * n_blocks + b;  // block index; its lanes: 8 * i ..
+      _mm256_storeu_ps(lane_d + 8 * i, _mm256_set1_ps(xq.d[i]));
+      _mm256_storeu_ps(lane_sum + 8 * i, _mm256_set1_ps(xq.sum[i] * 0.125f));
+    }
+    if (zero != 0) {
+      // -zero * (sum of each lane's 4 codes), 16 lanes at a time.
+      const int shift = zero == 8 ? 3 : zero == 32 ? 5 : 7;
+      int64_t c = 0;
+      for (; c + 64 <= n_cols; c += 64) {
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones,
+                                                 _mm512_loadu_si512(xq.q + t * n_cols + c));
+        _mm512_storeu_si512(
+            lane_zero + (t * n_cols + c) / 4,
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift)));
+      }
+      for (; c < n_cols; c += 4) {
+        const int8_t* q = xq.q + t * n_cols + c;
+        lane_zero[(t * n_cols + c) / 4] = -zero * (q[0] + q[1] + q[2] + q[3]);
+      }
+    }
+  }
+}
+#endif
+
+
 // ---------------------------------------------------------------------------
 
 using RowsFn = void (*)(const MatmulArgs&, int64_t, int64_t, ThreadScratch);
@@ -674,7 +780,14 @@ const DecodeKernels kDecodeKernels[] = {
     KVF_DECODE_KERNELS(TensorType::kF32, dot_plain_rows, F32Format),
     KVF_DECODE_KERNELS(TensorType::kF16, dot_plain_rows, F16Format),
     KVF_DECODE_KERNELS(TensorType::kBF16, dot_plain_rows, BF16Format),
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL
+    KVF_DECODE_KERNELS(TensorType::kQ8_0, vnni_rows, VnniQ8_0),
+    KVF_DECODE_KERNELS(TensorType::kQ4_0, vnni_rows, VnniQ4_0),
+    KVF_DECODE_KERNELS(TensorType::kQ4_1, vnni_rows, VnniQ4_1),
+    KVF_DECODE_KERNELS(TensorType::kQ4_K, vnni_rows, VnniQ4_K),
+    KVF_DECODE_KERNELS(TensorType::kQ5_K, vnni_rows, VnniQ5_K),
+    KVF_DECODE_KERNELS(TensorType::kQ6_K, vnni_rows, VnniQ6_K),
+#elif HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
     KVF_DECODE_KERNELS(TensorType::kQ8_0, int8_rows, Int8Q8_0),
     KVF_DECODE_KERNELS(TensorType::kQ4_0, int8_rows, Int8Q4_0),
     KVF_DECODE_KERNELS(TensorType::kQ4_1, int8_rows, Int8Q4_1),
@@ -707,6 +820,20 @@ bool decode_uses_quantized_activations_impl(TensorType type) {
          type != TensorType::kBF16;
 }
 
+bool decode_expands_activations_impl(TensorType type) {
+  return HWY_TARGET == HWY_AVX3_DL && decode_uses_quantized_activations_impl(type);
+}
+
+void expand_decode_activations_impl(TensorType type, const QuantizedActivations& xq,
+                                    int64_t n_tokens, int64_t n_cols, float* lane_d,
+                                    int32_t* lane_zero, float* lane_sum) {
+#if HWY_TARGET == HWY_AVX3_DL
+  expand_activations(type, xq, n_tokens, n_cols, lane_d, lane_zero, lane_sum);
+#else
+  (void)type, (void)xq, (void)n_tokens, (void)n_cols, (void)lane_d, (void)lane_zero, (void)lane_sum;
+#endif
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace kvforge::kernels
 HWY_AFTER_NAMESPACE();
@@ -717,6 +844,18 @@ namespace kvforge::kernels {
 HWY_EXPORT(decode_rows_impl);
 HWY_EXPORT(decode_uses_quantized_activations_impl);
 HWY_EXPORT(quantize_activations_impl);
+HWY_EXPORT(decode_expands_activations_impl);
+HWY_EXPORT(expand_decode_activations_impl);
+
+bool decode_expands_activations(TensorType type) {
+  return HWY_DYNAMIC_DISPATCH(decode_expands_activations_impl)(type);
+}
+
+void expand_decode_activations(TensorType type, const QuantizedActivations& xq, int64_t n_tokens,
+                               int64_t n_cols, float* lane_d, int32_t* lane_zero, float* lane_sum) {
+  HWY_DYNAMIC_DISPATCH(expand_decode_activations_impl)
+  (type, xq, n_tokens, n_cols, lane_d, lane_zero, lane_sum);
+}
 
 bool decode_uses_quantized_activations(TensorType type) {
   return HWY_DYNAMIC_DISPATCH(decode_uses_quantized_activations_impl)(type);

@@ -80,6 +80,12 @@ struct QuantizedActivations {
   const int8_t* q;   // [n_tokens, n_cols]
   const float* d;    // [n_tokens, n_cols / 32]
   const float* sum;  // [n_tokens, n_cols / 32]
+  // The AVX-512 VNNI decode kernels' per-lane copies (4 columns per lane,
+  // [n_tokens, n_cols / 4]; matmul_decode_vnni-inl.h), filled by
+  // expand_decode_activations where decode_expands_activations(type).
+  const float* lane_d;
+  const int32_t* lane_zero;
+  const float* lane_sum;
 };
 
 struct MatmulArgs {
@@ -106,6 +112,14 @@ bool prefill_uses_quantized_activations(TensorType type);
 // `biased`, q holds the bytes q + 128 instead (the prefill layout).
 void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
                           bool biased);
+
+// Whether the decode kernels for `type` on this target read the per-lane
+// arrays of QuantizedActivations, and the function that fills them from
+// q, d and sum of n_tokens rows of n_cols: lane_d, lane_zero, lane_sum
+// each [n_tokens, n_cols / 4].
+bool decode_expands_activations(TensorType type);
+void expand_decode_activations(TensorType type, const QuantizedActivations& xq, int64_t n_tokens,
+                               int64_t n_cols, float* lane_d, int32_t* lane_zero, float* lane_sum);
 
 // Name of the SIMD target the matmul kernels dispatch to now ("AVX3_DL",
 // "AVX2", ...; Highway's names).

@@ -1,13 +1,16 @@
-// Prefill kernel (many tokens): compute bound. A panel of R = 2 vectors of
-// weight rows is unpacked to f32 once per kColumnChunk columns and reused by
-// every token through a register-blocked FMA micro-kernel:
+// Prefill kernel (many tokens) with f32 activations: compute bound. A panel
+// of R = kVecs vectors of weight rows is unpacked to f32 once per
+// kColumnChunk columns and reused by every token through a register-blocked
+// FMA micro-kernel:
 //
 //   panel [k][R] (interleaved)     x rows of up to 6 tokens
-//   acc[t][0..1] += panel[k][0..R) * broadcast(x[t][k])    for k in the chunk
+//   acc[v][t] += panel[k][v] * broadcast(x[t][k])    for k in the chunk
 //
 // On AVX2 (8 lanes) that is 16 rows x 6 tokens = 12 accumulator registers,
 // 2 weight vectors and 1 broadcast of the 16 available; each k costs 2 loads,
-// 6 broadcasts and 12 FMAs, so the FMA units stay the bottleneck.
+// 6 broadcasts and 12 FMAs, so the FMA units stay the bottleneck. AVX-512
+// has 32 registers: 64 rows x 6 tokens. Quantized formats use the integer
+// kernel (matmul_prefill_int8.cpp) on targets that have one.
 //
 // Compiled once per SIMD target (Highway foreach_target) and dispatched at
 // run time; see matmul_internal.h for the contract.
@@ -37,7 +40,15 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Loops over tokens and accumulator chains below are unrolled by pragma: GCC
 // -O2 keeps arrays of vectors in registers only when every index is constant.
 
-using DF = hn::CappedTag<float, kMaxPanelRows / 2>;
+// Vectors of rows per panel: 4 on AVX-512 (4 x 6 = 24 accumulators + 4
+// weights + 1 broadcast of its 32 registers; per column 10 loads feed 24
+// FMAs), 2 elsewhere (12 + 2 + 1 of 16 on AVX2).
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kVecs = 4;
+#else
+constexpr int kVecs = 2;
+#endif
+using DF = hn::CappedTag<float, kMaxPanelRows / kVecs>;
 using VF = hn::Vec<DF>;
 
 // tile[t][0..R) = sum over k < len of panel[k][0..R) * x[t * x_stride + k].
@@ -46,23 +57,28 @@ void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_
                  int64_t x_stride, float* HWY_RESTRICT tile) {
   const DF df;
   const size_t n = hn::Lanes(df);
-  VF acc0[kTokens], acc1[kTokens];
+  VF acc[kVecs][kTokens];
 #pragma GCC unroll 16
-  for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = hn::Zero(df);
+  for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) acc[v][t] = hn::Zero(df);
+  }
   for (int64_t k = 0; k < len; ++k) {
-    const VF w0 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n);
-    const VF w1 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n + n);
+    VF w[kVecs];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v)
+      w[v] = hn::Load(df, panel + (static_cast<size_t>(k) * kVecs + v) * n);
 #pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       const VF xv = hn::Set(df, x[t * x_stride + k]);
-      acc0[t] = hn::MulAdd(w0, xv, acc0[t]);
-      acc1[t] = hn::MulAdd(w1, xv, acc1[t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVecs; ++v) acc[v][t] = hn::MulAdd(w[v], xv, acc[v][t]);
     }
   }
 #pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) {
-    hn::Store(acc0[t], df, tile + t * 2 * n);
-    hn::Store(acc1[t], df, tile + t * 2 * n + n);
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) hn::Store(acc[v][t], df, tile + (t * kVecs + v) * n);
   }
 }
 
@@ -117,13 +133,13 @@ void interleave(const float* rows, int64_t len, size_t panel_rows, float* panel)
 }
 
 int64_t prefill_panel_rows_impl() {
-  return static_cast<int64_t>(2 * hn::Lanes(DF()));
+  return static_cast<int64_t>(kVecs * hn::Lanes(DF()));
 }
 
 void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch scratch) {
   const MatrixView& w = *a.w;
   const WeightFormat& format = *a.format;
-  const size_t panel_rows = 2 * hn::Lanes(DF());
+  const size_t panel_rows = kVecs * hn::Lanes(DF());
   const int64_t n_live = std::min<int64_t>(static_cast<int64_t>(panel_rows), w.n_rows - row_begin);
   for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {
     const int64_t len = std::min<int64_t>(kColumnChunk, w.n_cols - col);
