@@ -176,6 +176,9 @@ int bench(const BenchArgs& a) {
     j["n_params"] = model.n_params();
     j["weight_bytes_per_token"] = model.weight_bytes_per_token();
     j["matmul_params_per_token"] = model.matmul_params_per_token();
+    // The output projection's share: a prompt test runs it for its last
+    // token only.
+    j["output_matmul_params"] = static_cast<int64_t>(c.n_vocab) * c.n_embd;
     j["threads"] = model.n_threads();
     j["simd_target"] = kernels::matmul_simd_target_name();
     j["batch"] = a.model.n_batch;
