@@ -24,10 +24,9 @@ struct MatmulScratch::Impl {
   // threads: up to max_tokens rows of max_cols.
   hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
   hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
-  // Their per-lane expansion for decode (QuantizedActivations::lane_*):
-  // kMaxDecodeTokens rows of max_cols / 4.
-  hwy::AlignedFreeUniquePtr<float[]> lane_d, lane_sum;
-  hwy::AlignedFreeUniquePtr<int32_t[]> lane_zero;
+  // Decode's sums of every 16 codes (QuantizedActivations::qsum16) for up
+  // to kMaxDecodeTokens rows.
+  hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16;
 
   size_t thread_floats() const {
     return kThreadScratchFloats + static_cast<size_t>(max_tokens * kMaxPanelRows);
@@ -59,11 +58,9 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->act_d = hwy::AllocateAligned<float>(act_rows * act_blocks);
   impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
-  const auto lanes = static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens)) * act_blocks * 8;
-  impl_->lane_d = hwy::AllocateAligned<float>(lanes);
-  impl_->lane_sum = hwy::AllocateAligned<float>(lanes);
-  impl_->lane_zero = hwy::AllocateAligned<int32_t>(lanes);
-  KVF_CHECK(impl_->lane_d != nullptr && impl_->lane_sum != nullptr && impl_->lane_zero != nullptr);
+  impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(
+      static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens)) * act_blocks * 2);
+  KVF_CHECK(impl_->act_qsum16 != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -118,23 +115,22 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   KVF_CHECK(n_tokens <= s.max_tokens && w.n_cols <= s.max_cols);
   if (n_tokens <= 0 || w.n_rows <= 0) return;
   MatmulArgs args{&w, &format, x, n_tokens, y, {}};
-  if (n_tokens <= kMaxDecodeTokens) {
-    if (decode_uses_quantized_activations(w.type)) {
+  // Decode and prefill kernels compute each output with the same
+  // operations (matmul_internal.h), so a row's result does not depend on
+  // n_tokens or on the other rows of x.
+  const bool integer = decode_uses_quantized_activations(w.type);
+  if (n_tokens <= kMaxDecodeTokens && decode_has_kernel(w.type)) {
+    if (integer) {
       quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get(),
-                           /*biased=*/false);
-      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr, nullptr, nullptr};
-      if (decode_expands_activations(w.type)) {
-        expand_decode_activations(w.type, args.xq, n_tokens, w.n_cols, s.lane_d.get(),
-                                  s.lane_zero.get(), s.lane_sum.get());
-        args.xq.lane_d = s.lane_d.get();
-        args.xq.lane_zero = s.lane_zero.get();
-        args.xq.lane_sum = s.lane_sum.get();
-      }
+                           s.act_qsum16.get(), /*biased=*/false);
+      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), s.act_qsum16.get()};
     }
+    const int64_t group = decode_group_rows();
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
-    const int64_t max_tasks = std::min<int64_t>(w.n_rows, kDecodeTasksPerThread * pool.n_threads());
+    const int64_t n_groups = (w.n_rows + group - 1) / group;
+    const int64_t max_tasks = std::min<int64_t>(n_groups, kDecodeTasksPerThread * pool.n_threads());
     const int64_t wanted = std::clamp<int64_t>(total_bytes / kMinDecodeTaskBytes, 1, max_tasks);
-    const int64_t rows_per_task = (w.n_rows + wanted - 1) / wanted;
+    const int64_t rows_per_task = (n_groups + wanted - 1) / wanted * group;
     const int64_t n_tasks = (w.n_rows + rows_per_task - 1) / rows_per_task;
     pool.parallel_for(n_tasks, [&](int64_t task, int thread) {
       const int64_t begin = task * rows_per_task;
@@ -142,7 +138,7 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     });
     return;
   }
-  if (prefill_uses_quantized_activations(w.type)) {
+  if (integer) {
     // Rounded once per call (tokens split over the threads), read by every
     // panel.
     const int64_t n_blocks = w.n_cols / kActivationBlock;
@@ -151,9 +147,9 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
       const int64_t begin = n_tokens * task / n_tasks, end = n_tokens * (task + 1) / n_tasks;
       quantize_activations(x + begin * w.n_cols, (end - begin) * w.n_cols,
                            s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
-                           s.act_sum.get() + begin * n_blocks, /*biased=*/true);
+                           s.act_sum.get() + begin * n_blocks, nullptr, /*biased=*/true);
     });
-    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr, nullptr, nullptr};
+    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr};
     const int64_t panel_rows = prefill_int8_panel_rows();
     const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
     const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
@@ -164,6 +160,8 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     });
     return;
   }
+  // f32 activations (prefill, and decode without a decode kernel): one FMA
+  // chain per output.
   const int64_t panel_rows = prefill_panel_rows();
   const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
   pool.parallel_for(n_panels, [&](int64_t panel, int thread) {

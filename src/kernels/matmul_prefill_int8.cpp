@@ -106,6 +106,16 @@ HWY_INLINE VI madd(VI a, VI b) {
 HWY_INLINE VI set1_i16(int16_t v) {
   return _mm256_set1_epi16(v);
 }
+HWY_INLINE VI xor_i(VI a, VI b) {
+  return _mm256_xor_si256(a, b);
+}
+HWY_INLINE VI abs8(VI w) {
+  return _mm256_abs_epi8(w);
+}
+// x negated in the bytes where w < 0 (zero where w == 0).
+HWY_INLINE VI sign8(VI x, VI w) {
+  return _mm256_sign_epi8(x, w);
+}
 HWY_INLINE VF load_f(const float* p) {
   return _mm256_load_ps(p);
 }
@@ -161,6 +171,16 @@ HWY_INLINE VI madd(VI a, VI b) {
 }
 HWY_INLINE VI set1_i16(int16_t v) {
   return _mm512_set1_epi16(v);
+}
+HWY_INLINE VI xor_i(VI a, VI b) {
+  return _mm512_xor_si512(a, b);
+}
+HWY_INLINE VI abs8(VI w) {
+  return _mm512_abs_epi8(w);
+}
+// x negated in the bytes where w < 0.
+HWY_INLINE VI sign8(VI x, VI w) {
+  return _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
 }
 HWY_INLINE VF load_f(const float* p) {
   return _mm512_load_ps(p);
@@ -264,6 +284,7 @@ Int8Scratch carve(ThreadScratch s, int64_t n_cols) {
 struct Q4_0Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = false;
+  static constexpr bool kSigned = false;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     for (int64_t b = 0; b < len / 32; ++b, src += 18) {
@@ -276,6 +297,7 @@ struct Q4_0Rows {
 struct Q4_1Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = true;
+  static constexpr bool kSigned = false;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float* offsets) {
     for (int64_t b = 0; b < len / 32; ++b, src += 20) {
@@ -289,6 +311,10 @@ struct Q4_1Rows {
 struct Q8_0Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = false;
+  // 8-bit codes overflow vpmaddubsw's i16 pair sums against the unsigned
+  // activations; without VNNI the sign trick multiplies |w| by the signed
+  // activations with w's sign instead (2 * 128 * 127 < 2^15).
+  static constexpr bool kSigned = !kHasVnni;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     for (int64_t b = 0; b < len / 32; ++b, src += 34) {
@@ -305,6 +331,7 @@ template <bool kHighBit>
 struct QK45Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = true;
+  static constexpr bool kSigned = false;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float* offsets) {
     constexpr size_t kBytes = kHighBit ? 176 : 144;
@@ -342,6 +369,7 @@ struct QK45Rows {
 struct Q6_KRows {
   static constexpr int kSubBlock = 16;
   static constexpr bool kOffsets = false;
+  static constexpr bool kSigned = false;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
@@ -522,7 +550,7 @@ struct PanelSlice {
   const float* offsets;
 };
 
-template <int kTokens, int kGroups, bool kOffsets>
+template <int kTokens, int kGroups, bool kOffsets, bool kSigned>
 void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, float* acc_out,
                  bool first) {
   const VI ones16 = set1_i16(1);
@@ -550,7 +578,7 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
     VI acc[kV][kTokens];
 #pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) {
-      const VI c = load_i(corr + sb * kPanelRows + v * kLanes);
+      const VI c = kSigned ? zero_i() : load_i(corr + sb * kPanelRows + v * kLanes);
 #pragma GCC unroll 8
       for (int t = 0; t < kTokens; ++t) acc[v][t] = c;
     }
@@ -560,11 +588,27 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
       VI wv[kV];
 #pragma GCC unroll 4
       for (int v = 0; v < kV; ++v) wv[v] = load_i(panel + (g * kPanelRows + v * kLanes) * 4);
-#pragma GCC unroll 8
-      for (int t = 0; t < kTokens; ++t) {
-        const VI xb = broadcast4(u[t] + col + 4 * g);
+      if constexpr (kSigned) {
+        // acc += |w| * (q with w's sign), q = u ^ 0x80 the signed codes.
+        VI w_abs[kV];
 #pragma GCC unroll 4
-        for (int v = 0; v < kV; ++v) acc[v][t] = dot4(acc[v][t], xb, wv[v], ones16);
+        for (int v = 0; v < kV; ++v) w_abs[v] = abs8(wv[v]);
+#pragma GCC unroll 8
+        for (int t = 0; t < kTokens; ++t) {
+          const VI xs =
+              xor_i(broadcast4(u[t] + col + 4 * g), set1_i(static_cast<int32_t>(0x80808080u)));
+#pragma GCC unroll 4
+          for (int v = 0; v < kV; ++v) {
+            acc[v][t] = add_i(acc[v][t], madd(maddubs(w_abs[v], sign8(xs, wv[v])), ones16));
+          }
+        }
+      } else {
+#pragma GCC unroll 8
+        for (int t = 0; t < kTokens; ++t) {
+          const VI xb = broadcast4(u[t] + col + 4 * g);
+#pragma GCC unroll 4
+          for (int v = 0; v < kV; ++v) acc[v][t] = dot4(acc[v][t], xb, wv[v], ones16);
+        }
       }
     }
     panel += kGroups * kPanelRows * 4;
@@ -597,12 +641,12 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
 
 using TileKernel = void (*)(const PanelSlice&, int64_t, const TileActivations&, float*, bool);
 
-template <int kGroups, bool kOffsets>
+template <int kGroups, bool kOffsets, bool kSigned>
 struct TileKernels {
   template <int... kTokens>
   static constexpr auto make(std::integer_sequence<int, kTokens...>) {
     return std::array<TileKernel, sizeof...(kTokens)>{
-        tile_kernel<kTokens + 1, kGroups, kOffsets>...};
+        tile_kernel<kTokens + 1, kGroups, kOffsets, kSigned>...};
   }
   static constexpr auto kByTokens = make(std::make_integer_sequence<int, kT>());
 };
@@ -614,7 +658,8 @@ void panel_rows(const MatmulArgs& a, int64_t row_begin, int64_t token_begin, int
   const Int8Scratch s = carve(scratch, w.n_cols);
   const int64_t n_live = std::min<int64_t>(kPanelRows, w.n_rows - row_begin);
   const int64_t n_blocks = w.n_cols / kActivationBlock;
-  constexpr auto& kernels = TileKernels<Format::kSubBlock / 4, Format::kOffsets>::kByTokens;
+  constexpr auto& kernels =
+      TileKernels<Format::kSubBlock / 4, Format::kOffsets, Format::kSigned>::kByTokens;
   build_panel<Format>(a, row_begin, n_live, s);
   // Chunks of kColumnChunk columns: the chunk's slice of the panel stays in
   // L1 while every token passes over it.
@@ -650,8 +695,7 @@ PanelFn panel_fn(TensorType type) {
     case TensorType::kQ4_1:
       return panel_rows<Q4_1Rows>;
     case TensorType::kQ8_0:
-      // Codes of 8 bits overflow vpmaddubsw's i16 pair sums; VNNI only.
-      return kHasVnni ? panel_rows<Q8_0Rows> : nullptr;
+      return panel_rows<Q8_0Rows>;
     case TensorType::kQ4_K:
       return panel_rows<QK45Rows<false>>;
     case TensorType::kQ5_K:

@@ -190,7 +190,7 @@ INSTANTIATE_TEST_SUITE_P(QuantizedTypes, MatmulInt8Test,
                          });
 
 // The int8 paths are in use where they should be: on the AVX2 and AVX-512
-// targets every quantized type's decode and (Q8_0 only with VNNI) prefill.
+// targets every quantized type's decode and prefill.
 TEST(MatmulInt8Paths, IntegerKernelsRunOnTheX86VectorTargets) {
   for (const int64_t target : matmul_simd_targets()) {
     restrict_simd_targets(target);
@@ -199,8 +199,7 @@ TEST(MatmulInt8Paths, IntegerKernelsRunOnTheX86VectorTargets) {
     for (TensorType type : {TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ4_K,
                             TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kQ8_0}) {
       EXPECT_EQ(decode_uses_quantized_activations(type), x86_vector) << name;
-      const bool prefill = x86_vector && (type != TensorType::kQ8_0 || name == "AVX3_DL");
-      EXPECT_EQ(prefill_uses_quantized_activations(type), prefill) << name;
+      EXPECT_EQ(prefill_uses_quantized_activations(type), x86_vector) << name;
     }
     for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16}) {
       EXPECT_FALSE(decode_uses_quantized_activations(type)) << name;
