@@ -101,8 +101,8 @@ void run_paged_decode(benchmark::State& state, const char* spec, int32_t depth, 
   ThreadPool pool(threads);
   size_t layer = 0;
   for (auto _ : state) {
-    a.keys = {keys->get(), key_arenas[layer].data(), key_tile, false, 0, nullptr};
-    a.values = {values->get(), value_arenas[layer].data(), value_tile, false, 0, nullptr};
+    a.keys = {keys->get(), key_arenas[layer].data(), nullptr, key_tile, false, 0, nullptr};
+    a.values = {values->get(), value_arenas[layer].data(), nullptr, value_tile, false, 0, nullptr};
     layer = (layer + 1) % n_layers;
     paged_attention(a, pool);
     benchmark::DoNotOptimize(out.data());

@@ -157,6 +157,20 @@ int run(const RunArgs& a) {
                  format_bytes(double((*kv)->bytes_per_token())).c_str(),
                  paged != nullptr ? paged->codec_plan().c_str() : a.model.kv_codec.c_str(),
                  model.n_threads(), static_cast<unsigned long long>(sampler.seed()));
+    if (!a.model.press.empty() || !a.model.press_layers.empty()) {
+      // Bytes per position the sequence's KV takes: after the prefill, once
+      // the prompt was pressed, and at the end.
+      const auto prompt_positions = static_cast<double>(prompt_ids[i].size());
+      std::fprintf(
+          stderr,
+          "press: KV per position %s before, %s after the prompt press, %s at the end "
+          "(%d positions) | %s\n",
+          format_bytes(double(stats->kv_bytes_before_press) / prompt_positions).c_str(),
+          format_bytes(double(stats->kv_bytes_after_press) / prompt_positions).c_str(),
+          format_bytes(double(stats->kv_bytes_end) / std::max(1, stats->n_positions_end)).c_str(),
+          stats->n_positions_end,
+          paged != nullptr ? paged->press_plan().c_str() : a.model.press.c_str());
+    }
     if (stats->context_full)
       std::fprintf(stderr, "stopped: the context (-c %d) is full\n", loaded->n_ctx);
   }

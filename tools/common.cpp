@@ -34,6 +34,11 @@ void add_model_options(CLI::App& app, ModelArgs& args) {
                  "grows it for cached prefixes, see docs/kv-storage.md)");
   app.add_option("--cache-salt", args.cache_salt,
                  "Prefix-cache salt: KV is shared only between runs with the same salt");
+  app.add_option("--press", args.press,
+                 "KV retention press: NAME[:ratio=R|tokens=N][:key=value...], e.g. "
+                 "snapkv:ratio=0.25 (docs/kv-compression.md)");
+  app.add_option("--press-layers", args.press_layers,
+                 "Per-layer presses overriding --press, e.g. \"0-1:none,2-:h2o:tokens=256\"");
 }
 
 Result<LoadedModel> load_model(const ModelArgs& args) {
@@ -64,6 +69,8 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const Model& model, const ModelAr
   options.n_seq = n_seq;
   options.model_fingerprint = model.fingerprint();
   options.cache_salt = args.cache_salt;
+  options.press = args.press;
+  options.press_layers = args.press_layers;
   return kvforge::make_kv_cache(model.kv_shape(), options);
 }
 

@@ -27,6 +27,8 @@ struct ModelArgs {
   int32_t kv_block = 0;
   std::string kv_mem;  // "" : enough for the context
   std::string cache_salt;
+  std::string press;         // --press
+  std::string press_layers;  // --press-layers
 };
 
 void add_model_options(CLI::App& app, ModelArgs& args);

@@ -37,8 +37,13 @@ Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t c
   auto t0 = std::chrono::steady_clock::now();
   // A fresh sequence first takes over whatever prefix the cache already holds.
   const int32_t reused = start_pos == 0 ? kv.reuse_prefix(seq, prompt) : 0;
+  const int32_t prompt_end = start_pos + static_cast<int32_t>(prompt.size());
+  kv.begin_prompt(seq, prompt_end);
   KVF_RETURN_IF_ERROR(model.forward(prompt.subspan(static_cast<size_t>(reused)), start_pos + reused,
                                     kv, seq, LogitsFor::kLastToken, logits.data()));
+  stats.kv_bytes_before_press = kv.sequence_bytes(seq);
+  KVF_RETURN_IF_ERROR(kv.end_prompt(seq));
+  stats.kv_bytes_after_press = kv.sequence_bytes(seq);
   stats.prompt_seconds = seconds_since(t0);
   stats.n_prompt_tokens = static_cast<int32_t>(prompt.size()) - reused;
   stats.n_reused_tokens = reused;
@@ -60,10 +65,13 @@ Result<GenerationStats> generate(Model& model, KvCache& kv, SeqId seq, int32_t c
     const int32_t next[1] = {id};
     t0 = std::chrono::steady_clock::now();
     KVF_RETURN_IF_ERROR(model.forward(next, pos, kv, seq, LogitsFor::kLastToken, logits.data()));
+    KVF_RETURN_IF_ERROR(kv.end_decode_step(seq));
     stats.decode_seconds += seconds_since(t0);
     ++stats.n_decode_steps;
     ++pos;
   }
+  stats.kv_bytes_end = kv.sequence_bytes(seq);
+  stats.n_positions_end = kv.n_tokens(seq);
   return stats;
 }
 

@@ -30,6 +30,13 @@ struct GenerationStats {
   double prompt_seconds = 0;   // prefill forward pass
   double decode_seconds = 0;   // the decode forward passes
   bool context_full = false;   // stopped because the KV cache had no room left
+  // KV bytes of the sequence (KvCache::sequence_bytes) after the prefill,
+  // before and after the prompt was pressed, and at the end; positions held
+  // at the end.
+  size_t kv_bytes_before_press = 0;
+  size_t kv_bytes_after_press = 0;
+  size_t kv_bytes_end = 0;
+  int32_t n_positions_end = 0;
 
   [[nodiscard]] double prompt_tokens_per_second() const {
     return prompt_seconds > 0 ? n_prompt_tokens / prompt_seconds : 0;

@@ -20,8 +20,10 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "kv/ids.h"
+#include "kvforge/generation.h"
 #include "kvforge/status.h"
 
 namespace kvforge {
@@ -71,9 +73,69 @@ class KvCache {
   [[nodiscard]] virtual int32_t reuse_prefix(SeqId /*seq*/, std::span<const int32_t> /*prompt*/) {
     return 0;
   }
+  // Tenant isolation: an empty sequence with a salt shares cached KV only
+  // with sequences of the same salt. Caches without sharing accept only "".
+  [[nodiscard]] virtual Status set_salt(SeqId /*seq*/, std::string_view salt) {
+    return salt.empty() ? Status() : unsupported("this KV cache does not share KV (no salt)");
+  }
   // The sequence is finished: its KV may be kept for reuse (prefix cache),
   // and the sequence is empty afterwards.
   virtual void release(SeqId seq) { (void)truncate(seq, 0); }
+
+  // Retention (docs/kv-compression.md). A cache with presses captures the
+  // attention they need and compresses the sequence at these points; the
+  // others ignore them. begin_prompt: the next forward calls prefill the
+  // sequence up to position prompt_end (exclusive). end_prompt: the prefill
+  // is done (prompt compression). end_decode_step: one decode step is done
+  // (decode-time presses). A failed press leaves the sequence as it was.
+  virtual void begin_prompt(SeqId /*seq*/, int32_t /*prompt_end*/) {}
+  // An empty sequence's own retention press (a --press spec), e.g. a
+  // request's; "" keeps the cache's. Caches without presses accept only "".
+  [[nodiscard]] virtual Status set_press(SeqId /*seq*/, std::string_view spec) {
+    return spec.empty() ? Status() : unsupported("this KV cache does not press sequences");
+  }
+  [[nodiscard]] virtual Status end_prompt(SeqId /*seq*/) { return Status(); }
+  [[nodiscard]] virtual Status end_decode_step(SeqId /*seq*/) { return Status(); }
+  // Bytes the sequence's KV occupies now: its blocks (shared ones in full),
+  // pages and full-precision rows.
+  [[nodiscard]] virtual size_t sequence_bytes(SeqId /*seq*/) const { return 0; }
+
+  // Reuse with selective recomputation (relay, docs/relay.md). A cache that
+  // can rewrite rows in place (can_rewrite_rows) gives positions it already
+  // holds new keys and values (store_at, k/v: [positions][n_kv_heads][head_dim])
+  // and lets queries at scattered positions attend causally (attend_at,
+  // ascending positions, q/out: [positions][n_heads][head_dim]); the others
+  // must not be asked.
+  [[nodiscard]] virtual bool can_rewrite_rows() const { return false; }
+  virtual void store_at(SeqId /*seq*/, LayerId /*layer*/, std::span<const int32_t> /*positions*/,
+                        const float* /*k*/, const float* /*v*/) {
+    KVF_CHECK(false);
+  }
+  virtual void attend_at(SeqId /*seq*/, LayerId /*layer*/, std::span<const int32_t> /*positions*/,
+                         const float* /*q*/, float /*scale*/, float* /*out*/,
+                         ThreadPool& /*pool*/) {
+    KVF_CHECK(false);
+  }
+  // Keys and values of positions [first, first + n) of one layer as the
+  // cache reads them (decoded; keys still rotated for their positions),
+  // [n][n_kv_heads][head_dim] each. False when the cache does not hold them
+  // as rows (pressed away, or not supported).
+  [[nodiscard]] virtual bool export_rows(SeqId /*seq*/, LayerId /*layer*/, int32_t /*first*/,
+                                         int32_t /*n*/, float* /*k*/, float* /*v*/) const {
+    return false;
+  }
+  // Positions >= pos hold approximate KV (reused, not all recomputed): no
+  // block at or past it is ever offered to a prefix cache. Reset when the
+  // sequence is truncated below pos or released.
+  virtual void mark_approximate(SeqId /*seq*/, int32_t /*pos*/) {}
+
+  // Positions the cache could still take, over all sequences, without
+  // preempting anyone: free memory plus what the prefix cache could evict,
+  // in tokens. Schedulers admit requests by it. INT64_MAX when unbounded.
+  [[nodiscard]] virtual int64_t free_capacity_tokens() const { return INT64_MAX; }
+
+  // Blocks, bytes and prefix-cache counters now (zeros where not applicable).
+  [[nodiscard]] virtual CacheStats cache_stats() const { return {}; }
 
   // Bytes one token occupies across all layers, and bytes in use now.
   [[nodiscard]] virtual size_t bytes_per_token() const = 0;

@@ -27,6 +27,10 @@ Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,
   paged.prefix_sharing = options.prefix_sharing;
   paged.memory_bytes = options.memory_bytes;
   paged.default_budget_fraction = options.default_budget_fraction;
+  if (!options.press.empty() || !options.press_layers.empty()) {
+    KVF_ASSIGN_OR_RETURN(paged.layer_presses,
+                         plan_kv_presses(options.press, options.press_layers, shape.n_layers));
+  }
   KVF_ASSIGN_OR_RETURN(auto cache, PagedKvCache::create(shape, paged));
   std::unique_ptr<KvCache> result = std::move(cache);
   return result;

@@ -23,6 +23,8 @@ struct KvCacheOptions {
   uint64_t model_fingerprint = 0;
   std::string cache_salt;  // --cache-salt: tenants with different salts never share KV
   bool prefix_sharing = true;
+  std::string press;         // --press: "snapkv:ratio=0.25", "" or "none" for none
+  std::string press_layers;  // --press-layers: per-layer overrides, "0-1:none,2-:h2o:tokens=256"
 };
 
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,

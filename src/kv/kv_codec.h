@@ -145,6 +145,13 @@ class KvCodec {
   // Finite inputs give finite decodes; quantized codecs saturate beyond the f16 range.
   virtual void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
                       void* tile) const = 0;
+  // Like encode(), for rows in the stored space, as decode() returns them:
+  // rotated codecs do not rotate them again, so re-encoding decoded rows
+  // reproduces their codes (pressing kept rows into pages).
+  virtual void encode_stored(const float* rows, int64_t row_stride, int32_t first, int32_t n,
+                             void* tile) const {
+    encode(rows, row_stride, first, n, tile);
+  }
   // Decodes rows [0, n) of the tile into out (n × head_dim, contiguous). SIMD via
   // Highway dynamic dispatch for the row layouts, scalar for the column layouts.
   virtual void decode(const void* tile, int32_t n, float* out) const = 0;

@@ -1,11 +1,11 @@
 #include "kv/kv_codec_plan.h"
 
-#include <charconv>
 #include <optional>
 
 #include <fmt/format.h>
 
 #include "kv/kv_codec.h"
+#include "kv/layer_range.h"
 
 namespace kvforge {
 namespace {
@@ -71,43 +71,6 @@ Result<SideSpecs> parse_sides(std::string_view flag, std::string_view text, char
   return sides;
 }
 
-Result<int32_t> parse_layer(std::string_view range, std::string_view text) {
-  int32_t layer = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), layer);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-    return invalid_argument(
-        fmt::format("{}: layer range '{}' is not N, N-M or N-", kLayersFlag, range));
-  }
-  return layer;
-}
-
-struct LayerRange {
-  int32_t first = 0;
-  int32_t last = 0;  // inclusive
-};
-
-Result<LayerRange> parse_range(std::string_view range, int32_t n_layers) {
-  LayerRange parsed;
-  const size_t dash = range.find('-');
-  KVF_ASSIGN_OR_RETURN(parsed.first, parse_layer(range, range.substr(0, dash)));
-  if (dash == std::string_view::npos) {
-    parsed.last = parsed.first;
-  } else if (dash + 1 == range.size()) {
-    parsed.last = n_layers - 1;
-  } else {
-    KVF_ASSIGN_OR_RETURN(parsed.last, parse_layer(range, range.substr(dash + 1)));
-  }
-  if (parsed.first >= n_layers || parsed.last >= n_layers) {
-    return invalid_argument(
-        fmt::format("{}: layer range '{}' is past the last layer {} ({} layers)", kLayersFlag,
-                    range, n_layers - 1, n_layers));
-  }
-  if (parsed.last < parsed.first) {
-    return invalid_argument(fmt::format("{}: layer range '{}' is reversed", kLayersFlag, range));
-  }
-  return parsed;
-}
-
 }  // namespace
 
 Result<std::vector<LayerCodecSpec>> plan_kv_codecs(std::string_view codec, std::string_view layers,
@@ -131,7 +94,7 @@ Result<std::vector<LayerCodecSpec>> plan_kv_codecs(std::string_view codec, std::
                                           kLayersFlag, entry));
     }
     KVF_ASSIGN_OR_RETURN(const LayerRange range,
-                         parse_range(trim(entry.substr(0, colon)), n_layers));
+                         parse_layer_range(kLayersFlag, trim(entry.substr(0, colon)), n_layers));
     KVF_ASSIGN_OR_RETURN(const SideSpecs sides,
                          parse_sides(kLayersFlag, entry.substr(colon + 1), '/'));
     for (int32_t layer = range.first; layer <= range.last; ++layer) {

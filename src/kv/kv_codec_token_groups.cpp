@@ -42,6 +42,17 @@ class TokenGroupKvCodec final : public KvCodec {
 
   void encode(const float* rows, int64_t row_stride, int32_t first, int32_t n,
               void* tile) const override {
+    encode_rows(rows, row_stride, first, n, tile, options_.rotated);
+  }
+  void encode_stored(const float* rows, int64_t row_stride, int32_t first, int32_t n,
+                     void* tile) const override {
+    encode_rows(rows, row_stride, first, n, tile, false);
+  }
+
+ private:
+  // rotate: apply H first (encode); encode_stored's rows are rotated already.
+  void encode_rows(const float* rows, int64_t row_stride, int32_t first, int32_t n, void* tile,
+                   bool rotate) const {
     KVF_CHECK(first >= 0 && n >= 0 && first + n <= block_tokens());
     const int32_t d = head_dim();
     const int32_t qmax = (1 << options_.bits) - 1;
@@ -52,7 +63,7 @@ class TokenGroupKvCodec final : public KvCodec {
     for (int32_t r = 0; r < n; ++r) {
       const int32_t row = first + r;
       const float* x = rows + r * row_stride;
-      if (options_.rotated) {
+      if (rotate) {
         std::copy(x, x + d, rotated_row);
         hadamard_transform(rotated_row, d);
         x = rotated_row;
@@ -78,6 +89,7 @@ class TokenGroupKvCodec final : public KvCodec {
     }
   }
 
+ public:
   void decode(const void* tile, int32_t n, float* out) const override {
     KVF_CHECK(n >= 0 && n <= block_tokens());
     if (layout_ != KvRowFormat::kOpaque) {

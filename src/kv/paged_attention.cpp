@@ -28,30 +28,75 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 namespace vec = kernels::HWY_NAMESPACE::vec;
 
-HWY_INLINE const uint8_t* tile_data(const PagedAttentionArgs& a, const PagedSide& side,
-                                    int32_t block, int32_t kv_head) {
-  return side.head_arenas[kv_head] +
-         static_cast<size_t>(a.block_ids[static_cast<size_t>(block)]) * side.tile_bytes;
+// The position of query `token`: first_pos + token, or as listed.
+HWY_INLINE int32_t query_position(const PagedAttentionArgs& a, int32_t token) {
+  return a.query_positions != nullptr ? a.query_positions[token] : a.first_pos + token;
 }
 
-// Rows [0, n) of blocks [first, first + count) of one side, as the query at
+// One span as one task (a query token and a KV head) reads it: a list of
+// entries, each a key tile and a value tile of up to block_tokens rows, every
+// entry but the last full. The block part's entries are blocks of the
+// sequence's table (all of them from first_block on, or a head's chosen
+// ones), pages' entries are the head's pages (kv-compression.md).
+struct SpanView {
+  const PagedSide* keys = nullptr;
+  const PagedSide* values = nullptr;
+  std::span<const int32_t> block_ids;  // block part: the table
+  const int32_t* blocks = nullptr;     // block part: absolute index of each entry, or null
+  const float* bias = nullptr;         // pages: a score bias per row, or null
+  int32_t first = 0;                   // block part without `blocks`: entry j is block first + j
+  int32_t kv_head = 0;
+  int32_t bt = 0;
+  int32_t end_row = 0;  // block part: the query's position + 1; pages: the head's rows
+  int32_t n_entries = 0;
+  int32_t n_rows = 0;  // rows the query reads in this span
+  int32_t staged_begin = 0;
+  bool pages = false;
+
+  // The absolute block index of entry j (block part).
+  HWY_INLINE int32_t block(int32_t j) const { return blocks ? blocks[j] : first + j; }
+  HWY_INLINE int32_t rows(int32_t j) const {
+    return std::min(bt, end_row - (pages ? j : block(j)) * bt);
+  }
+  HWY_INLINE const uint8_t* tile(const PagedSide& side, int32_t j) const {
+    if (pages) return side.head_tiles[kv_head][j];
+    return side.head_arenas[kv_head] +
+           static_cast<size_t>(block_ids[static_cast<size_t>(block(j))]) * side.tile_bytes;
+  }
+  // True when entry j's tile lies right after entry j - 1's in memory (for
+  // the block part: in every arena), so that their rows form one array.
+  HWY_INLINE bool continues(const PagedSide& side, int32_t j) const {
+    if (j == 0) return false;
+    if (pages)
+      return side.head_tiles[kv_head][j] == side.head_tiles[kv_head][j - 1] + side.tile_bytes;
+    return block_ids[static_cast<size_t>(block(j))] ==
+           block_ids[static_cast<size_t>(block(j - 1))] + 1;
+  }
+  HWY_INLINE bool encoded(const PagedSide& side, int32_t j, int32_t query_pos) const {
+    return pages || reads_encoded(side, block(j), bt, query_pos);
+  }
+};
+
+// Rows of entries [first, first + count) of one side, as the query at
 // `query_pos` reads them, into `rows` (head_dim floats each, contiguous):
-// decoded from their tiles, or copied from the staged f32 rows. Returns n.
-HWY_INLINE int32_t gather_rows(const PagedAttentionArgs& a, const PagedSide& side, int32_t first,
-                               int32_t count, int32_t kv_head, int32_t query_pos, float* rows) {
+// decoded from their tiles, or copied from the staged f32 rows. Returns the
+// number of rows.
+HWY_INLINE int32_t gather_rows(const PagedAttentionArgs& a, const SpanView& view,
+                               const PagedSide& side, int32_t first, int32_t count,
+                               int32_t query_pos, float* rows) {
   const int32_t bt = a.block_tokens;
   const int32_t d = a.head_dim;
   int32_t n = 0;
   for (int32_t j = first; j < first + count; ++j) {
-    const int32_t block_rows = std::min(bt, query_pos + 1 - j * bt);
+    const int32_t block_rows = view.rows(j);
     float* dst = rows + static_cast<int64_t>(n) * d;
-    if (reads_encoded(side, j, bt, query_pos)) {
-      side.codec->decode(tile_data(a, side, j, kv_head), block_rows, dst);
+    if (view.encoded(side, j, query_pos)) {
+      side.codec->decode(view.tile(side, j), block_rows, dst);
     } else {
       const int64_t stride = static_cast<int64_t>(a.n_kv_heads) * d;
       const float* src = side.staged_rows +
-                         (static_cast<int64_t>(j) * bt - a.staged_begin) * stride +
-                         static_cast<int64_t>(kv_head) * d;
+                         (static_cast<int64_t>(view.block(j)) * bt - a.staged_begin) * stride +
+                         static_cast<int64_t>(view.kv_head) * d;
       for (int32_t r = 0; r < block_rows; ++r) std::copy_n(src + r * stride, d, dst + r * d);
     }
     n += block_rows;
@@ -59,22 +104,15 @@ HWY_INLINE int32_t gather_rows(const PagedAttentionArgs& a, const PagedSide& sid
   return n;
 }
 
-// True when block `block`'s id follows the previous block's: its tiles lie
-// right after the previous block's in every arena.
-HWY_INLINE bool continues_run(const PagedAttentionArgs& a, int32_t block) {
-  return block > 0 &&
-         a.block_ids[static_cast<size_t>(block)] == a.block_ids[static_cast<size_t>(block - 1)] + 1;
-}
-
-// Requests the tiles of blocks [first, first + count) that do not directly
-// follow the previous block's tile: consecutive block ids are one contiguous
+// Requests the tiles of entries [first, first + count) that do not directly
+// follow the previous entry's tile: consecutive tiles are one contiguous
 // run, which the hardware prefetcher follows by itself; a jump to another
 // place in the arena it does not.
-HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& side, int32_t first,
-                               int32_t count, int32_t kv_head) {
+HWY_INLINE void prefetch_jumps(const SpanView& view, const PagedSide& side, int32_t first,
+                               int32_t count) {
   for (int32_t j = first; j < first + count; ++j) {
-    if (continues_run(a, j)) continue;
-    const uint8_t* data = tile_data(a, side, j, kv_head);
+    if (view.continues(side, j)) continue;
+    const uint8_t* data = view.tile(side, j);
     for (size_t offset = 0; offset < side.tile_bytes; offset += 64) hwy::Prefetch(data + offset);
   }
 }
@@ -87,10 +125,9 @@ HWY_INLINE void prefetch_jumps(const PagedAttentionArgs& a, const PagedSide& sid
 // (docs/performance.md).
 class TilePrefetcher {
  public:
-  TilePrefetcher(const PagedAttentionArgs& a, const PagedSide& side, int32_t kv_head)
-      : a_(a), side_(side), kv_head_(kv_head) {}
+  TilePrefetcher(const SpanView& view, const PagedSide& side) : view_(view), side_(side) {}
 
-  // Starts on the tiles of blocks [first, first + count), spread over the
+  // Starts on the tiles of entries [first, first + count), spread over the
   // `rows` rows of the pass that steps it.
   HWY_INLINE void start(int32_t first, int32_t count, int32_t rows) {
     block_ = first;
@@ -98,7 +135,7 @@ class TilePrefetcher {
     offset_ = 0;
     const auto lines = static_cast<int64_t>(count) * static_cast<int64_t>(side_.tile_bytes) / 64;
     lines_per_row_ = rows > 0 ? static_cast<int32_t>((lines + rows - 1) / rows) : 0;
-    tile_ = block_ < end_ ? tile_data(a_, side_, block_, kv_head_) : nullptr;
+    tile_ = block_ < end_ ? view_.tile(side_, block_) : nullptr;
   }
 
   // Requests the next lines: `rows` rows' share of the tiles. Works on
@@ -113,7 +150,7 @@ class TilePrefetcher {
       offset += 64;
       if (offset >= side_.tile_bytes) {
         offset = 0;
-        if (++block < end_) tile = tile_data(a_, side_, block, kv_head_);
+        if (++block < end_) tile = view_.tile(side_, block);
       }
     }
     tile_ = tile;
@@ -122,9 +159,8 @@ class TilePrefetcher {
   }
 
  private:
-  const PagedAttentionArgs& a_;
+  const SpanView& view_;
   const PagedSide& side_;
-  int32_t kv_head_;
   int32_t block_ = 0;
   int32_t end_ = 0;
   size_t offset_ = 0;
@@ -371,18 +407,18 @@ HWY_INLINE void accumulate_rows(float* const* HWY_RESTRICT acc, const float* con
   }
 }
 
-// Calls fn(first_block, row_offset, n_rows) for each run of consecutive
-// block ids among blocks [first, first + count): their tiles lie one after
-// another in each arena, so a run's rows are one array (row_offset: the run's
-// first row within the chunk).
+// Calls fn(first_entry, row_offset, n_rows) for each run of entries among
+// [first, first + count) whose tiles of this side lie one after another, so
+// that a run's rows are one array (row_offset: the run's first row within
+// the chunk).
 template <class Fn>
-HWY_INLINE void for_each_run(const PagedAttentionArgs& a, int32_t first, int32_t count,
-                             int32_t n_keys, const Fn& fn) {
-  const int32_t bt = a.block_tokens;
+HWY_INLINE void for_each_run(const SpanView& view, const PagedSide& side, int32_t first,
+                             int32_t count, const Fn& fn) {
+  const int32_t bt = view.bt;
   int32_t start = first;
   for (int32_t b = first + 1; b <= first + count; ++b) {
-    if (b < first + count && continues_run(a, b)) continue;
-    fn(start, (start - first) * bt, std::min(b * bt, n_keys) - start * bt);
+    if (b < first + count && view.continues(side, b)) continue;
+    fn(start, (start - first) * bt, (b - 1 - start) * bt + view.rows(b - 1));
     start = b;
   }
 }
@@ -1233,34 +1269,16 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
   }
 }
 
-// One task: every query head of one KV-head group, for one query token. The
-// keys are taken a chunk of whole blocks at a time (kChunkRows, kChunkFloats):
-// the softmax bookkeeping and loop overheads are paid per chunk, not per block.
-// Tiles that reads_in_place accepts (f16/int8/int4/KIVI key columns, f16/bf16/int8 rows) are
-// read in place, with the conversion inside the dot products; the others are
-// decoded (or copied) into an L1-sized f32 scratch first.
-void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
-  const int32_t group = a.n_heads / a.n_kv_heads;
-  const int32_t d = a.head_dim;
-  const int32_t bt = a.block_tokens;
-  const int32_t query_pos = a.first_pos + token;
-  const int32_t n_keys = query_pos + 1;
-  const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
-  const KvRowFormat key_format = reads_in_place(a.keys, d, bt);
-  const KvRowFormat value_format = reads_in_place(a.values, d, bt);
-  const size_t key_row_bytes = kv_row_bytes(key_format, d);
-  const size_t value_row_bytes = kv_row_bytes(value_format, d);
-  const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
-
+// What one task keeps across spans: the scratch of the span loop and the
+// softmax state of the spans done so far (kv-compression.md: spans combine
+// like split-K partial results).
+struct TaskState {
   alignas(64) float rows[kChunkRows * kPagedMaxHeadDim];
-  // Queries pre-scaled (and rotated for rotated keys: q·k = Hq·Hk). A rotated
-  // side is never staged (rotation is a token-granular codec without a
-  // residual window), so every block reads the rotated form.
+  // Queries pre-scaled (and rotated for rotated keys: q·k = Hq·Hk), per span.
   alignas(64) float q[kPagedMaxGroup][kPagedMaxHeadDim];
   alignas(64) float acc[kPagedMaxGroup][kPagedMaxHeadDim];
   // int4 keys by channel pairs: each query rounded to int8 per channel group
   // (quantize_query_int8), its pairs repeated for int4_pair_scores.
-  const bool int8_query = a.keys.codec->row_format() == KvRowFormat::kInt4Pairs;
   alignas(32) int8_t q8[kPagedMaxGroup][8 * kPagedMaxHeadDim];
   float step[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   float qsum[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
@@ -1269,6 +1287,42 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   float denom[kPagedMaxGroup];
   float rescale[kPagedMaxGroup];
   float ones[kPagedMaxGroup];
+  TokenPairSums pair_sums;
+  // The spans done so far, combined.
+  alignas(64) float total[kPagedMaxGroup][kPagedMaxHeadDim];
+  float total_max[kPagedMaxGroup];
+  float total_denom[kPagedMaxGroup];
+  bool has_total = false;
+  // Score capture: this task's raw scores per head (row_scratch), rows so far.
+  float* captured = nullptr;
+  int32_t captured_rows = 0;
+  int32_t capture_stride = 0;
+};
+
+// One span of one task: every query head of one KV-head group, for one
+// query token, over the span's entries, which are taken a chunk at a time
+// (kChunkRows, kChunkFloats): the softmax bookkeeping and loop overheads are
+// paid per chunk, not per entry. Tiles that reads_in_place accepts
+// (f16/int8/int4/KIVI key columns, f16/bf16/int8 rows) are read in place,
+// with the conversion inside the dot products; the others are decoded (or
+// copied) into an L1-sized f32 scratch first. The span's result is combined
+// into st.total.
+void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t token, TaskState& st) {
+  const int32_t group = a.n_heads / a.n_kv_heads;
+  const int32_t kv_head = view.kv_head;
+  const int32_t d = a.head_dim;
+  const int32_t bt = a.block_tokens;
+  const int32_t query_pos = query_position(a, token);
+  const PagedSide& keys = *view.keys;
+  const PagedSide& values = *view.values;
+  const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
+  const KvRowFormat key_format = reads_in_place(keys, d, bt);
+  const KvRowFormat value_format = reads_in_place(values, d, bt);
+  const size_t key_row_bytes = kv_row_bytes(key_format, d);
+  const size_t value_row_bytes = kv_row_bytes(value_format, d);
+  const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
+  float* rows = st.rows;
+  const bool int8_query = keys.codec->row_format() == KvRowFormat::kInt4Pairs;
   const float* q_rows[kPagedMaxGroup];
   const float* qsum_rows[kPagedMaxGroup];
   const int8_t* q8_rows[kPagedMaxGroup];
@@ -1279,26 +1333,32 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
 
   for (int32_t g = 0; g < group; ++g) {
     const float* src = a.q + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
-    for (int32_t i = 0; i < d; ++i) q[g][i] = src[i] * a.scale;
-    if (a.keys.codec->rotated()) hadamard_transform(q[g], d);
+    float* q = st.q[g];
+    for (int32_t i = 0; i < d; ++i) q[i] = src[i] * a.scale;
+    // A rotated side is never staged (rotation is a token-granular codec
+    // without a residual window), so every entry reads the rotated form.
+    if (keys.codec->rotated()) hadamard_transform(q, d);
     if (int8_query) {
       quantize_query_int8(
-          q[g], d, KVF_PAGED_INT4_PAIRS && key_format == KvRowFormat::kInt4Pairs ? q8[g] : nullptr,
-          step[g], qsum[g]);
+          q, d, KVF_PAGED_INT4_PAIRS && key_format == KvRowFormat::kInt4Pairs ? st.q8[g] : nullptr,
+          st.step[g], st.qsum[g]);
     }
-    q8_rows[g] = q8[g];
-    step_rows[g] = step[g];
-    qsum_rows[g] = qsum[g];
-    std::fill_n(acc[g], d, 0.0f);
-    running_max[g] = -std::numeric_limits<float>::infinity();
-    denom[g] = 0.0f;
-    q_rows[g] = q[g];
-    acc_rows[g] = acc[g];
-    ones[g] = 1.0f;
+    q8_rows[g] = st.q8[g];
+    step_rows[g] = st.step[g];
+    qsum_rows[g] = st.qsum[g];
+    std::fill_n(st.acc[g], d, 0.0f);
+    st.running_max[g] = -std::numeric_limits<float>::infinity();
+    st.denom[g] = 0.0f;
+    q_rows[g] = q;
+    acc_rows[g] = st.acc[g];
+    st.ones[g] = 1.0f;
   }
+  float(&scores)[kPagedMaxGroup][kChunkRows] = st.scores;
+  float* rescale = st.rescale;
+  const float* ones = st.ones;
 
   // Values by token pairs: their sums apart until the end (TokenPairSums).
-  TokenPairSums pair_sums;
+  TokenPairSums& pair_sums = st.pair_sums;
   bool staged_values_summed = false;
   if (is_token_pair_format(value_format)) {
     for (int32_t g = 0; g < group; ++g) {
@@ -1316,20 +1376,21 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
   columns.group = group;
   columns.bt = bt;
   columns.d = d;
-  columns.grid_tokens = a.keys.codec->grid_tokens();
+  columns.grid_tokens = keys.codec->grid_tokens();
 
-  const int32_t n_blocks = (n_keys + bt - 1) / bt;
+  const int32_t n_entries = view.n_entries;
   // The first chunk has no arithmetic before it to spread requests over.
-  prefetch_jumps(a, a.keys, 0, std::min(chunk_blocks, n_blocks), kv_head);
-  prefetch_jumps(a, a.values, 0, std::min(chunk_blocks, n_blocks), kv_head);
+  prefetch_jumps(view, keys, 0, std::min(chunk_blocks, n_entries));
+  prefetch_jumps(view, values, 0, std::min(chunk_blocks, n_entries));
   // While the keys of a chunk are multiplied, its values are requested; while
   // its values are summed, the next chunk's keys.
-  TilePrefetcher value_ahead(a, a.values, kv_head);
-  TilePrefetcher key_ahead(a, a.keys, kv_head);
-  for (int32_t j = 0; j < n_blocks; j += chunk_blocks) {
-    const int32_t count = std::min(chunk_blocks, n_blocks - j);
-    const int32_t next = std::min(chunk_blocks, n_blocks - j - count);
-    const int32_t n = std::min(count * bt, n_keys - j * bt);
+  TilePrefetcher value_ahead(view, values);
+  TilePrefetcher key_ahead(view, keys);
+  for (int32_t j = 0; j < n_entries; j += chunk_blocks) {
+    const int32_t count = std::min(chunk_blocks, n_entries - j);
+    const int32_t next = std::min(chunk_blocks, n_entries - j - count);
+    // Every entry but the span's last is full.
+    const int32_t n = (count - 1) * bt + view.rows(j + count - 1);
     value_ahead.start(j, count, n);
     key_ahead.start(j + count, next, n);
 
@@ -1337,31 +1398,43 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     if (is_column_format(key_format)) {
       for (int32_t b = j; b < j + count; ++b) {
         for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + (b - j) * bt;
-        if (reads_encoded(a.keys, b, bt, query_pos)) {
-          tile_column_scores(columns, tile_data(a, a.keys, b, kv_head), score_rows_at, value_ahead);
+        if (view.encoded(keys, b, query_pos)) {
+          tile_column_scores(columns, view.tile(keys, b), score_rows_at, value_ahead);
         } else {  // KIVI's residual window: f32 rows, through the scratch
-          const int32_t staged = gather_rows(a, a.keys, b, 1, kv_head, query_pos, rows);
+          const int32_t staged = gather_rows(a, view, keys, b, 1, query_pos, rows);
           score_rows<KvRowFormat::kF32>(q_rows, group, reinterpret_cast<const uint8_t*>(rows),
                                         scratch_row_bytes, staged, d, score_rows_at, value_ahead);
         }
       }
     } else if (key_format != KvRowFormat::kOpaque) {
       with_row_format(key_format, [&](auto format) {
-        for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
+        for_each_run(view, keys, j, count, [&](int32_t first, int32_t offset, int32_t run_rows) {
           for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + offset;
-          score_rows<decltype(format)::value>(q_rows, group, tile_data(a, a.keys, first, kv_head),
-                                              key_row_bytes, run_rows, d, score_rows_at,
-                                              value_ahead);
+          score_rows<decltype(format)::value>(q_rows, group, view.tile(keys, first), key_row_bytes,
+                                              run_rows, d, score_rows_at, value_ahead);
         });
       });
     } else {
-      gather_rows(a, a.keys, j, count, kv_head, query_pos, rows);
+      gather_rows(a, view, keys, j, count, query_pos, rows);
       for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g];
       score_rows<KvRowFormat::kF32>(q_rows, group, reinterpret_cast<const uint8_t*>(rows),
                                     scratch_row_bytes, n, d, score_rows_at, value_ahead);
     }
+    if (view.bias != nullptr) {  // merged rows: log of the tokens each stands for
+      const float* bias = view.bias + static_cast<size_t>(j) * bt;
+      for (int32_t g = 0; g < group; ++g) {
+        for (int32_t r = 0; r < n; ++r) scores[g][r] += bias[r];
+      }
+    }
+    if (st.captured != nullptr) {
+      KVF_CHECK(st.captured_rows + n <= st.capture_stride);
+      for (int32_t g = 0; g < group; ++g) {
+        std::copy_n(scores[g], n, st.captured + g * st.capture_stride + st.captured_rows);
+      }
+      st.captured_rows += n;
+    }
     for (int32_t g = 0; g < group; ++g) {
-      rescale[g] = vec::online_softmax_fold(scores[g], n, running_max[g], denom[g]);
+      rescale[g] = vec::online_softmax_fold(scores[g], n, st.running_max[g], st.denom[g]);
     }
 
     // Weighted sum of the chunk's value rows.
@@ -1370,16 +1443,16 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       // hold rows, take the chunk's rescale here; the mins' shares in
       // fold_token_pair_weights, the pair accumulators in token_pair_sums.
       if (staged_values_summed) {
-        for (int32_t g = 0; g < group; ++g) vec::scale(rescale[g], acc[g], d);
+        for (int32_t g = 0; g < group; ++g) vec::scale(rescale[g], st.acc[g], d);
       }
       ChunkTiles tiles;
       for (int32_t b = j; b < j + count; ++b) {
         const int32_t offset = (b - j) * bt;
-        if (reads_encoded(a.values, b, bt, query_pos)) {
-          tiles.add(tile_data(a, a.values, b, kv_head), offset, std::min(bt, n - offset));
+        if (view.encoded(values, b, query_pos)) {
+          tiles.add(view.tile(values, b), offset, std::min(bt, n - offset));
         } else {  // KIVI's residual window: f32 rows, through the scratch
           for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g] + offset;
-          const int32_t staged = gather_rows(a, a.values, b, 1, kv_head, query_pos, rows);
+          const int32_t staged = gather_rows(a, view, values, b, 1, query_pos, rows);
           sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, ones, group,
                                       reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes,
                                       staged, d, key_ahead);
@@ -1394,8 +1467,8 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
       const float* run_rescale = rescale;  // the accumulators are rescaled once per chunk
       with_row_format(value_format, [&](auto format) {
         constexpr KvRowFormat F = decltype(format)::value;
-        for_each_run(a, j, count, n_keys, [&](int32_t first, int32_t offset, int32_t run_rows) {
-          const uint8_t* tile_rows = tile_data(a, a.values, first, kv_head);
+        for_each_run(view, values, j, count, [&](int32_t first, int32_t offset, int32_t run_rows) {
+          const uint8_t* tile_rows = view.tile(values, first);
           if constexpr (F == KvRowFormat::kInt8) {  // fold each row's scale into its weights
             float row_scales[kChunkRows];
             for (int32_t r = 0; r < run_rows; ++r) {
@@ -1412,7 +1485,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
         });
       });
     } else {
-      gather_rows(a, a.values, j, count, kv_head, query_pos, rows);
+      gather_rows(a, view, values, j, count, query_pos, rows);
       for (int32_t g = 0; g < group; ++g) weight_rows_at[g] = scores[g];
       sum_rows<KvRowFormat::kF32>(acc_rows, weight_rows_at, rescale, group,
                                   reinterpret_cast<const uint8_t*>(rows), scratch_row_bytes, n, d,
@@ -1420,20 +1493,111 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head) {
     }
   }
 
-  if (is_token_pair_format(value_format)) add_token_pair_sums(pair_sums, group, d, acc);
+  if (is_token_pair_format(value_format)) add_token_pair_sums(pair_sums, group, d, st.acc);
+  for (int32_t g = 0; g < group; ++g) {
+    if (values.codec->rotated()) hadamard_transform(st.acc[g], d);
+    if (!st.has_total) {
+      std::copy_n(st.acc[g], d, st.total[g]);
+      st.total_max[g] = st.running_max[g];
+      st.total_denom[g] = st.denom[g];
+      continue;
+    }
+    // Split-K combine: both partial sums onto the larger maximum.
+    const float m = std::max(st.total_max[g], st.running_max[g]);
+    const float old_share = std::exp(st.total_max[g] - m);
+    const float new_share = std::exp(st.running_max[g] - m);
+    for (int32_t i = 0; i < d; ++i) {
+      st.total[g][i] = st.total[g][i] * old_share + st.acc[g][i] * new_share;
+    }
+    st.total_denom[g] = st.total_denom[g] * old_share + st.denom[g] * new_share;
+    st.total_max[g] = m;
+  }
+  st.has_total = true;
+}
+
+// sums[r] += weight * exp(scores[r] - max) for r < n (scores <= max).
+HWY_INLINE void add_probabilities(const float* scores, int32_t n, float max, float weight,
+                                  float* sums) {
+  const DF df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const auto vmax = hn::Set(df, max);
+  const auto vweight = hn::Set(df, weight);
+  int32_t r = 0;
+  for (; r + lanes <= n; r += lanes) {
+    const auto p = vec::exp_nonpositive(hn::Sub(hn::LoadU(df, scores + r), vmax));
+    hn::StoreU(hn::MulAdd(p, vweight, hn::LoadU(df, sums + r)), df, sums + r);
+  }
+  for (; r < n; ++r) sums[r] += weight * std::exp(scores[r] - max);
+}
+
+// One task: every query head of one KV-head group, for one query token, over
+// the pages spans and then the block part.
+void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head, int thread) {
+  const int32_t group = a.n_heads / a.n_kv_heads;
+  const int32_t d = a.head_dim;
+  const int32_t bt = a.block_tokens;
+  const int32_t query_pos = query_position(a, token);
+  TaskState st;
+  const ScoreCapture* capture = a.capture;
+  if (capture != nullptr && query_pos >= capture->first_pos && query_pos < capture->end_pos) {
+    st.captured = capture->row_scratch[thread];
+    st.capture_stride = capture->max_rows;
+  }
+
+  for (const PagedPages& pages : a.pages) {
+    SpanView view;
+    view.pages = true;
+    view.keys = &pages.keys;
+    view.values = &pages.values;
+    view.kv_head = kv_head;
+    view.bt = bt;
+    view.end_row = pages.head_rows[kv_head];
+    view.n_entries = (view.end_row + bt - 1) / bt;
+    view.n_rows = view.end_row;
+    view.bias = pages.head_bias != nullptr ? pages.head_bias[kv_head] : nullptr;
+    if (view.n_rows > 0) attend_span(a, view, token, st);
+  }
+
+  SpanView view;
+  view.keys = &a.keys;
+  view.values = &a.values;
+  view.block_ids = a.block_ids;
+  view.first = a.first_block;
+  view.kv_head = kv_head;
+  view.bt = bt;
+  view.end_row = query_pos + 1;
+  view.staged_begin = a.staged_begin;
+  const int32_t last_block = query_pos / bt;  // the query's own block
+  if (a.head_blocks != nullptr) {
+    view.blocks = a.head_blocks[kv_head];
+    const int32_t* chosen_end = view.blocks + a.head_block_counts[kv_head];
+    view.n_entries =
+        static_cast<int32_t>(std::upper_bound(view.blocks, chosen_end, last_block) - view.blocks);
+  } else {
+    view.n_entries = last_block + 1 - a.first_block;
+  }
+  view.n_rows = (view.n_entries - 1) * bt + view.rows(view.n_entries - 1);
+  attend_span(a, view, token, st);
+
   for (int32_t g = 0; g < group; ++g) {
     float* out = a.out + (static_cast<int64_t>(token) * a.n_heads + kv_head * group + g) * d;
-    if (a.values.codec->rotated()) hadamard_transform(acc[g], d);
-    const float inv = 1.0f / denom[g];
-    for (int32_t i = 0; i < d; ++i) out[i] = acc[g][i] * inv;
+    const float inv = 1.0f / st.total_denom[g];
+    for (int32_t i = 0; i < d; ++i) out[i] = st.total[g][i] * inv;
+  }
+  if (st.captured != nullptr) {
+    float* sums = capture->thread_sums[thread] + static_cast<int64_t>(kv_head) * capture->max_rows;
+    for (int32_t g = 0; g < group; ++g) {
+      add_probabilities(st.captured + g * st.capture_stride, st.captured_rows, st.total_max[g],
+                        1.0f / (st.total_denom[g] * static_cast<float>(group)), sums);
+    }
   }
 }
 
 void paged_attention_impl(const PagedAttentionArgs& a, ThreadPool& pool) {
   const int64_t n_tasks = static_cast<int64_t>(a.n_tokens) * a.n_kv_heads;
-  pool.parallel_for(n_tasks, [&](int64_t task, int) {
+  pool.parallel_for(n_tasks, [&](int64_t task, int thread) {
     attend_group(a, static_cast<int32_t>(task / a.n_kv_heads),
-                 static_cast<int32_t>(task % a.n_kv_heads));
+                 static_cast<int32_t>(task % a.n_kv_heads), thread);
   });
 }
 
@@ -1446,22 +1610,60 @@ namespace kvforge {
 
 HWY_EXPORT(paged_attention_impl);
 
+namespace {
+
+void check_side(const PagedSide& side, bool pages) {
+  KVF_CHECK(side.codec != nullptr);
+  // The kernel reads a rotated side only in its rotated form (attend_span).
+  KVF_CHECK(!(side.staged && side.codec->rotated()));
+  KVF_CHECK(pages ? side.head_tiles != nullptr && !side.staged : side.head_arenas != nullptr);
+}
+
+void check_formats(const PagedSide& keys, const PagedSide& values) {
+  // Key column and pair tiles are read by the score kernel only, token pairs
+  // by the value kernel only.
+  const KvRowFormat value_format = values.codec->row_format();
+  KVF_CHECK(!is_column_format(value_format) || is_token_pair_format(value_format));
+  KVF_CHECK(!is_token_pair_format(keys.codec->row_format()));
+}
+
+}  // namespace
+
 void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   KVF_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0);
   KVF_CHECK(a.n_heads / a.n_kv_heads <= kPagedMaxGroup);
   KVF_CHECK(a.head_dim > 0 && a.head_dim <= kPagedMaxHeadDim);
   KVF_CHECK(a.block_tokens > 0 && a.block_tokens <= kPagedMaxBlockTokens);
-  KVF_CHECK(a.keys.codec != nullptr && a.values.codec != nullptr);
-  // Key column and pair tiles are read by the score kernel only, token pairs
-  // by the value kernel only.
-  const KvRowFormat value_format = a.values.codec->row_format();
-  KVF_CHECK(!is_column_format(value_format) || is_token_pair_format(value_format));
-  KVF_CHECK(!is_token_pair_format(a.keys.codec->row_format()));
-  // The kernel reads a rotated side only in its rotated form (see attend_group).
-  KVF_CHECK(!(a.keys.staged && a.keys.codec->rotated()));
-  KVF_CHECK(!(a.values.staged && a.values.codec->rotated()));
-  KVF_CHECK(static_cast<int64_t>(a.block_ids.size()) * a.block_tokens >=
-            static_cast<int64_t>(a.first_pos) + a.n_tokens);
+  check_side(a.keys, false);
+  check_side(a.values, false);
+  check_formats(a.keys, a.values);
+  // The queries' positions: the last one's block must be in the table.
+  const int64_t last_pos = a.query_positions != nullptr
+                               ? (a.n_tokens > 0 ? a.query_positions[a.n_tokens - 1] : 0)
+                               : static_cast<int64_t>(a.first_pos) + a.n_tokens - 1;
+  KVF_CHECK(static_cast<int64_t>(a.block_ids.size()) * a.block_tokens > last_pos);
+  if (a.query_positions != nullptr) {
+    for (int32_t t = 1; t < a.n_tokens; ++t) {
+      KVF_CHECK(a.query_positions[t - 1] < a.query_positions[t]);
+    }
+    KVF_CHECK(a.n_tokens == 0 ||
+              static_cast<int64_t>(a.first_block) * a.block_tokens <= a.query_positions[0]);
+  }
+  // Every query reads its own block: the block part starts at or before it.
+  KVF_CHECK(a.first_block >= 0 &&
+            (a.query_positions != nullptr ||
+             static_cast<int64_t>(a.first_block) * a.block_tokens <= a.first_pos));
+  KVF_CHECK((a.head_blocks == nullptr) == (a.head_block_counts == nullptr));
+  KVF_CHECK(static_cast<int32_t>(a.pages.size()) <= kPagedMaxPageSpans);
+  for (const PagedPages& pages : a.pages) {
+    check_side(pages.keys, true);
+    check_side(pages.values, true);
+    check_formats(pages.keys, pages.values);
+    KVF_CHECK(pages.head_rows != nullptr);
+  }
+  if (a.capture != nullptr) {
+    KVF_CHECK(a.capture->thread_sums != nullptr && a.capture->row_scratch != nullptr);
+  }
   HWY_DYNAMIC_DISPATCH(paged_attention_impl)(a, pool);
 }
 

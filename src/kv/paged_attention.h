@@ -40,15 +40,46 @@ namespace kvforge {
 
 class ThreadPool;
 
-// One side (keys or values) of one layer.
+// One side (keys or values) of one layer: where its tiles are and how they
+// are encoded.
 struct PagedSide {
   const KvCodec* codec = nullptr;
-  // Per KV head h: the tile of block id b is at head_arenas[h] + b * tile_bytes.
+  // The block part: per KV head h, the tile of block id b is at
+  // head_arenas[h] + b * tile_bytes.
   const uint8_t* const* head_arenas = nullptr;
+  // Pages (PagedPages): per KV head h, the tile of page j is head_tiles[h][j].
+  const uint8_t* const* const* head_tiles = nullptr;
   size_t tile_bytes = 0;
   bool staged = false;                 // rows of recent positions are also kept in f32
   int32_t residual = 0;                // R of the read rule (staged sides only)
   const float* staged_rows = nullptr;  // [position - staged_begin][n_kv_heads][head_dim]
+};
+
+// Rows a press retained (or demoted) for each KV head, in pages of up to
+// block_tokens rows in one codec pair (kv-compression.md). Every row is
+// visible to every query: all of them lie before the block part.
+struct PagedPages {
+  PagedSide keys;                           // head_tiles set; never staged
+  PagedSide values;                         // head_tiles set; never staged
+  const int32_t* head_rows = nullptr;       // rows of KV head h (its pages: ceil(rows / B))
+  const float* const* head_bias = nullptr;  // null, or per head a score bias per row
+};
+
+// Attention probabilities handed back by the kernel for chosen queries
+// (kv-compression.md): for each task whose query position is in
+// [first_pos, end_pos), p = softmax of its scores, averaged over the query
+// heads of its KV head, is added to thread_sums of the thread that ran it:
+//   thread_sums[thread][kv_head][row], rows numbered in span order (each
+//   PagedPages entry's rows, then the block part's rows from first_block on,
+//   or, with head_blocks, the chosen blocks' rows in order).
+// row_scratch[thread] holds kPagedMaxGroup * max_rows floats. The caller sums
+// the threads' rows afterwards.
+struct ScoreCapture {
+  int32_t first_pos = 0;
+  int32_t end_pos = 0;
+  int32_t max_rows = 0;                 // rows a task may see, at most
+  float* const* thread_sums = nullptr;  // per thread: n_kv_heads * max_rows
+  float* const* row_scratch = nullptr;  // per thread: kPagedMaxGroup * max_rows
 };
 
 struct PagedAttentionArgs {
@@ -61,14 +92,28 @@ struct PagedAttentionArgs {
   int32_t head_dim = 0;
   float scale = 1.0f;
   int32_t block_tokens = 0;
-  std::span<const int32_t> block_ids;  // the sequence's blocks, in position order
-  int32_t staged_begin = 0;            // first staged position (a block boundary)
+  // The block part: the sequence's block table by absolute block index
+  // (block j holds positions [j * B, (j + 1) * B)); entries before
+  // first_block are not read (their positions were pressed into pages).
+  std::span<const int32_t> block_ids;
+  int32_t first_block = 0;
+  int32_t staged_begin = 0;  // first staged position (a block boundary)
   PagedSide keys;
   PagedSide values;
+  // Selection: null, or per KV head the absolute indices (ascending, >=
+  // first_block) of the blocks it reads, head_block_counts[h] of them.
+  const int32_t* const* head_blocks = nullptr;
+  const int32_t* head_block_counts = nullptr;
+  // Retained and demoted rows, read before the block part.
+  std::span<const PagedPages> pages;
+  const ScoreCapture* capture = nullptr;  // null: no probabilities handed back
+  // Null: query t is at position first_pos + t. Otherwise the queries'
+  // positions, ascending (selective recomputation of scattered tokens).
+  const int32_t* query_positions = nullptr;
 };
 
-// True when query position `query_pos` reads block `block` of this side from
-// its encoded tile, false when from the staged f32 rows.
+// True when query position `query_pos` reads block `block` (absolute index)
+// of this side from its encoded tile, false when from the staged f32 rows.
 [[nodiscard]] inline bool reads_encoded(const PagedSide& side, int32_t block, int32_t block_tokens,
                                         int32_t query_pos) {
   return !side.staged ||
@@ -81,5 +126,7 @@ void paged_attention(const PagedAttentionArgs& args, ThreadPool& pool);
 inline constexpr int32_t kPagedMaxHeadDim = 256;
 inline constexpr int32_t kPagedMaxBlockTokens = 64;
 inline constexpr int32_t kPagedMaxGroup = 16;
+// Spans of pages (retained, demoted) one call may read besides the block part.
+inline constexpr int32_t kPagedMaxPageSpans = 2;
 
 }  // namespace kvforge

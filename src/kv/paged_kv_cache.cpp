@@ -3,7 +3,9 @@
 #include "util/system_memory.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -27,6 +29,19 @@ int64_t ceil_div(int64_t a, int64_t b) {
 // many block boundaries need (a next prompt may re-tokenize the end of the
 // previous answer differently and so match one block less).
 constexpr int32_t kStagedWindowChainEnds = 3;
+
+// "0-3:a,4-15:b": runs of layers with equal names.
+std::string layer_runs(const std::vector<std::string>& names) {
+  std::string runs;
+  size_t run_start = 0;
+  for (size_t l = 0; l < names.size(); ++l) {
+    if (l + 1 == names.size() || names[l] != names[l + 1]) {
+      runs += fmt::format("{}{}-{}:{}", runs.empty() ? "" : ",", run_start, l, names[l]);
+      run_start = l + 1;
+    }
+  }
+  return runs;
+}
 
 std::string side_plan(const KvCodec& key, const KvCodec& value) {
   return fmt::format("k={}/v={}", key.name(), value.name());
@@ -65,7 +80,6 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   layout.block_tokens = options.block_tokens;
   std::string plan;
   std::vector<std::string> layer_plans;  // canonical "k=.../v=..." of each layer
-  int32_t run_start = 0;
   for (int32_t l = 0; l < shape.n_layers; ++l) {
     const LayerCodecSpec& spec = options.layer_codecs[static_cast<size_t>(l)];
     LayerCodecs codecs;
@@ -90,14 +104,27 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
     cache->layers_.push_back(std::move(codecs));
   }
   // Plan name: runs of layers with equal (canonical) codecs, "0-15:k=int8/v=int8".
-  for (int32_t l = 0; l < shape.n_layers; ++l) {
-    const auto here = static_cast<size_t>(l);
-    if (l + 1 == shape.n_layers || layer_plans[here] != layer_plans[here + 1]) {
-      plan += fmt::format("{}{}-{}:{}", plan.empty() ? "" : ",", run_start, l, layer_plans[here]);
-      run_start = l + 1;
+  plan = layer_runs(layer_plans);
+  cache->plan_name_ = plan;
+
+  if (!options.layer_presses.empty()) {
+    if (static_cast<int32_t>(options.layer_presses.size()) != shape.n_layers) {
+      return invalid_argument(fmt::format("press plan has {} layers, the model {}",
+                                          options.layer_presses.size(), shape.n_layers));
+    }
+    std::vector<std::string> layer_presses;
+    for (const std::shared_ptr<const KvPress>& press : options.layer_presses) {
+      layer_presses.push_back(press ? press->name() : "none");
+      if (press) KVF_RETURN_IF_ERROR(cache->add_demotion_codecs(*press));
+    }
+    if (std::any_of(options.layer_presses.begin(), options.layer_presses.end(),
+                    [](const auto& p) { return p != nullptr; })) {
+      cache->press_plan_name_ = layer_runs(layer_presses);
+      cache->default_presses_ = options.layer_presses;
     }
   }
-  cache->plan_name_ = plan;
+  if (cache->default_presses_.empty())
+    cache->default_presses_.resize(static_cast<size_t>(shape.n_layers));
 
   size_t budget = options.memory_bytes;
   if (budget == 0) {
@@ -126,6 +153,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   if (options.prefix_sharing) {
     cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
   }
+  cache->pages_ = std::make_unique<RetainedPageStore>(*cache->pool_);
   if (options.prefix_sharing && cache->staging_start_residual() > 0) {
     size_t window_bytes = options.staged_window_bytes;
     if (window_bytes == 0) {
@@ -169,15 +197,35 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
       if (cache->layers_[l].key_staged) s.staged_keys[l].reserve(staged_floats);
       if (cache->layers_[l].value_staged) s.staged_values[l].reserve(staged_floats);
     }
+    const auto heads = static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads);
+    s.retained.resize(heads);
+    s.demoted.resize(heads);
+    s.attention.resize(heads);
+    s.captured_queries.resize(static_cast<size_t>(shape.n_layers));
+    s.presses = cache->default_presses_;
+    // Decode steps that capture attention grow these by a row: reserved
+    // here so that a decode step allocates nothing (set_press reserves them
+    // for a sequence's own presses).
+    if (cache->press_plan_name_ != "none") {
+      for (std::vector<float>& rows : s.attention) rows.reserve(static_cast<size_t>(options.n_ctx));
+    }
   }
+  const auto spans = static_cast<size_t>(kPagedMaxPageSpans);
+  const auto kv_heads = static_cast<size_t>(shape.n_kv_heads);
+  cache->page_tables_.resize(spans * 2 * kv_heads);
+  cache->page_rows_.resize(spans * kv_heads);
+  cache->page_bias_.resize(spans * kv_heads);
   return cache;
 }
 
 PagedKvCache::~PagedKvCache() {
   // Give every block back so the pool's own checks hold at destruction.
   for (Sequence& s : sequences_) {
-    for (BlockId b : s.blocks) pool_->release(b);
+    for (BlockId b : s.blocks) {
+      if (b != kInvalidBlock) pool_->release(b);
+    }
     s.blocks.clear();
+    release_retained(s);
   }
   if (index_) index_->clear();
 }
@@ -322,6 +370,7 @@ Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32
   trim_staging(s, pos0);
   s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
   size_staged_rows(s);
+  size_attention(s);
   return Status();
 }
 
@@ -387,8 +436,9 @@ PagedSide PagedKvCache::paged_side(const Sequence& s, LayerId layer, bool value_
 
 void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
                           float scale, float* out, ThreadPool& pool) {
-  const Sequence& s = sequence(seq);
+  Sequence& s = sequence(seq);
   KVF_CHECK(pos0 + n_tokens <= static_cast<int32_t>(s.tokens.size()));
+  KVF_CHECK(pos0 >= s.compressed_end);
   // The vector keeps its capacity across calls.
   block_ids_.resize(s.blocks.size());
   for (size_t j = 0; j < s.blocks.size(); ++j) block_ids_[j] = s.blocks[j].value;
@@ -404,10 +454,92 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
   a.scale = scale;
   a.block_tokens = block_tokens_;
   a.block_ids = block_ids_;
+  a.first_block = s.compressed_end / block_tokens_;
   a.staged_begin = s.staged_begin;
   a.keys = paged_side(s, layer, false);
   a.values = paged_side(s, layer, true);
+
+  // Retained and demoted rows: one span each, when the sequence was pressed.
+  std::array<PagedPages, kPagedMaxPageSpans> spans;
+  int32_t n_spans = 0;
+  int32_t page_rows_total = 0;  // the largest over heads, for the capture
+  if (s.compressed_end > 0) {
+    const auto heads = static_cast<size_t>(shape_.n_kv_heads);
+    const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
+    int32_t rows_before[kPagedMaxPageSpans] = {};
+    for (int32_t kind = 0; kind < kPagedMaxPageSpans; ++kind) {
+      const std::vector<RetainedRows>& lists = kind == 0 ? s.retained : s.demoted;
+      const DemotionCodecs* low = demotion_of(s, static_cast<size_t>(layer.value));
+      const KvCodec* key_codec = kind == 0 ? c.key.get() : (low ? low->key.get() : nullptr);
+      const KvCodec* value_codec = kind == 0 ? c.value.get() : (low ? low->value.get() : nullptr);
+      if (key_codec == nullptr) continue;
+      const auto span = static_cast<size_t>(n_spans);
+      const uint8_t* const** key_tables = page_tables_.data() + (span * 2) * heads;
+      const uint8_t* const** value_tables = key_tables + heads;
+      int32_t* rows = page_rows_.data() + span * heads;
+      const float** bias = page_bias_.data() + span * heads;
+      bool any_rows = false;
+      bool any_bias = false;
+      for (size_t h = 0; h < heads; ++h) {
+        const RetainedRows& r = lists[static_cast<size_t>(layer.value) * heads + h];
+        key_tables[h] = r.key_tiles.data();
+        value_tables[h] = r.value_tiles.data();
+        rows[h] = r.size();
+        bias[h] = r.bias.empty() ? nullptr : r.bias.data();
+        any_rows = any_rows || r.size() > 0;
+        any_bias = any_bias || !r.bias.empty();
+        rows_before[kind] = std::max(rows_before[kind], r.size());
+      }
+      if (!any_rows) continue;
+      PagedPages& pages = spans[span];
+      pages.keys =
+          PagedSide{key_codec, nullptr, key_tables, key_codec->tile_bytes(), false, 0, nullptr};
+      pages.values = PagedSide{value_codec, nullptr, value_tables, value_codec->tile_bytes(),
+                               false,       0,       nullptr};
+      pages.head_rows = rows;
+      pages.head_bias = any_bias ? bias : nullptr;
+      page_rows_total += rows_before[kind];
+      ++n_spans;
+    }
+  }
+  a.pages = std::span<const PagedPages>(spans.data(), static_cast<size_t>(n_spans));
+
+  // Attention handed back for the press (kv-compression.md).
+  ScoreCapture capture;
+  const bool capturing = !s.attention.empty() && !s.attention[0].empty() && pos0 < s.capture_end &&
+                         pos0 + n_tokens > s.capture_first;
+  int32_t n_rows = 0;
+  if (capturing) {
+    n_rows = page_rows_total + (pos0 + n_tokens - s.compressed_end);
+    const auto threads = static_cast<size_t>(pool.n_threads());
+    if (capture_sums_.size() != threads) {
+      // Sized once for the longest context; a decode step then allocates nothing.
+      capture_sums_.assign(threads, std::vector<float>(static_cast<size_t>(shape_.n_kv_heads) *
+                                                       static_cast<size_t>(n_ctx_)));
+      capture_rows_.assign(threads, std::vector<float>(static_cast<size_t>(kPagedMaxGroup) *
+                                                       static_cast<size_t>(n_ctx_)));
+      capture_sum_ptrs_.clear();
+      capture_row_ptrs_.clear();
+      for (size_t t = 0; t < threads; ++t) {
+        capture_sum_ptrs_.push_back(capture_sums_[t].data());
+        capture_row_ptrs_.push_back(capture_rows_[t].data());
+      }
+    }
+    for (std::vector<float>& sums : capture_sums_) {
+      for (int32_t h = 0; h < shape_.n_kv_heads; ++h) {
+        std::fill_n(sums.data() + static_cast<size_t>(h) * static_cast<size_t>(n_ctx_), n_rows,
+                    0.0f);
+      }
+    }
+    capture.first_pos = s.capture_first;
+    capture.end_pos = s.capture_end;
+    capture.max_rows = n_ctx_;
+    capture.thread_sums = capture_sum_ptrs_.data();
+    capture.row_scratch = capture_row_ptrs_.data();
+    a.capture = &capture;
+  }
   paged_attention(a, pool);
+  if (capturing) add_captured(s, layer, pos0, n_tokens, q, n_rows);
 }
 
 int32_t PagedKvCache::n_tokens(SeqId seq) const {
@@ -423,6 +555,12 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
   KVF_CHECK(n_tokens >= 0);
   const auto held = static_cast<int32_t>(s.tokens.size());
   if (n_tokens >= held) return Status();
+  if (n_tokens > 0 && n_tokens < s.compressed_end) {
+    return unsupported(fmt::format(
+        "cannot roll back to position {}: positions before {} were pressed (roll back to 0 and "
+        "recompute)",
+        n_tokens, s.compressed_end));
+  }
   if (n_tokens > 0 && needs_staging_ && staging_start_for(n_tokens, n_tokens) < s.staged_begin) {
     return unsupported(fmt::format(
         "cannot roll back to position {}: the codec's full-precision rows before position {} "
@@ -430,9 +568,18 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
         n_tokens, s.staged_begin));
   }
   const auto keep_blocks = static_cast<size_t>(ceil_div(n_tokens, block_tokens_));
-  for (size_t j = keep_blocks; j < s.blocks.size(); ++j) pool_->release(s.blocks[j]);
+  for (size_t j = keep_blocks; j < s.blocks.size(); ++j) {
+    if (s.blocks[j] != kInvalidBlock) pool_->release(s.blocks[j]);
+  }
   s.blocks.resize(keep_blocks);
   s.tokens.resize(static_cast<size_t>(n_tokens));
+  if (n_tokens <= s.approximate_from) s.approximate_from = INT32_MAX;
+  if (n_tokens == 0) {
+    release_retained(s);
+    for (std::vector<float>& rows : s.attention) rows.clear();
+    s.capture_first = s.capture_end = 0;
+  }
+  size_attention(s);
   if (n_tokens == 0 || !needs_staging_) s.staged_begin = n_tokens / block_tokens_ * block_tokens_;
   size_staged_rows(s);
   return Status();
@@ -520,8 +667,12 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
 
 void PagedKvCache::release(SeqId seq) {
   Sequence& s = sequence(seq);
-  const auto full_blocks = static_cast<int32_t>(s.tokens.size()) / block_tokens_;
-  if (index_ && full_blocks > 0) {
+  // Blocks with reused, not recomputed KV (relay) are never offered.
+  const int32_t full_blocks =
+      std::min(static_cast<int32_t>(s.tokens.size()), s.approximate_from) / block_tokens_;
+  // A pressed sequence offered its full prompt blocks when it was pressed;
+  // what it holds now is not a complete chain.
+  if (index_ && full_blocks > 0 && s.compressed_end == 0) {
     std::vector<BlockHash> chain_hashes;
     index_->insert(s.cache_namespace,
                    std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
@@ -531,6 +682,7 @@ void PagedKvCache::release(SeqId seq) {
     if (windows_) keep_staged_window(s, chain_hashes);
   }
   KVF_CHECK(truncate(seq, 0).ok());
+  s.presses = default_presses_;
   // The slot may next serve another tenant: back to the cache-wide salt.
   s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, default_salt_);
 }
@@ -549,7 +701,16 @@ Status PagedKvCache::fork(SeqId src, SeqId dst) {
   Sequence& to = sequence(dst);
   if (!to.tokens.empty()) return invalid_argument("fork: the destination sequence is not empty");
   to = from;
-  for (BlockId b : to.blocks) pool_->add_ref(b);
+  for (BlockId b : to.blocks) {
+    if (b != kInvalidBlock) pool_->add_ref(b);
+  }
+  // Pages are immutable: the fork shares them.
+  for (const std::vector<RetainedRows>* lists : {&to.retained, &to.demoted}) {
+    for (const RetainedRows& r : *lists) {
+      for (PageRef page : r.key_pages) pages_->add_ref(page);
+      for (PageRef page : r.value_pages) pages_->add_ref(page);
+    }
+  }
   return Status();
 }
 
@@ -570,6 +731,27 @@ size_t PagedKvCache::bytes_used() const {
     }
   }
   return bytes + (windows_ ? windows_->bytes() : 0);
+}
+
+int64_t PagedKvCache::free_capacity_tokens() const {
+  const int64_t blocks = pool_->n_free() + (index_ ? index_->n_evictable() : 0);
+  return blocks * block_tokens_;
+}
+
+CacheStats PagedKvCache::cache_stats() const {
+  CacheStats c;
+  c.blocks_total = pool_->n_blocks();
+  c.blocks_free = pool_->n_free();
+  c.blocks_cached = pool_->n_cached();
+  c.bytes_capacity = static_cast<int64_t>(pool_->capacity_bytes());
+  c.bytes_used = static_cast<int64_t>(bytes_used());
+  const PrefixCacheStats p = prefix_stats();
+  c.prefix_lookups = p.lookups;
+  c.prefix_hits = p.hits;
+  c.prefix_lookup_tokens = p.lookup_tokens;
+  c.prefix_hit_tokens = p.hit_tokens;
+  c.prefix_evicted_blocks = p.evicted_blocks;
+  return c;
 }
 
 PrefixCacheStats PagedKvCache::prefix_stats() const {
@@ -593,15 +775,24 @@ void PagedKvCache::check_invariants() const {
   pool_->check_invariants();
   if (index_) index_->check_invariants();
   if (windows_) windows_->check_invariants();
+  if (pages_) pages_->check_invariants();
   std::vector<int32_t> seq_refs(static_cast<size_t>(pool_->n_blocks()), 0);
+  std::map<PageRef, int32_t> page_refs;
   const size_t row_floats =
       static_cast<size_t>(shape_.n_kv_heads) * static_cast<size_t>(shape_.head_dim);
+  const auto heads = static_cast<size_t>(shape_.n_kv_heads);
   for (const Sequence& s : sequences_) {
     const auto held = static_cast<int64_t>(s.tokens.size());
     KVF_CHECK(static_cast<int64_t>(s.blocks.size()) == ceil_div(held, block_tokens_));
     KVF_CHECK(held <= n_ctx_);
     KVF_CHECK(s.staged_begin % block_tokens_ == 0 && s.staged_begin <= held);
-    for (BlockId b : s.blocks) {
+    KVF_CHECK(s.compressed_end % block_tokens_ == 0 && s.compressed_end <= held);
+    for (size_t j = 0; j < s.blocks.size(); ++j) {
+      const BlockId b = s.blocks[j];
+      // Exactly the blocks before the pressed boundary are gone.
+      KVF_CHECK((b == kInvalidBlock) ==
+                (static_cast<int64_t>(j) < s.compressed_end / block_tokens_));
+      if (b == kInvalidBlock) continue;
       KVF_CHECK(b.value >= 0 && b.value < pool_->n_blocks());
       ++seq_refs[static_cast<size_t>(b.value)];
     }
@@ -610,12 +801,52 @@ void PagedKvCache::check_invariants() const {
       KVF_CHECK(s.staged_keys[l].size() == (layers_[l].key_staged ? staged : 0));
       KVF_CHECK(s.staged_values[l].size() == (layers_[l].value_staged ? staged : 0));
     }
+    KVF_CHECK(s.compressed_end == 0 || pages_ != nullptr);
+    for (size_t i = 0; i < s.retained.size(); ++i) {
+      for (const RetainedRows* r : {&s.retained[i], &s.demoted[i]}) {
+        const int32_t n = r->size();
+        KVF_CHECK(s.compressed_end > 0 || n == 0);
+        const auto pages = static_cast<size_t>(ceil_div(n, block_tokens_));
+        KVF_CHECK(r->key_pages.size() == pages && r->value_pages.size() == pages);
+        KVF_CHECK(r->key_tiles.size() == pages && r->value_tiles.size() == pages);
+        KVF_CHECK(r->counts.size() == r->positions.size());
+        KVF_CHECK(r->bias.empty() || r->bias.size() == r->positions.size());
+        for (int32_t k = 0; k < n; ++k) {
+          const int32_t pos = r->positions[static_cast<size_t>(k)];
+          KVF_CHECK(pos >= 0 && pos < s.compressed_end);
+          KVF_CHECK(k == 0 || r->positions[static_cast<size_t>(k - 1)] < pos);
+          KVF_CHECK(r->counts[static_cast<size_t>(k)] >= 1.0f);
+        }
+        for (size_t p = 0; p < pages; ++p) {
+          KVF_CHECK(r->key_tiles[p] == pages_->data(r->key_pages[p]));
+          KVF_CHECK(r->value_tiles[p] == pages_->data(r->value_pages[p]));
+          ++page_refs[r->key_pages[p]];
+          ++page_refs[r->value_pages[p]];
+        }
+      }
+      if (!s.attention.empty() && !s.attention[i].empty()) {
+        KVF_CHECK(static_cast<int64_t>(s.attention[i].size()) ==
+                  s.retained[i].size() + s.demoted[i].size() + held - s.compressed_end);
+      }
+    }
+    (void)heads;
   }
-  // Every reference is a sequence's, or the prefix index's one per cached block.
+  if (pages_) {
+    int64_t live = 0;
+    for (const auto& [page, refs] : page_refs) {
+      KVF_CHECK(pages_->ref_count(page) == refs);
+      ++live;
+    }
+    KVF_CHECK(live == pages_->n_live_pages());
+  }
+  // Every reference is a sequence's, the prefix index's one per cached block,
+  // or the page store's one per block it holds.
   for (int32_t b = 0; b < pool_->n_blocks(); ++b) {
     const int32_t cached = pool_->is_cached(BlockId{b}) ? 1 : 0;
+    const int32_t paged = pages_ && pages_->holds_block(BlockId{b}) ? 1 : 0;
     KVF_CHECK(index_ || cached == 0);
-    KVF_CHECK(pool_->ref_count(BlockId{b}) == seq_refs[static_cast<size_t>(b)] + cached);
+    KVF_CHECK(cached + paged <= 1 || seq_refs[static_cast<size_t>(b)] == 0);
+    KVF_CHECK(pool_->ref_count(BlockId{b}) == seq_refs[static_cast<size_t>(b)] + cached + paged);
   }
 }
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -44,9 +45,13 @@
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_attention.h"
 #include "kv/prefix_index.h"
+#include "kv/press/kv_press.h"
+#include "kv/retained_page_store.h"
 #include "kv/staged_window_cache.h"
 
 namespace kvforge {
+
+struct RetainedRows;
 
 struct PagedKvCacheOptions {
   std::vector<LayerCodecSpec> layer_codecs;  // one per layer
@@ -68,6 +73,8 @@ struct PagedKvCacheOptions {
   // max(n_seq, kDefaultStagedWindows) windows of the largest size.
   size_t staged_window_bytes = 0;
   static constexpr int32_t kDefaultStagedWindows = 4;
+  // Retention: one press per layer (plan_kv_presses), or empty for none.
+  std::vector<std::shared_ptr<const KvPress>> layer_presses;
 };
 
 class PagedKvCache final : public KvCache {
@@ -88,13 +95,52 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status truncate(SeqId seq, int32_t n_tokens) override;
   [[nodiscard]] int32_t reuse_prefix(SeqId seq, std::span<const int32_t> prompt) override;
   void release(SeqId seq) override;
+  void begin_prompt(SeqId seq, int32_t prompt_end) override;
+  [[nodiscard]] Status end_prompt(SeqId seq) override;
+  [[nodiscard]] Status end_decode_step(SeqId seq) override;
+  [[nodiscard]] size_t sequence_bytes(SeqId seq) const override;
+  [[nodiscard]] int64_t free_capacity_tokens() const override;
+  // Relay (paged_kv_cache_relay.cpp).
+  [[nodiscard]] bool can_rewrite_rows() const override;
+  void store_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* k,
+                const float* v) override;
+  void attend_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* q,
+                 float scale, float* out, ThreadPool& pool) override;
+  [[nodiscard]] bool export_rows(SeqId seq, LayerId layer, int32_t first, int32_t n, float* k,
+                                 float* v) const override;
+  void mark_approximate(SeqId seq, int32_t pos) override;
+  [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
   [[nodiscard]] std::string describe() const override;
 
+  // This empty sequence's own presses (a --press spec for every layer; ""
+  // returns it to the cache's plan), e.g. a request's. kInvalidArgument for a
+  // bad spec or a sequence that holds tokens. Reset by release().
+  [[nodiscard]] Status set_press(SeqId seq, std::string_view spec) override;
+  // Presses the sequence now (prompt compression), whatever the schedule;
+  // what end_prompt does. OK and nothing changes when no layer has a press or
+  // no press would drop a row.
+  [[nodiscard]] Status press(SeqId seq);
+  // The first position whose KV the block part holds (0 until pressed), and
+  // the rows one (layer, KV head) holds: retained + demoted + block part.
+  [[nodiscard]] int32_t compressed_end(SeqId seq) const;
+  [[nodiscard]] int32_t rows_held(SeqId seq, LayerId layer, int32_t kv_head) const;
+  // Positions of the retained rows of one (layer, KV head), ascending.
+  [[nodiscard]] std::span<const int32_t> retained_positions(SeqId seq, LayerId layer,
+                                                            int32_t kv_head) const;
+  // Every row one (layer, KV head) holds, as the attention reads it
+  // (decoded, rotated back; staged rows in f32): retained, demoted, then the
+  // block part's positions, with their positions. keys/values get
+  // [rows][head_dim]. For tests and inspection; allocates.
+  void read_rows(SeqId seq, LayerId layer, int32_t kv_head, std::vector<int32_t>& positions,
+                 std::vector<float>& keys, std::vector<float>& values) const;
+  // The press plan's name ("none", or per layer runs like the codec plan).
+  [[nodiscard]] const std::string& press_plan() const { return press_plan_name_; }
+
   // Tenant isolation: an empty sequence with a salt only shares blocks with
   // sequences of the same salt (the cache-wide salt of the options otherwise).
-  [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt);
+  [[nodiscard]] Status set_salt(SeqId seq, std::string_view salt) override;
 
   // dst becomes a copy of src sharing all its blocks (copy-on-write). dst must be empty.
   [[nodiscard]] Status fork(SeqId src, SeqId dst);
@@ -147,7 +193,25 @@ class PagedKvCache final : public KvCache {
   // The pool segment holding one layer's keys or values of one KV head.
   [[nodiscard]] int32_t segment(LayerId layer, bool value_side, int32_t kv_head) const;
   [[nodiscard]] uint8_t* tile(BlockId block, LayerId layer, bool value_side, int32_t kv_head);
-
+  // Retention (paged_kv_cache_press.cpp).
+  struct StagedRows;
+  struct DemotionCodecs;
+  [[nodiscard]] const KvPress* press_of(const Sequence& s, size_t layer) const;
+  [[nodiscard]] const DemotionCodecs* demotion_of(const Sequence& s, size_t layer) const;
+  [[nodiscard]] bool has_presses(const Sequence& s) const;
+  [[nodiscard]] Status add_demotion_codecs(const KvPress& press);
+  [[nodiscard]] Status run_press(Sequence& s);
+  void press_layer(const Sequence& s, LayerId layer, int32_t boundary,
+                   std::vector<StagedRows>& retained, std::vector<StagedRows>& demoted) const;
+  [[nodiscard]] int32_t blocks_for_pages(const std::map<size_t, int64_t>& pages_by_size) const;
+  [[nodiscard]] Status write_pages(const StagedRows& from, RetainedRows& to);
+  void release_retained_pages(Sequence& s);
+  void release_retained(Sequence& s);
+  void size_attention(Sequence& s) const;
+  void forget_older_queries(Sequence& s) const;
+  void add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_t n_tokens, const float* q,
+                    int32_t n_rows);
+  [[nodiscard]] Status make_room_for_pages();
   KvShape shape_;
   int32_t block_tokens_ = 16;
   int32_t n_ctx_ = 0;
@@ -163,6 +227,19 @@ class PagedKvCache final : public KvCache {
   std::vector<Sequence> sequences_;
   std::vector<const uint8_t*> segment_arenas_;  // tile of block 0 of every segment
   std::vector<int32_t> block_ids_;              // attend() scratch
+  // Retention: pages of retained rows (null without presses), the kernel's
+  // per-head page tables and bias pointers, and the capture buffers.
+  std::unique_ptr<RetainedPageStore> pages_;
+  std::vector<std::shared_ptr<const KvPress>> default_presses_;  // per layer
+  std::map<std::string, std::unique_ptr<DemotionCodecs>> demotion_codecs_;
+  std::string press_plan_name_ = "none";
+  std::vector<const uint8_t* const*> page_tables_;  // attend() scratch: [span][side][head]
+  std::vector<int32_t> page_rows_;                  // [span][head]
+  std::vector<const float*> page_bias_;             // [span][head]
+  std::vector<std::vector<float>> capture_sums_;    // per thread: [n_kv_heads][n_ctx]
+  std::vector<std::vector<float>> capture_rows_;    // per thread: [kPagedMaxGroup][n_ctx]
+  std::vector<float*> capture_sum_ptrs_;
+  std::vector<float*> capture_row_ptrs_;
 };
 
 }  // namespace kvforge

@@ -79,6 +79,9 @@ class ByteReader {
 
 Status PagedKvCache::save(SeqId seq, const std::string& path) const {
   const Sequence& s = sequence(seq);
+  if (s.compressed_end > 0) {
+    return unsupported("saving a pressed sequence (retained rows in pages) is not supported");
+  }
   ByteWriter w;
   w.append(kMagic, sizeof(kMagic));
   w.put(kVersion);
