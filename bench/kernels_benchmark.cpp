@@ -5,10 +5,14 @@
 //   BM_Decode/<type>   matvec, n_tokens = 1; reports weight bytes/s
 //   BM_DecodeHot/<type> the same with weights in L2 (compute limit)
 //   BM_Prefill/<type>  GEMM, n_tokens = 128 or 512; reports FLOP/s (2 per MAC)
-// The first argument of each case is the thread count.
+// The first argument of each case is the thread count. KVFORGE_SIMD_TARGET
+// (e.g. avx2) restricts the kernels to a SIMD target; the context line
+// "simd_target" names the one that ran.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -19,11 +23,24 @@
 
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "kernels/simd_target_select.h"
 #include "util/tensor_type.h"
 #include "util/thread_pool.h"
 
 namespace kvforge::kernels {
 namespace {
+
+// Applies KVFORGE_SIMD_TARGET before any benchmark runs (benchmark_main
+// provides main) and records the target in the report's context.
+const bool kSimdTargetApplied = [] {
+  const Status s = restrict_simd_targets_from_env();
+  if (!s.ok()) {
+    std::fprintf(stderr, "kernels_benchmark: %s\n", s.message().c_str());
+    std::exit(2);
+  }
+  benchmark::AddCustomContext("simd_target", matmul_simd_target_name());
+  return true;
+}();
 
 // Larger than any last-level cache we run on (32 MiB here), so weights come
 // from DRAM as they do when a model's layers are walked in turn.

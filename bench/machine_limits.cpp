@@ -1,9 +1,15 @@
-// kvforge_machine_limits: measures the two limits our speed is held against,
+// kvforge_machine_limits: measures the limits our speed is held against,
 // and prints them as JSON:
 //   read_gb_per_s   streaming read bandwidth from DRAM with T threads (a
 //                   buffer far larger than the last-level cache, summed)
 //   fma_gflop_per_s peak f32 FMA throughput with T threads (independent
-//                   AVX2 FMA chains; 0 when the CPU has no AVX2+FMA)
+//                   FMA chains on the widest vectors the CPU has: AVX-512
+//                   or AVX2, named by fma_isa; 0 without AVX2+FMA)
+//   int8_gop_per_s  peak int8 dot-product throughput with T threads, 2 ops
+//                   per multiply-add, with the instructions the matmul
+//                   kernels use (int8_isa): vpdpbusd on 512-bit vectors
+//                   (AVX-512 VNNI), else vpmaddubsw + vpmaddwd + vpaddd on
+//                   256-bit vectors (AVX2); 0 without AVX2
 // Usage: kvforge_machine_limits [threads] [buffer_mib]
 #include <immintrin.h>
 
@@ -107,18 +113,130 @@ __attribute__((target("avx2,fma"))) float fma_chains(int64_t iters) {
   return out[0];
 }
 
-double fma_throughput(int threads) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-  const int64_t iters = 50'000'000;
+__attribute__((target("avx512f"))) float fma512_chains(int64_t iters) {
+  __m512 c0 = _mm512_set1_ps(0.000f), c1 = _mm512_set1_ps(0.001f), c2 = _mm512_set1_ps(0.002f),
+         c3 = _mm512_set1_ps(0.003f), c4 = _mm512_set1_ps(0.004f), c5 = _mm512_set1_ps(0.005f),
+         c6 = _mm512_set1_ps(0.006f), c7 = _mm512_set1_ps(0.007f), c8 = _mm512_set1_ps(0.008f),
+         c9 = _mm512_set1_ps(0.009f);
+  const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+  for (int64_t k = 0; k < iters; ++k) {
+    c0 = _mm512_fmadd_ps(c0, m, a);
+    c1 = _mm512_fmadd_ps(c1, m, a);
+    c2 = _mm512_fmadd_ps(c2, m, a);
+    c3 = _mm512_fmadd_ps(c3, m, a);
+    c4 = _mm512_fmadd_ps(c4, m, a);
+    c5 = _mm512_fmadd_ps(c5, m, a);
+    c6 = _mm512_fmadd_ps(c6, m, a);
+    c7 = _mm512_fmadd_ps(c7, m, a);
+    c8 = _mm512_fmadd_ps(c8, m, a);
+    c9 = _mm512_fmadd_ps(c9, m, a);
+  }
+  const __m512 s =
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                                  _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),
+                    _mm512_add_ps(c8, c9));
+  float out[16];
+  _mm512_storeu_ps(out, s);
+  return out[0];
+}
+
+// 10 independent vpdpbusd chains (64 multiply-adds each per instruction).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int vnni512_chains(int64_t iters) {
+  __m512i c0 = _mm512_set1_epi32(0), c1 = _mm512_set1_epi32(1), c2 = _mm512_set1_epi32(2),
+          c3 = _mm512_set1_epi32(3), c4 = _mm512_set1_epi32(4), c5 = _mm512_set1_epi32(5),
+          c6 = _mm512_set1_epi32(6), c7 = _mm512_set1_epi32(7), c8 = _mm512_set1_epi32(8),
+          c9 = _mm512_set1_epi32(9);
+  const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
+  for (int64_t k = 0; k < iters; ++k) {
+    c0 = _mm512_dpbusd_epi32(c0, u, s);
+    c1 = _mm512_dpbusd_epi32(c1, u, s);
+    c2 = _mm512_dpbusd_epi32(c2, u, s);
+    c3 = _mm512_dpbusd_epi32(c3, u, s);
+    c4 = _mm512_dpbusd_epi32(c4, u, s);
+    c5 = _mm512_dpbusd_epi32(c5, u, s);
+    c6 = _mm512_dpbusd_epi32(c6, u, s);
+    c7 = _mm512_dpbusd_epi32(c7, u, s);
+    c8 = _mm512_dpbusd_epi32(c8, u, s);
+    c9 = _mm512_dpbusd_epi32(c9, u, s);
+  }
+  const __m512i sum = _mm512_add_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+      _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)),
+                       _mm512_add_epi32(c8, c9)));
+  int out[16];
+  _mm512_storeu_si512(out, sum);
+  return out[0];
+}
+
+// 8 independent vpmaddubsw + vpmaddwd + vpaddd chains (32 multiply-adds per
+// three instructions), the AVX2 kernels' inner step.
+__attribute__((target("avx2"))) int maddubs256_chains(int64_t iters) {
+  __m256i c0 = _mm256_set1_epi32(0), c1 = _mm256_set1_epi32(1), c2 = _mm256_set1_epi32(2),
+          c3 = _mm256_set1_epi32(3), c4 = _mm256_set1_epi32(4), c5 = _mm256_set1_epi32(5),
+          c6 = _mm256_set1_epi32(6), c7 = _mm256_set1_epi32(7);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-2);
+  for (int64_t k = 0; k < iters; ++k) {
+    // Vary an operand so that the products cannot be hoisted out of the loop.
+    u = _mm256_add_epi8(u, ones);
+    c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+    c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(u, c0), ones));
+    c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(_mm256_maddubs_epi16(u, c1), ones));
+    c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+    c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(_mm256_maddubs_epi16(s, u), ones));
+    c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(_mm256_maddubs_epi16(u, c4), ones));
+    c6 = _mm256_add_epi32(c6, _mm256_madd_epi16(_mm256_maddubs_epi16(u, c5), ones));
+    c7 = _mm256_add_epi32(c7, _mm256_madd_epi16(_mm256_maddubs_epi16(c6, s), ones));
+  }
+  const __m256i sum =
+      _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
+                       _mm256_add_epi32(_mm256_add_epi32(c4, c5), _mm256_add_epi32(c6, c7)));
+  int out[8];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), sum);
+  return out[0];
+}
+
+// Best of three runs of body(iters) on every thread, as operations per second
+// for `ops_per_iter` operations per iteration and thread.
+template <class F>
+double peak_rate(int threads, int64_t iters, double ops_per_iter, F body) {
   std::atomic<int> sink{0};
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
-    best = std::min(best, timed_parallel(threads, [&](int) {
-                      sink.fetch_add(fma_chains(iters) > 1e30f ? 1 : 0);
-                    }));
+    best = std::min(best, timed_parallel(threads, [&](int) { sink.fetch_add(body(iters) == 0); }));
   }
-  const double flops = double(threads) * double(iters) * 10 * 8 * 2;
-  return flops / best / 1e9;
+  return double(threads) * double(iters) * ops_per_iter / best;
+}
+
+struct Peak {
+  double giga_per_s = 0;
+  const char* isa = "none";
+};
+
+Peak fma_throughput(int threads) {
+  if (__builtin_cpu_supports("avx512f")) {
+    return {peak_rate(threads, 50'000'000, 10 * 16 * 2,
+                      [](int64_t n) { return fma512_chains(n) > 1e30f ? 0 : 1; }) /
+                1e9,
+            "avx512f"};
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return {peak_rate(threads, 50'000'000, 10 * 8 * 2,
+                      [](int64_t n) { return fma_chains(n) > 1e30f ? 0 : 1; }) /
+                1e9,
+            "avx2+fma"};
+  }
+  return {};
+}
+
+Peak int8_throughput(int threads) {
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+    return {peak_rate(threads, 50'000'000, 10 * 64 * 2, vnni512_chains) / 1e9, "avx512vnni"};
+  }
+  if (__builtin_cpu_supports("avx2")) {
+    return {peak_rate(threads, 50'000'000, 8 * 32 * 2, maddubs256_chains) / 1e9, "avx2"};
+  }
+  return {};
 }
 
 }  // namespace
@@ -131,8 +249,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const double bw = read_bandwidth(threads, mib << 20);
-  const double fma = fma_throughput(threads);
-  std::printf("{\"threads\": %d, \"read_gb_per_s\": %.2f, \"fma_gflop_per_s\": %.1f}\n", threads,
-              bw, fma);
+  const Peak fma = fma_throughput(threads);
+  const Peak int8 = int8_throughput(threads);
+  std::printf(
+      "{\"threads\": %d, \"read_gb_per_s\": %.2f, \"fma_gflop_per_s\": %.1f, \"fma_isa\": \"%s\", "
+      "\"int8_gop_per_s\": %.1f, \"int8_isa\": \"%s\"}\n",
+      threads, bw, fma.giga_per_s, fma.isa, int8.giga_per_s, int8.isa);
   return 0;
 }

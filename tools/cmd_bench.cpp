@@ -13,6 +13,7 @@
 #include "command.h"
 #include "common.h"
 #include "gguf/gguf.h"
+#include "kernels/simd_target_select.h"
 
 namespace kvforge::cli {
 namespace {
@@ -175,7 +176,11 @@ int bench(const BenchArgs& a) {
     j["n_params"] = model.n_params();
     j["weight_bytes_per_token"] = model.weight_bytes_per_token();
     j["matmul_params_per_token"] = model.matmul_params_per_token();
+    // The output projection's share: a prompt test runs it for its last
+    // token only.
+    j["output_matmul_params"] = static_cast<int64_t>(c.n_vocab) * c.n_embd;
     j["threads"] = model.n_threads();
+    j["simd_target"] = kernels::matmul_simd_target_name();
     j["batch"] = a.model.n_batch;
     j["kv_codec"] = a.model.kv_codec;
     j["kv_press"] = a.model.press;
@@ -209,8 +214,8 @@ int bench(const BenchArgs& a) {
                 format_bytes(size).c_str(), double(model.n_params()) / 1e6, model.n_threads(),
                 a.model.n_batch, kv_spec.c_str(), r.name.c_str(), r.mean(), r.stddev());
   }
-  std::printf("\nkvforge %s (commit %s), %d repetitions\n", KVFORGE_VERSION, KVFORGE_GIT_COMMIT,
-              a.reps);
+  std::printf("\nkvforge %s (commit %s), %d repetitions, SIMD target %s\n", KVFORGE_VERSION,
+              KVFORGE_GIT_COMMIT, a.reps, kernels::matmul_simd_target_name().c_str());
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "command.h"
+#include "kernels/simd_target_select.h"
 
 namespace kvforge::cli {
 
@@ -21,6 +22,12 @@ int fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   using kvforge::cli::command_registry;
+  // KVFORGE_SIMD_TARGET=avx2 (or any target name this CPU supports) makes
+  // every command run the kernels of that SIMD target, for benchmarks.
+  if (const kvforge::Status s = kvforge::kernels::restrict_simd_targets_from_env(); !s.ok()) {
+    std::fprintf(stderr, "kvforge: %s\n", s.message().c_str());
+    return 2;
+  }
   CLI::App app{"kvforge: LLM inference with a composable KV cache"};
   app.set_version_flag("--version", std::string("kvforge ") + KVFORGE_VERSION);
   app.require_subcommand(1);

@@ -15,16 +15,28 @@ struct MatmulScratch::Impl {
   int n_threads = 0;
   int64_t max_tokens = 0;
   int64_t max_cols = 0;
-  // One ThreadScratch region (kThreadScratchFloats) per thread, 64-byte aligned.
+  // One ThreadScratch region (kThreadScratchFloats + max_tokens *
+  // kMaxPanelRows floats) per thread, 64-byte aligned.
   hwy::AlignedFreeUniquePtr<float[]> buffer;
-  // Decode activations rounded to int8 (QuantizedActivations), shared by all
-  // threads: up to kMaxDecodeTokens rows of max_cols.
+  // One int8_scratch_layout(max_cols) region per thread, 64-byte aligned.
+  hwy::AlignedFreeUniquePtr<uint8_t[]> int8_buffer;
+  // Activations rounded to int8 (QuantizedActivations), shared by all
+  // threads: up to max_tokens rows of max_cols.
   hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
   hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
+  // Decode's sums of every 16 codes (QuantizedActivations::qsum16) for up
+  // to kMaxDecodeTokens rows.
+  hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16;
 
+  size_t thread_floats() const {
+    return kThreadScratchFloats + static_cast<size_t>(max_tokens * kMaxPanelRows);
+  }
+  size_t int8_bytes() const { return (int8_scratch_layout(max_cols).bytes + 63) / 64 * 64; }
   ThreadScratch for_thread(int thread) {
-    float* base = buffer.get() + static_cast<size_t>(thread) * kThreadScratchFloats;
-    return {base, base + kMaxPanelRows * kColumnChunk, base + 2 * kMaxPanelRows * kColumnChunk};
+    float* base = buffer.get() + static_cast<size_t>(thread) * thread_floats();
+    return {base, base + kMaxPanelRows * kColumnChunk, base + 2 * kMaxPanelRows * kColumnChunk,
+            base + kThreadScratchFloats,
+            int8_buffer.get() + static_cast<size_t>(thread) * int8_bytes()};
   }
 };
 
@@ -35,14 +47,20 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->max_tokens = max_tokens;
   impl_->max_cols = max_cols;
   impl_->buffer =
-      hwy::AllocateAligned<float>(static_cast<size_t>(n_threads) * kThreadScratchFloats);
+      hwy::AllocateAligned<float>(static_cast<size_t>(n_threads) * impl_->thread_floats());
   KVF_CHECK(impl_->buffer != nullptr);
-  const auto act_rows = static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens));
+  impl_->int8_buffer =
+      hwy::AllocateAligned<uint8_t>(static_cast<size_t>(n_threads) * impl_->int8_bytes());
+  KVF_CHECK(impl_->int8_buffer != nullptr);
+  const auto act_rows = static_cast<size_t>(max_tokens);
   const auto act_blocks = static_cast<size_t>((max_cols + kActivationBlock - 1) / kActivationBlock);
   impl_->act_q = hwy::AllocateAligned<int8_t>(act_rows * act_blocks * kActivationBlock);
   impl_->act_d = hwy::AllocateAligned<float>(act_rows * act_blocks);
   impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
+  impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(
+      static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens)) * act_blocks * 2);
+  KVF_CHECK(impl_->act_qsum16 != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -68,6 +86,27 @@ const WeightFormat& checked_format(const MatrixView& w) {
 constexpr int64_t kDecodeTasksPerThread = 4;
 constexpr int64_t kMinDecodeTaskBytes = int64_t{64} << 10;
 
+// Prefill tasks are panels of rows, each over all tokens, or over a share of
+// them when the panels do not divide evenly enough among the threads (k and
+// v projections: 512 rows are 11 panels; with 2 threads one would run 6 and
+// the other 5, 9% more than an even share). Splitting tokens repeats the
+// panel's unpacking (about a tenth of its products' time), so it is done
+// only where the last round of tasks would leave a thread idle for more
+// than kMaxIdleShare of the call, and each share keeps at least
+// kMinSplitTokens tokens.
+constexpr double kMaxIdleShare = 0.04;
+constexpr int64_t kMinSplitTokens = 32;
+
+int64_t prefill_token_splits(int64_t n_panels, int64_t n_tokens, int n_threads) {
+  const int64_t max_splits = std::max<int64_t>(1, n_tokens / kMinSplitTokens);
+  for (int64_t splits = 1;; ++splits) {
+    const int64_t n_tasks = n_panels * splits;
+    const int64_t rounds = (n_tasks + n_threads - 1) / n_threads;
+    const double idle = double(rounds * n_threads - n_tasks) / double(rounds * n_threads);
+    if (idle <= kMaxIdleShare || splits == max_splits) return splits;
+  }
+}
+
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch) {
   const WeightFormat& format = checked_format(w);
@@ -76,15 +115,22 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   KVF_CHECK(n_tokens <= s.max_tokens && w.n_cols <= s.max_cols);
   if (n_tokens <= 0 || w.n_rows <= 0) return;
   MatmulArgs args{&w, &format, x, n_tokens, y, {}};
-  if (n_tokens <= kMaxDecodeTokens) {
-    if (decode_uses_quantized_activations(w.type)) {
-      quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get());
-      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get()};
+  // Decode and prefill kernels compute each output with the same
+  // operations (matmul_internal.h), so a row's result does not depend on
+  // n_tokens or on the other rows of x.
+  const bool integer = decode_uses_quantized_activations(w.type);
+  if (n_tokens <= kMaxDecodeTokens && decode_has_kernel(w.type)) {
+    if (integer) {
+      quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get(),
+                           s.act_qsum16.get(), /*biased=*/false);
+      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), s.act_qsum16.get()};
     }
+    const int64_t group = decode_group_rows();
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
-    const int64_t max_tasks = std::min<int64_t>(w.n_rows, kDecodeTasksPerThread * pool.n_threads());
+    const int64_t n_groups = (w.n_rows + group - 1) / group;
+    const int64_t max_tasks = std::min<int64_t>(n_groups, kDecodeTasksPerThread * pool.n_threads());
     const int64_t wanted = std::clamp<int64_t>(total_bytes / kMinDecodeTaskBytes, 1, max_tasks);
-    const int64_t rows_per_task = (w.n_rows + wanted - 1) / wanted;
+    const int64_t rows_per_task = (n_groups + wanted - 1) / wanted * group;
     const int64_t n_tasks = (w.n_rows + rows_per_task - 1) / rows_per_task;
     pool.parallel_for(n_tasks, [&](int64_t task, int thread) {
       const int64_t begin = task * rows_per_task;
@@ -92,6 +138,30 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     });
     return;
   }
+  if (integer) {
+    // Rounded once per call (tokens split over the threads), read by every
+    // panel.
+    const int64_t n_blocks = w.n_cols / kActivationBlock;
+    const int64_t n_tasks = std::min<int64_t>(n_tokens, pool.n_threads());
+    pool.parallel_for(n_tasks, [&](int64_t task, int) {
+      const int64_t begin = n_tokens * task / n_tasks, end = n_tokens * (task + 1) / n_tasks;
+      quantize_activations(x + begin * w.n_cols, (end - begin) * w.n_cols,
+                           s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
+                           s.act_sum.get() + begin * n_blocks, nullptr, /*biased=*/true);
+    });
+    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr};
+    const int64_t panel_rows = prefill_int8_panel_rows();
+    const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
+    const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
+    pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
+      const int64_t panel = task / n_splits, split = task % n_splits;
+      prefill_int8_panel(args, panel * panel_rows, n_tokens * split / n_splits,
+                         n_tokens * (split + 1) / n_splits, s.for_thread(thread));
+    });
+    return;
+  }
+  // f32 activations (prefill, and decode without a decode kernel): one FMA
+  // chain per output.
   const int64_t panel_rows = prefill_panel_rows();
   const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
   pool.parallel_for(n_panels, [&](int64_t panel, int thread) {

@@ -1,16 +1,20 @@
-// Prefill kernel (many tokens): compute bound. A panel of R = 2 vectors of
-// weight rows is unpacked to f32 once per kColumnChunk columns and reused by
-// every token through a register-blocked FMA micro-kernel:
+// Prefill kernel (many tokens) with f32 activations: compute bound. A panel
+// of R = kVecs vectors of weight rows is unpacked to f32 once per
+// kColumnChunk columns and reused by every token through a register-blocked
+// FMA micro-kernel:
 //
 //   panel [k][R] (interleaved)     x rows of up to 6 tokens
-//   acc[t][0..1] += panel[k][0..R) * broadcast(x[t][k])    for k in the chunk
+//   acc[v][t] += panel[k][v] * broadcast(x[t][k])    for k in the chunk
 //
 // On AVX2 (8 lanes) that is 16 rows x 6 tokens = 12 accumulator registers,
 // 2 weight vectors and 1 broadcast of the 16 available; each k costs 2 loads,
-// 6 broadcasts and 12 FMAs, so the FMA units stay the bottleneck.
+// 6 broadcasts and 12 FMAs, so the FMA units stay the bottleneck. AVX-512
+// has 32 registers: 64 rows x 6 tokens. Quantized formats use the integer
+// kernel (matmul_prefill_int8.cpp) on targets that have one.
 //
 // Compiled once per SIMD target (Highway foreach_target) and dispatched at
 // run time; see matmul_internal.h for the contract.
+#define KVFORGE_SIMD_WITH_AVX3_DL
 #include "kernels/simd_targets.h"
 // clang-format off
 #undef HWY_TARGET_INCLUDE
@@ -22,9 +26,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "kernels/matmul_internal.h"
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #include <immintrin.h>
 #endif
 
@@ -36,36 +41,52 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Loops over tokens and accumulator chains below are unrolled by pragma: GCC
 // -O2 keeps arrays of vectors in registers only when every index is constant.
 
-using DF = hn::CappedTag<float, kMaxPanelRows / 2>;
+// Vectors of rows per panel: 4 on AVX-512 (4 x 6 = 24 accumulators + 4
+// weights + 1 broadcast of its 32 registers; per column 10 loads feed 24
+// FMAs), 2 elsewhere (12 + 2 + 1 of 16 on AVX2).
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kVecs = 4;
+#else
+constexpr int kVecs = 2;
+#endif
+using DF = hn::CappedTag<float, kMaxPanelRows / kVecs>;
 using VF = hn::Vec<DF>;
 
-// tile[t][0..R) = sum over k < len of panel[k][0..R) * x[t * x_stride + k].
+// tile[t][0..R) (+)= sum over k < len of panel[k][0..R) * x[t * x_stride + k]
+// (`first`: =).
 template <int kTokens>
 void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_RESTRICT x,
-                 int64_t x_stride, float* HWY_RESTRICT tile) {
+                 int64_t x_stride, float* HWY_RESTRICT tile, bool first) {
   const DF df;
   const size_t n = hn::Lanes(df);
-  VF acc0[kTokens], acc1[kTokens];
+  VF acc[kVecs][kTokens];
 #pragma GCC unroll 16
-  for (int t = 0; t < kTokens; ++t) acc0[t] = acc1[t] = hn::Zero(df);
+  for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) {
+      acc[v][t] = first ? hn::Zero(df) : hn::Load(df, tile + (t * kVecs + v) * n);
+    }
+  }
   for (int64_t k = 0; k < len; ++k) {
-    const VF w0 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n);
-    const VF w1 = hn::Load(df, panel + static_cast<size_t>(k) * 2 * n + n);
+    VF w[kVecs];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v)
+      w[v] = hn::Load(df, panel + (static_cast<size_t>(k) * kVecs + v) * n);
 #pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
       const VF xv = hn::Set(df, x[t * x_stride + k]);
-      acc0[t] = hn::MulAdd(w0, xv, acc0[t]);
-      acc1[t] = hn::MulAdd(w1, xv, acc1[t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVecs; ++v) acc[v][t] = hn::MulAdd(w[v], xv, acc[v][t]);
     }
   }
 #pragma GCC unroll 16
   for (int t = 0; t < kTokens; ++t) {
-    hn::Store(acc0[t], df, tile + t * 2 * n);
-    hn::Store(acc1[t], df, tile + t * 2 * n + n);
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) hn::Store(acc[v][t], df, tile + (t * kVecs + v) * n);
   }
 }
 
-using TileKernel = void (*)(const float*, int64_t, const float*, int64_t, float*);
+using TileKernel = void (*)(const float*, int64_t, const float*, int64_t, float*, bool);
 // Indexed by token count - 1.
 constexpr TileKernel kTileKernels[kMaxTileTokens] = {
     tile_kernel<1>, tile_kernel<2>, tile_kernel<3>, tile_kernel<4>, tile_kernel<5>, tile_kernel<6>};
@@ -73,7 +94,7 @@ constexpr TileKernel kTileKernels[kMaxTileTokens] = {
 // rows[r][0..len) -> panel[k][r], R rows. The transpose runs once per panel
 // and chunk, amortized over all tokens.
 void interleave(const float* rows, int64_t len, size_t panel_rows, float* panel) {
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   // 8x8 tiles through registers: 24 shuffles per 64 elements instead of 64
   // scalar loads and stores (R is a multiple of 8); the last len % 8
   // columns (float formats only) go one by one.
@@ -116,51 +137,59 @@ void interleave(const float* rows, int64_t len, size_t panel_rows, float* panel)
 }
 
 int64_t prefill_panel_rows_impl() {
-  return static_cast<int64_t>(2 * hn::Lanes(DF()));
+  return static_cast<int64_t>(kVecs * hn::Lanes(DF()));
 }
 
 void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch scratch) {
   const MatrixView& w = *a.w;
   const WeightFormat& format = *a.format;
-  const size_t panel_rows = 2 * hn::Lanes(DF());
+  const size_t panel_rows = kVecs * hn::Lanes(DF());
   const int64_t n_live = std::min<int64_t>(static_cast<int64_t>(panel_rows), w.n_rows - row_begin);
+  const auto* first_row =
+      static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row_begin) * w.row_bytes;
+  const int64_t n_tiles = (a.n_tokens + kMaxTileTokens - 1) / kMaxTileTokens;
   for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {
     const int64_t len = std::min<int64_t>(kColumnChunk, w.n_cols - col);
     const size_t col_bytes = static_cast<size_t>(col / format.block_elems) * format.block_bytes;
     for (size_t r = 0; r < panel_rows; ++r) {
       float* dst = scratch.rows + r * kColumnChunk;
       if (static_cast<int64_t>(r) < n_live) {
-        const uint8_t* row = static_cast<const uint8_t*>(w.data) +
-                             static_cast<size_t>(row_begin + static_cast<int64_t>(r)) * w.row_bytes;
-        unpack_blocks(format, row + col_bytes, dst, len / format.block_elems);
+        unpack_blocks(format, first_row + r * w.row_bytes + col_bytes, dst,
+                      len / format.block_elems);
       } else {
         std::memset(dst, 0, static_cast<size_t>(len) * sizeof(float));
       }
     }
     interleave(scratch.rows, len, panel_rows, scratch.panel);
+    // The next chunk's weight bytes are requested while this one is
+    // multiplied, a share per tile: the rows lie row_bytes apart, a pattern
+    // the hardware prefetcher does not follow well.
+    const size_t next_bytes =
+        static_cast<size_t>(kColumnChunk / format.block_elems) * format.block_bytes;
+    const size_t next_begin = col_bytes + next_bytes;
+    const size_t next_end = std::min(w.row_bytes, next_begin + next_bytes);
+    const size_t lines_per_row = next_end > next_begin ? (next_end - next_begin + 63) / 64 : 0;
+    const size_t n_lines = lines_per_row * static_cast<size_t>(n_live);
+    const size_t lines_per_tile =
+        (2 * n_lines + static_cast<size_t>(n_tiles) - 1) / static_cast<size_t>(n_tiles);
+    size_t line = 0;
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMaxTileTokens) {
-      const int64_t n_tile_tokens = std::min<int64_t>(kMaxTileTokens, a.n_tokens - t0);
-      kTileKernels[n_tile_tokens - 1](scratch.panel, len, a.x + t0 * w.n_cols + col, w.n_cols,
-                                      scratch.tile);
-      // Chunks add up in column order, so every output sees the same
-      // sequence of additions whatever the thread count.
-      for (int64_t t = 0; t < n_tile_tokens; ++t) {
-        float* y = a.y + (t0 + t) * w.n_rows + row_begin;
-        const float* tile = scratch.tile + static_cast<size_t>(t) * panel_rows;
-        if (n_live == static_cast<int64_t>(panel_rows)) {
-          const DF df;
-          const size_t n = hn::Lanes(df);
-          for (size_t r = 0; r < panel_rows; r += n) {
-            const VF v = hn::Load(df, tile + r);
-            hn::StoreU(col == 0 ? v : hn::Add(hn::LoadU(df, y + r), v), df, y + r);
-          }
-        } else if (col == 0) {
-          for (int64_t r = 0; r < n_live; ++r) y[r] = tile[r];
-        } else {
-          for (int64_t r = 0; r < n_live; ++r) y[r] += tile[r];
-        }
+      for (size_t end = std::min(n_lines, line + lines_per_tile); line < end; ++line) {
+        hwy::Prefetch(first_row + (line / lines_per_row) * w.row_bytes + next_begin +
+                      64 * (line % lines_per_row));
       }
+      const int64_t n_tile_tokens = std::min<int64_t>(kMaxTileTokens, a.n_tokens - t0);
+      // Chunks add up in column order, so every output sees the same
+      // sequence of additions whatever the thread count. The panel's
+      // results for all tokens stay in scratch.acc (contiguous, unlike y's
+      // rows n_rows floats apart) until the last chunk.
+      kTileKernels[n_tile_tokens - 1](scratch.panel, len, a.x + t0 * w.n_cols + col, w.n_cols,
+                                      scratch.acc + static_cast<size_t>(t0) * panel_rows, col == 0);
     }
+  }
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    std::memcpy(a.y + t * w.n_rows + row_begin, scratch.acc + static_cast<size_t>(t) * panel_rows,
+                static_cast<size_t>(n_live) * sizeof(float));
   }
 }
 

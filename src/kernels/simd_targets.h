@@ -2,15 +2,29 @@
 // before hwy/highway.h in every file that uses foreach_target.h.
 //
 // Highway compiles each dispatched file once per attainable target; on x86
-// that would be SSSE3, SSE4, AVX2, AVX-512 and AVX-512 "DL" plus a portable
-// baseline. SSSE3 and AVX3_DL add compile time but nothing these kernels use,
-// so they are left out: machines with them run the SSE4 or AVX3 code. Other
-// architectures (Arm NEON/SVE, ...) keep Highway's defaults.
+// that would be SSSE3, SSE4, AVX2, AVX-512 and AVX-512 "DL" (Ice Lake and
+// later, Zen 4 and later: VNNI, VBMI2, ...) plus a portable baseline. SSSE3
+// adds compile time but nothing these kernels use, so it is left out:
+// machines with it run the SSE4 code. AVX3_DL is compiled only by files that
+// define KVFORGE_SIMD_WITH_AVX3_DL before including this header (the matmul
+// kernels, whose int8 dot products use AVX-512 VNNI there); other files run
+// their AVX3 code on such machines. Other architectures (Arm NEON/SVE, ...)
+// keep Highway's defaults.
+//
+// Highway 1.0.3 (Debian 12) knows no finer x86 targets than AVX3_DL (later
+// releases split it into AVX3_ZEN4 and AVX3_SPR).
 #pragma once
 
-// The targets left out, also for tests that loop over the compiled targets
-// (expands to Highway's target bits where it is used, after hwy/targets.h).
+// The targets left out where KVFORGE_SIMD_WITH_AVX3_DL is not defined, also
+// for tests that loop over the compiled targets (expands to Highway's target
+// bits where it is used, after hwy/targets.h).
 #define KVFORGE_DISABLED_SIMD_TARGETS (HWY_SSSE3 | HWY_AVX3_DL)
+
+#if defined(KVFORGE_SIMD_WITH_AVX3_DL) && !defined(HWY_DISABLED_TARGETS)
+#define HWY_WANT_AVX3_DL
+#define HWY_DISABLED_TARGETS HWY_SSSE3
+#endif
+
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS KVFORGE_DISABLED_SIMD_TARGETS
 #endif

@@ -6,6 +6,7 @@
 // code.)
 #pragma once
 
+#include "kernels/simd_target_select.h"
 #include "kernels/simd_targets.h"
 
 #include <algorithm>
@@ -18,11 +19,12 @@
 
 namespace kvforge::test_util {
 
-// Restricts dispatch to `target` for the object's lifetime.
+// Restricts dispatch to `target` (and, for files not compiled for it, the
+// best target below it) for the object's lifetime.
 class ScopedSimdTarget {
  public:
-  explicit ScopedSimdTarget(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ~ScopedSimdTarget() { hwy::SetSupportedTargetsForTest(0); }
+  explicit ScopedSimdTarget(int64_t target) { kernels::restrict_simd_targets(target); }
+  ~ScopedSimdTarget() { kernels::restrict_simd_targets(0); }
   ScopedSimdTarget(const ScopedSimdTarget&) = delete;
   ScopedSimdTarget& operator=(const ScopedSimdTarget&) = delete;
 };
@@ -44,11 +46,16 @@ inline std::vector<int64_t> simd_targets_for_test() {
   return targets;
 }
 
+// The matmul kernels are compiled for one target more (AVX3_DL, for VNNI):
+// their tests use this list.
+inline std::vector<int64_t> matmul_targets_for_test() { return kernels::matmul_simd_targets(); }
+
 // check(target) once per target, with the target's name in every failure.
 // Stops at the first fatal failure.
 template <class F>
-void on_every_simd_target(const F& check) {
-  for (const int64_t target : simd_targets_for_test()) {
+void on_every_simd_target(const F& check,
+                          const std::vector<int64_t>& targets = simd_targets_for_test()) {
+  for (const int64_t target : targets) {
     ScopedSimdTarget scoped(target);
     SCOPED_TRACE(std::string("SIMD target ") + hwy::TargetName(target));
     check(target);

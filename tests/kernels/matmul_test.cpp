@@ -1,18 +1,22 @@
 // The optimized matmul against matmul_reference (double accumulation), for
 // every weight type, decode and prefill token counts, odd row counts and 1-3
-// threads, on every SIMD target compiled and supported here; and results
-// identical across thread counts.
+// threads, on every SIMD target compiled and supported here; results
+// identical across thread counts; and batch invariance: a token's outputs
+// are the same bits whatever other tokens share the call.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/simd_targets_for_test.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
+#include "kernels/simd_target_select.h"
 #include "util/thread_pool.h"
 
 namespace kvforge::kernels {
@@ -104,10 +108,11 @@ TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
         }
       }
       test_util::on_every_simd_target([&](int64_t) {
-        // Decode calls round the activations to int8 blocks on the targets
-        // that have int8 kernels, for the quantized types; prefill never does.
-        const bool int8_activations =
-            n_tokens <= kMaxDecodeTokens && decode_uses_quantized_activations(type);
+        // Quantized types may round the activations to int8 blocks, on the
+        // targets that have int8 kernels.
+        const bool int8_activations = n_tokens <= kMaxDecodeTokens
+                                          ? decode_uses_quantized_activations(type)
+                                          : prefill_uses_quantized_activations(type);
         const std::vector<double>& tolerance = int8_activations ? int8_tolerance : f32_tolerance;
         std::vector<float> first;
         for (ThreadPool* pool : pools) {
@@ -128,11 +133,87 @@ TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
             ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
           }
         }
-      });
+      }, test_util::matmul_targets_for_test());
       if (HasFatalFailure()) return;
     }
   }
 }
+
+// Batch invariance (matmul_internal.h): the outputs of a token computed
+// alone (the decode path) must equal, bit for bit, its outputs inside every
+// batch of 2..70 tokens (decode kernels up to kMaxDecodeTokens, then the
+// prefill kernels with their tiles of up to kMaxTileTokens tokens, token
+// splits over threads, and more tokens than kMaxPanelRows), at any
+// position in the batch and next to any other tokens, with 1 and 2
+// threads, on every SIMD target the matmul kernels are compiled for.
+class MatmulBatchInvarianceTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(MatmulBatchInvarianceTest, ARowAloneEqualsTheSameRowInEveryBatch) {
+  const TensorType type = GetParam();
+  const bool k_quant =
+      type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
+  constexpr int64_t kMaxBatch = 70;
+  constexpr int64_t kPool = 80;  // distinct tokens; batches are windows of them
+  ThreadPool pool1(1), pool2(2);
+  // Row counts: less than one decode group / panel, and several of them
+  // with a partial last one; columns: a partial last chunk of 256 and, for
+  // 32-column blocks, an odd number of blocks.
+  const std::vector<Shape> shapes =
+      k_quant ? std::vector<Shape>{{7, 256}, {67, 512}} : std::vector<Shape>{{7, 96}, {67, 288}};
+  for (const Shape shape : shapes) {
+    const Weights w = make_weights(type, shape, 21);
+    // Activations of varied scale per token, with an outlier per token, so
+    // that the int8 blocks' scales differ from token to token.
+    std::vector<float> x = make_activations(kPool, shape.n_cols, 22);
+    for (int64_t t = 0; t < kPool; ++t) {
+      const float scale = std::ldexp(1.0f, static_cast<int>(t % 7) - 3);
+      for (int64_t c = 0; c < shape.n_cols; ++c) x[t * shape.n_cols + c] *= scale;
+      x[t * shape.n_cols + (t * 13) % shape.n_cols] *= 9.0f;
+    }
+    MatmulScratch scratch(2, kMaxBatch, shape.n_cols);
+    for (const int64_t target : matmul_simd_targets()) {
+      restrict_simd_targets(target);
+      const std::string where = matmul_simd_target_name() + ", rows " +
+                                std::to_string(shape.n_rows) + " cols " +
+                                std::to_string(shape.n_cols);
+      // Each token alone.
+      std::vector<float> alone(static_cast<size_t>(kPool * shape.n_rows));
+      for (int64_t t = 0; t < kPool; ++t) {
+        matmul(w.view, &x[t * shape.n_cols], 1, &alone[t * shape.n_rows], pool1, scratch);
+      }
+      for (int64_t n = 2; n <= kMaxBatch; ++n) {
+        const int64_t first = (n * 5) % (kPool - n + 1);  // window [first, first + n)
+        for (ThreadPool* pool : {&pool1, &pool2}) {
+          // Two threads (panels and token splits over both) for a sample.
+          if (pool == &pool2 && n > 8 && n % 4 != 0) continue;
+          std::vector<float> y(static_cast<size_t>(n * shape.n_rows), NAN);
+          matmul(w.view, &x[first * shape.n_cols], n, y.data(), *pool, scratch);
+          for (int64_t t = 0; t < n; ++t) {
+            for (int64_t r = 0; r < shape.n_rows; ++r) {
+              const float in_batch = y[t * shape.n_rows + r];
+              const float single = alone[(first + t) * shape.n_rows + r];
+              uint32_t a, b;
+              std::memcpy(&a, &in_batch, sizeof a);
+              std::memcpy(&b, &single, sizeof b);
+              ASSERT_EQ(a, b) << where << ": batch of " << n << " (threads " << pool->n_threads()
+                              << "), token " << t << " row " << r << ": " << in_batch
+                              << " in the batch, " << single << " alone";
+            }
+          }
+        }
+      }
+    }
+    restrict_simd_targets(0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulBatchInvarianceTest,
+                         ::testing::Values(TensorType::kF32, TensorType::kF16, TensorType::kBF16,
+                                           TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
+                                           TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K),
+                         [](const auto& info) {
+                           return std::string(tensor_type_name(info.param));
+                         });
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest,
                          ::testing::Values(TensorType::kF32, TensorType::kF16, TensorType::kBF16,

@@ -36,6 +36,7 @@
 #include "gguf/gguf.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
+#include "kernels/simd_target_select.h"
 #include "kv/contiguous_kv_cache.h"
 #include "model/model.h"
 #include "util/tensor_type.h"
@@ -326,9 +327,8 @@ TEST(ReferenceFixtures, CoverArchitectureFeatures) {
 // weights' own quantization error is common to both sides and does not count:
 // what differs is only the engine's arithmetic.
 //
-// * f32 activations (every type in a prefill of more than 4 tokens, f32, f16
-//   and bf16 weights always, quantized weights in decode on targets without
-//   the int8 kernels): f16 and bf16 values, and d * q of q8_0 and q4_0 (an
+// * f32 activations (f32, f16 and bf16 weights always, quantized weights on
+//   targets without the int8 kernels): f16 and bf16 values, and d * q of q8_0 and q4_0 (an
 //   11-bit scale times a code of at most 8 bits), are exact in f32; q4_1 and
 //   the k-quants round d * q + m once or twice (relative 2^-24 of a weight).
 //   The rest is float32 rounding, relative ~2^-24 per operation, over dot
@@ -337,8 +337,9 @@ TEST(ReferenceFixtures, CoverArchitectureFeatures) {
 //   most 2.5e-5 on every fixture and target). The bound 1e-3 leaves room for
 //   other summation orders.
 //
-// * int8 activations (quantized weights in a decode call of 1-4 tokens on the
-//   AVX2/AVX-512 kernels, docs/kernels.md): each matmul input is rounded to
+// * int8 activations (quantized weights on the AVX2/AVX-512 integer kernels,
+//   docs/kernels.md: decode calls of 1-4 tokens, and prefill calls except
+//   q8_0 without AVX-512 VNNI): each matmul input is rounded to
 //   d_b * q, d_b = amax_b / 127 per 32-element block, an error uniform in
 //   +-amax_b / 254, i.e. of RMS amax_b / (254 sqrt(3)). Relative to the
 //   input's RMS that is r = (amax_b / rms) / 440: amax/rms of 32 normal values
@@ -365,8 +366,8 @@ TEST(ReferenceFixtures, CoverArchitectureFeatures) {
 //   matmul) compounds over 15 matmuls to more than the logits' spread and
 //   would detect nothing.
 //
-// On targets without the int8 kernels the decode path keeps f32 activations,
-// and the test holds it to the f32 bound (it runs every compiled target).
+// On targets without the int8 kernels the matmuls keep f32 activations, and
+// the test holds them to the f32 bound (it runs every compiled target).
 struct LogitBound {
   double max_abs = 0;  // any single logit or logsumexp
   double rms = 0;      // RMS over all recorded values of one run
@@ -376,19 +377,21 @@ constexpr LogitBound kInt8ActivationBound = {1.1, 0.2};
 
 // Bound for logits computed by a forward call of n_tokens tokens on the
 // SIMD target in use: the decode kernels (at most kMaxDecodeTokens tokens)
-// round activations to int8 for some types on some targets.
+// and the prefill kernels round activations to int8 for some types on some
+// targets.
 LogitBound logit_bound(TensorType type, size_t n_tokens) {
-  const bool int8_activations = static_cast<int64_t>(n_tokens) <= kernels::kMaxDecodeTokens &&
-                                kernels::decode_uses_quantized_activations(type);
+  const bool int8_activations = static_cast<int64_t>(n_tokens) <= kernels::kMaxDecodeTokens
+                                    ? kernels::decode_uses_quantized_activations(type)
+                                    : kernels::prefill_uses_quantized_activations(type);
   return int8_activations ? kInt8ActivationBound : kF32ActivationBound;
 }
 
-// Every SIMD target the kernels are compiled for and this CPU supports, best
-// first: the kernels of every one (int8 activations on AVX2/AVX-512, f32 on
-// the others) are compared with the reference.
+// Every SIMD target the matmul kernels are compiled for and this CPU
+// supports, best first: the kernels of every one (int8 activations on
+// AVX2/AVX-512, f32 on the others) are compared with the reference.
 using test_util::ScopedSimdTarget;
 std::vector<int64_t> simd_targets() {
-  return test_util::simd_targets_for_test();
+  return test_util::matmul_targets_for_test();
 }
 
 // For the longer greedy runs only two targets: the best one (what the engine
@@ -399,7 +402,8 @@ std::vector<int64_t> greedy_targets(TensorType type) {
   std::vector<int64_t> chosen = {all.front()};
   for (int64_t t : all) {
     ScopedSimdTarget scoped(t);
-    if (!kernels::decode_uses_quantized_activations(type)) {
+    if (!kernels::decode_uses_quantized_activations(type) &&
+        !kernels::prefill_uses_quantized_activations(type)) {
       if (t != chosen.front()) chosen.push_back(t);
       break;
     }

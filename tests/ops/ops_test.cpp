@@ -1,6 +1,7 @@
 #include "kernels/ops.h"
 
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cmath>
 #include <random>
@@ -89,6 +90,31 @@ TEST(SwiGlu, MatchesDefinition) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
   }
+}
+
+// Vector and scalar tail paths, on every SIMD target, over the range a
+// gate takes (and beyond, where exp(-g) overflows): relative error within
+// 8 ulp of silu(g) * u computed in double (Highway's exp is within 1 ulp;
+// the divide, add and multiply add one rounding each), or 1e-36 absolute:
+// below g = -88.7 exp(-g) overflows and the result is 0 instead of at most
+// 1e-36 (g e^g for g < -88.7).
+TEST(SwiGlu, WithinAFewUlpOnEveryTarget) {
+  std::vector<float> g, u;
+  for (float v = -120.0f; v <= 120.0f; v += 0.0137f) {
+    g.push_back(v);
+    u.push_back(1.0f + 0.25f * std::sin(v));
+  }
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    std::vector<float> out(g.size());
+    swiglu(g.data(), u.data(), out.data(), static_cast<int64_t>(g.size()));
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double exact = g[i] / (1.0 + std::exp(-double(g[i]))) * u[i];
+      ASSERT_NEAR(out[i], exact, 8 * 0x1p-24 * std::fabs(exact) + 1e-36)
+          << hwy::TargetName(target) << " g " << g[i];
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(LogSumExp, StableForLargeValues) {
