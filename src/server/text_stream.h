@@ -3,10 +3,11 @@
 //
 // Two things keep text back until more arrives:
 //   - stop sequences: a tail of the text that could be the start of a stop
-//     sequence is held until it either completes one (the text ends before
-//     it, the stop sequence itself is never sent) or cannot any more; so a
-//     stop sequence split across tokens is found, and streamed and
-//     non-streamed outputs are the same text;
+//     sequence is held until it either completes one or cannot any more; so
+//     a stop sequence split across tokens is found, and streamed and
+//     non-streamed outputs are the same text. The text ends as soon as a
+//     stop sequence has appeared, before the earliest one in the text so far
+//     (the stop sequence itself is never sent);
 //   - UTF-8: a character whose bytes come in several tokens (byte-fallback
 //     tokens) is sent whole. Bytes that cannot be valid UTF-8 are sent as
 //     U+FFFD, so every piece of text sent is valid UTF-8.
