@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -39,6 +40,12 @@ ApiError plain_error(int status, std::string message, std::string code) {
   return ApiError{status, std::move(message), "invalid_request_error", "", std::move(code)};
 }
 
+ApiError method_not_allowed(const Request& req, const char* allowed) {
+  return plain_error(405,
+                     fmt::format("{} {} is not allowed; use {}", req.method, req.path, allowed),
+                     "method_not_allowed");
+}
+
 // The method a known path takes, or nullptr for an unknown path.
 const char* allowed_method(const std::string& path) {
   if (path == "/v1/completions" || path == "/v1/chat/completions") return "POST";
@@ -56,6 +63,8 @@ struct HttpServer::Impl {
       : engine(e), options(o), chat_template(std::move(t)) {}
 
   void install_routes();
+  // With an API key: whether the request carries it; if not, answers 401.
+  [[nodiscard]] bool authorized(const Request& req, Response& res) const;
   void handle_generation(Endpoint endpoint, const Request& req, Response& res);
   void stream(std::shared_ptr<GenerationJob> job, ResponseHeader header, bool include_usage,
               int32_t n, Response& res);
@@ -87,25 +96,17 @@ void HttpServer::Impl::install_routes() {
   http.set_write_timeout(options.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
 
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+  // Methods httplib does not route: 405 before the body is read, so the
+  // connection is not reused.
+  http.set_pre_routing_handler([](const Request& req, Response& res) {
     const char* allowed = allowed_method(req.path);
-    const bool head_of_get = req.method == "HEAD" && allowed != nullptr && allowed[0] == 'G';
-    if (allowed != nullptr && req.method != allowed && !head_of_get) {
+    static constexpr std::string_view kRouted[] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                   "PATCH", "DELETE", "OPTIONS"};
+    if (allowed != nullptr &&
+        std::find(std::begin(kRouted), std::end(kRouted), req.method) == std::end(kRouted)) {
       res.set_header("Allow", allowed);
-      res.set_header("Connection", "close");  // a body we do not read may follow
-      send_error(
-          res, plain_error(
-                   405, fmt::format("{} {} is not allowed; use {}", req.method, req.path, allowed),
-                   "method_not_allowed"));
-      return HandlerResponse::Handled;
-    }
-    if (!options.api_key.empty() && req.path.starts_with("/v1/") &&
-        req.get_header_value("Authorization") != "Bearer " + options.api_key) {
       res.set_header("Connection", "close");
-      send_error(res, plain_error(401,
-                                  "missing or wrong API key: send \"Authorization: Bearer KEY\" "
-                                  "with the server's --api-key",
-                                  "invalid_api_key"));
+      send_error(res, method_not_allowed(req, allowed));
       return HandlerResponse::Handled;
     }
     return HandlerResponse::Unhandled;
@@ -135,8 +136,10 @@ void HttpServer::Impl::install_routes() {
       res.set_header("Connection", "close");
     } else {
       e = plain_error(res.status,
-                      fmt::format("the server could not read this {} {} request (status {})",
-                                  req.method, req.path, res.status),
+                      req.path.empty()
+                          ? fmt::format("malformed HTTP request (status {})", res.status)
+                          : fmt::format("the server could not read this {} {} request (status {})",
+                                        req.method, req.path, res.status),
                       "bad_request");
     }
     send_error(res, e);
@@ -162,10 +165,12 @@ void HttpServer::Impl::install_routes() {
     res.set_content(render_metrics(engine.stats(), metrics.snapshot()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/v1/models", [this](const Request&, Response& res) {
+  http.Get("/v1/models", [this](const Request& req, Response& res) {
+    if (!authorized(req, res)) return;
     res.set_content(models_json(model_id, created), "application/json");
   });
   http.Get("/v1/models/(.+)", [this](const Request& req, Response& res) {
+    if (!authorized(req, res)) return;
     if (req.matches[1] != model_id) {
       return send_error(res, ApiError{404,
                                       fmt::format("the model '{}' does not exist; this server "
@@ -180,11 +185,46 @@ void HttpServer::Impl::install_routes() {
                     "application/json");
   });
   http.Post("/v1/completions", [this](const Request& req, Response& res) {
-    handle_generation(Endpoint::kCompletions, req, res);
+    if (authorized(req, res)) handle_generation(Endpoint::kCompletions, req, res);
   });
   http.Post("/v1/chat/completions", [this](const Request& req, Response& res) {
-    handle_generation(Endpoint::kChatCompletions, req, res);
+    if (authorized(req, res)) handle_generation(Endpoint::kChatCompletions, req, res);
   });
+
+  // The other methods on known paths: 405 (after reading any body, so the
+  // connection stays usable).
+  const auto refuse = [](const char* allowed) {
+    return [allowed](const Request& req, Response& res) {
+      res.set_header("Allow", allowed);
+      send_error(res, method_not_allowed(req, allowed));
+    };
+  };
+  for (const char* path : {"/v1/models", "/v1/models/(.+)", "/health", "/metrics"}) {
+    http.Post(path, refuse("GET"));
+    http.Put(path, refuse("GET"));
+    http.Patch(path, refuse("GET"));
+    http.Delete(path, refuse("GET"));
+    http.Options(path, refuse("GET"));
+  }
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    http.Get(path, refuse("POST"));
+    http.Put(path, refuse("POST"));
+    http.Patch(path, refuse("POST"));
+    http.Delete(path, refuse("POST"));
+    http.Options(path, refuse("POST"));
+  }
+}
+
+bool HttpServer::Impl::authorized(const Request& req, Response& res) const {
+  if (options.api_key.empty() ||
+      req.get_header_value("Authorization") == "Bearer " + options.api_key) {
+    return true;
+  }
+  send_error(res, plain_error(401,
+                              "missing or wrong API key: send \"Authorization: Bearer KEY\" with "
+                              "the server's --api-key",
+                              "invalid_api_key"));
+  return false;
 }
 
 void HttpServer::Impl::handle_generation(Endpoint endpoint, const Request& req, Response& res) {
