@@ -45,6 +45,15 @@ struct KvCacheConfig {
   bool prefix_sharing = true;
 };
 
+// Multi-agent relay (docs/relay.md): outputs of requests that name a
+// workflow keep their KV, and later prompts of the workflow that quote them
+// reuse it with a share of the tokens recomputed.
+struct RelayConfig {
+  std::string memory = "256MiB";  // bytes of outputs kept; "0" or "": relay off
+  int32_t min_tokens = 16;        // shortest quoted run reused, >= 4
+  double recompute_ratio = 0.15;  // share of a run's tokens recomputed, [0, 1]
+};
+
 struct EngineOptions {
   std::string model_path;  // GGUF file
   int32_t n_threads = 0;   // 0: all cores
@@ -52,6 +61,7 @@ struct EngineOptions {
   int32_t n_batch = 256;   // tokens per forward step
   int32_t parallel = 4;    // sequences served at once
   KvCacheConfig kv;
+  RelayConfig relay;
 };
 
 struct ModelInfo {

@@ -48,6 +48,11 @@ struct RequestUsage {
   int32_t prompt_tokens = 0;    // the prompt's length
   int32_t reused_tokens = 0;    // prompt tokens whose KV came from the prefix cache
   int32_t computed_tokens = 0;  // prompt (and recomputed) tokens prefilled
+  // Relay (docs/relay.md): prompt tokens whose KV came from an earlier
+  // output of the workflow, and of those the ones recomputed through every
+  // layer (counted in computed_tokens too).
+  int32_t relay_tokens = 0;
+  int32_t relay_recomputed_tokens = 0;
   int32_t generated_tokens = 0;
   int32_t preemptions = 0;
   double queue_seconds = 0;        // submit to admission
@@ -90,14 +95,26 @@ struct CacheStats {
   int64_t prefix_evicted_blocks = 0;
 };
 
+// The relay store: outputs kept with their KV for later agents.
+struct RelayStats {
+  int64_t outputs = 0;  // kept now
+  int64_t bytes = 0;    // kept now
+  int64_t stored = 0;   // outputs ever kept
+  int64_t evicted = 0;  // outputs evicted for room
+  int64_t lookups = 0;  // prompts searched
+  int64_t matches = 0;  // quoted runs found
+};
+
 struct ServingStats {
   int64_t submitted = 0;
   int64_t finished = 0;
   int64_t cancelled = 0;
   int64_t preemptions = 0;
   int64_t steps = 0;
-  int64_t prompt_tokens = 0;    // prompt tokens of admitted requests
-  int64_t reused_tokens = 0;    // of those, taken from the prefix cache
+  int64_t prompt_tokens = 0;  // prompt tokens of admitted requests
+  int64_t reused_tokens = 0;  // of those, taken from the prefix cache
+  int64_t relay_tokens = 0;   // of those, taken from earlier outputs (relay)
+  int64_t relay_recomputed_tokens = 0;
   int64_t computed_tokens = 0;  // tokens prefilled (prompts and recomputation)
   int64_t generated_tokens = 0;
   int32_t waiting = 0;
@@ -105,6 +122,7 @@ struct ServingStats {
   Histogram time_to_first_token;
   Histogram time_per_output_token;
   CacheStats cache;  // as of the end of the last step
+  RelayStats relay;
 };
 
 [[nodiscard]] const char* finish_reason_name(FinishReason reason);

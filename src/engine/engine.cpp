@@ -40,6 +40,20 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& o) {
   if (o.n_ctx < 0 || o.n_threads < 0) {
     return invalid_argument("n_ctx and n_threads must be >= 0");
   }
+  if (o.relay.min_tokens < 4) {
+    return invalid_argument(
+        fmt::format("relay min_tokens must be at least 4, got {}", o.relay.min_tokens));
+  }
+  if (!(o.relay.recompute_ratio >= 0 && o.relay.recompute_ratio <= 1)) {
+    return invalid_argument(
+        fmt::format("relay recompute_ratio must be in [0, 1], got {}", o.relay.recompute_ratio));
+  }
+  size_t relay_bytes = 0;
+  if (!o.relay.memory.empty() && o.relay.memory != "0") {
+    auto parsed = parse_byte_size(o.relay.memory);
+    if (!parsed.ok()) return parsed.status().with_context("relay memory");
+    relay_bytes = *parsed;
+  }
   auto impl = std::make_unique<Impl>();
   ModelOptions mo;
   mo.n_threads = o.n_threads;
@@ -93,6 +107,9 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& o) {
   so.max_running = o.parallel;
   so.max_batch_tokens = o.n_batch;
   so.n_ctx = n_ctx;
+  so.relay_memory_bytes = relay_bytes;
+  so.relay_min_tokens = o.relay.min_tokens;
+  so.relay_recompute_ratio = o.relay.recompute_ratio;
   const tokenizer::Tokenizer* t = impl->tokenizer.get();
   so.is_end_of_generation = [t](int32_t id) { return t->is_end_of_generation(id); };
   impl->scheduler = std::make_unique<Scheduler>(*impl->model, *impl->kv, so);

@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "kv/press/kv_press.h"
 #include "model/model.h"
+#include "util/fp16.h"
 
 namespace kvforge {
 namespace {
@@ -13,6 +15,17 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+RelayStats public_stats(const RelayStoreStats& s) {
+  RelayStats out;
+  out.outputs = s.outputs;
+  out.bytes = s.bytes;
+  out.stored = s.stored;
+  out.evicted = s.evicted;
+  out.lookups = s.lookups;
+  out.matches = s.matches;
+  return out;
 }
 
 }  // namespace
@@ -58,6 +71,10 @@ struct Scheduler::Request {
   int32_t generated = 0;
   int32_t slot = -1;            // SeqId and logits row while running
   bool prompt_pressed = false;  // end_prompt called for the current prefill
+  // Runs of the prompt to take from earlier outputs (relay), in prompt
+  // order; relay_next is the first not yet reached.
+  std::vector<RelayStore::Match> relay;
+  size_t relay_next = 0;
   bool cancelled = false;
   RequestUsage usage;
   Clock::time_point submitted, first_token, last_token;
@@ -74,6 +91,12 @@ Scheduler::Scheduler(Model& model, KvCache& kv, const SchedulerOptions& options)
   slot_used_.assign(static_cast<size_t>(options_.max_running), false);
   logits_.resize(static_cast<size_t>(options_.max_running) * static_cast<size_t>(n_vocab_));
   running_.reserve(static_cast<size_t>(options_.max_running));
+  if (options_.relay_memory_bytes > 0) {
+    RelayStoreOptions ro;
+    ro.max_bytes = options_.relay_memory_bytes;
+    ro.min_tokens = options_.relay_min_tokens;
+    relay_ = std::make_unique<RelayStore>(model.config().n_layers, model.config().kv_dim(), ro);
+  }
 }
 
 Scheduler::~Scheduler() {
@@ -96,6 +119,10 @@ Result<RequestId> Scheduler::submit(RequestParams params, RequestSink sink) {
     }
   }
   KVF_RETURN_IF_ERROR(params.sampling.validate());
+  if (!params.press.empty()) {
+    auto press = make_kv_press(params.press);
+    if (!press.ok()) return press.status();
+  }
   auto r = std::make_unique<Request>();
   r->tokens = params.prompt;
   r->usage.prompt_tokens = static_cast<int32_t>(params.prompt.size());
@@ -152,6 +179,13 @@ void Scheduler::take_incoming() {
 // Reports the end of a request and frees its sequence (full blocks go to the
 // prefix cache). The request is removed by the caller.
 void Scheduler::finish(Request& r, FinishReason reason, Status error) {
+  const bool completed = reason == FinishReason::kEndOfText || reason == FinishReason::kLength ||
+                         reason == FinishReason::kContextFull ||
+                         reason == FinishReason::kStoppedByUser;
+  if (relay_ && !r.params.workflow.empty() && completed) {
+    if (r.slot >= 0) keep_output(r);
+    relay_->tick();
+  }
   if (r.slot >= 0) {
     kv_.release(SeqId{r.slot});
     slot_used_[static_cast<size_t>(r.slot)] = false;
@@ -171,6 +205,72 @@ void Scheduler::finish(Request& r, FinishReason reason, Status error) {
   event.error = std::move(error);
   event.usage = r.usage;
   if (r.sink) r.sink(event);
+}
+
+// The generated tokens the sequence holds, with their KV, go to the relay
+// store for the workflow's later agents.
+void Scheduler::keep_output(const Request& r) {
+  const int32_t first = r.usage.prompt_tokens;
+  const int32_t n = r.computed - first;
+  if (n < relay_->options().min_tokens) return;
+  const ModelConfig& c = model_.config();
+  const size_t per_layer = static_cast<size_t>(n) * static_cast<size_t>(c.kv_dim());
+  std::vector<float> k(per_layer), v(per_layer);
+  std::vector<uint16_t> keys(per_layer * static_cast<size_t>(c.n_layers));
+  std::vector<uint16_t> values(keys.size());
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    // Rows a press dropped or a codec staged out of reach: nothing kept.
+    if (!kv_.export_rows(SeqId{r.slot}, LayerId{l}, first, n, k.data(), v.data())) return;
+    const size_t at = static_cast<size_t>(l) * per_layer;
+    for (size_t i = 0; i < per_layer; ++i) {
+      keys[at + i] = fp32_to_fp16(k[i]);
+      values[at + i] = fp32_to_fp16(v[i]);
+    }
+  }
+  std::vector<int32_t> tokens(r.tokens.begin() + first, r.tokens.begin() + r.computed);
+  relay_->add(r.params.workflow, r.params.agent, first, std::move(tokens), std::move(keys),
+              std::move(values), r.params.next_use_steps);
+}
+
+// Prefill reached a run quoted from an earlier output: append the output's
+// KV re-rotated to the run's positions and recompute a share of it
+// (Model::prefill_reused). A run that cannot be reused (no memory, an output
+// evicted since) is simply prefilled.
+void Scheduler::apply_relay(Request& r) {
+  const ModelConfig& c = model_.config();
+  while (r.relay_next < r.relay.size() && r.relay[r.relay_next].prompt_begin <= r.computed) {
+    const RelayStore::Match m = r.relay[r.relay_next++];
+    if (m.prompt_begin != r.computed) continue;
+    const size_t per_layer = static_cast<size_t>(m.length) * static_cast<size_t>(c.kv_dim());
+    std::vector<float> keys(per_layer * static_cast<size_t>(c.n_layers));
+    std::vector<float> values(keys.size());
+    Model::ReusedSpan span;
+    span.seq = SeqId{r.slot};
+    span.tokens = std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(m.prompt_begin),
+                                                             static_cast<size_t>(m.length));
+    span.recompute_ratio = options_.relay_recompute_ratio;
+    bool loaded = true;
+    for (int32_t l = 0; l < c.n_layers && loaded; ++l) {
+      float* k = keys.data() + static_cast<size_t>(l) * per_layer;
+      float* v = values.data() + static_cast<size_t>(l) * per_layer;
+      const int32_t computed_at = relay_->load(m, l, k, v);
+      loaded = computed_at >= 0;
+      if (loaded) model_.rerotate_keys(k, m.length, m.prompt_begin - computed_at);
+      span.keys.push_back(k);
+      span.values.push_back(v);
+    }
+    if (!loaded) continue;
+    const Result<int32_t> recomputed = model_.prefill_reused(span, kv_);
+    if (!recomputed.ok()) continue;
+    r.computed += m.length;
+    r.usage.relay_tokens += m.length;
+    r.usage.relay_recomputed_tokens += *recomputed;
+    r.usage.computed_tokens += *recomputed;
+    std::lock_guard lock(mutex_);
+    stats_.relay_tokens += m.length;
+    stats_.relay_recomputed_tokens += *recomputed;
+    stats_.computed_tokens += *recomputed;
+  }
 }
 
 // Cancelled requests leave before anything is computed for them.
@@ -201,11 +301,13 @@ bool Scheduler::admit() {
   if (free_slot == slot_used_.end()) return false;
   Request& r = *waiting_.front();
   const SeqId seq{static_cast<int32_t>(free_slot - slot_used_.begin())};
-  if (!kv_.set_salt(seq, r.params.cache_salt).ok()) {
+  Status configured = kv_.set_salt(seq, r.params.cache_salt);
+  if (configured.ok()) configured = kv_.set_press(seq, r.params.press);
+  if (!configured.ok()) {
     auto owned = std::move(waiting_.front());
     waiting_.pop_front();
-    finish(*owned, FinishReason::kError,
-           invalid_argument("cache_salt is not supported by this cache"));
+    kv_.release(seq);  // back to the cache's salt and press
+    finish(*owned, FinishReason::kError, configured);
     return true;
   }
   const int32_t reused = kv_.reuse_prefix(seq, r.tokens);
@@ -221,6 +323,13 @@ bool Scheduler::admit() {
   owned->slot = seq.value;
   owned->computed = reused;
   owned->prompt_pressed = false;
+  owned->relay.clear();
+  owned->relay_next = 0;
+  if (relay_ && !owned->params.workflow.empty() && kv_.can_rewrite_rows()) {
+    // The prompt's last token is always computed: its logits start decoding.
+    owned->relay =
+        relay_->find(owned->params.workflow, owned->tokens, reused, owned->usage.prompt_tokens - 1);
+  }
   kv_.begin_prompt(seq, static_cast<int32_t>(owned->tokens.size()));
   *free_slot = true;
   if (owned->usage.preemptions == 0) {
@@ -254,10 +363,12 @@ bool Scheduler::step() {
   retire_stopped();
   while (admit()) {
   }
+  for (auto& r : running_) apply_relay(*r);
   if (running_.empty()) {
     const CacheStats cache = kv_.cache_stats();
     std::lock_guard lock(mutex_);
     stats_.cache = cache;
+    if (relay_) stats_.relay = public_stats(relay_->stats());
     stats_.waiting = static_cast<int32_t>(waiting_.size());
     stats_.running = 0;
     return false;
@@ -275,7 +386,11 @@ bool Scheduler::step() {
       for (auto& r : running_) {
         const auto remaining = static_cast<int32_t>(r->tokens.size()) - r->computed;
         if ((pass == 0) != (remaining == 1) || budget == 0) continue;
-        const int32_t n = std::min(remaining, budget);
+        int32_t n = std::min(remaining, budget);
+        if (r->relay_next < r->relay.size()) {  // stop where a quoted run starts
+          n = std::min(n, r->relay[r->relay_next].prompt_begin - r->computed);
+          if (n <= 0) continue;
+        }
         ForwardItem item;
         item.seq = SeqId{r->slot};
         item.pos0 = r->computed;
@@ -371,6 +486,7 @@ bool Scheduler::step() {
   const CacheStats cache = kv_.cache_stats();
   std::lock_guard lock(mutex_);
   stats_.cache = cache;
+  if (relay_) stats_.relay = public_stats(relay_->stats());
   ++stats_.steps;
   stats_.computed_tokens += computed;
   stats_.generated_tokens += generated;

@@ -12,6 +12,10 @@
 //   4. runs Model::forward_batch, samples each request's next token and
 //      reports it, and retires finished requests (their blocks go to the
 //      prefix cache).
+// A request of a workflow whose prompt quotes an earlier output of that
+// workflow (relay) gets the output's KV re-rotated into place, with a share
+// of it recomputed, when its prefill reaches the quoted run; its finished
+// output is kept the same way for the agents after it.
 // When the cache runs out of memory mid-step, the most recently admitted
 // running request is preempted: its sequence is released and it goes back to
 // the front of the queue with the tokens it generated so far appended to its
@@ -35,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/relay_store.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "kvforge/generation.h"
@@ -53,6 +58,13 @@ struct SchedulerOptions {
   int32_t admission_reserve_tokens = 64;
   // Tokens of a token-end-of-generation test (the tokenizer's).
   std::function<bool(int32_t)> is_end_of_generation;
+  // Relay (docs/relay.md): outputs of requests that name a workflow keep
+  // their KV, up to this many bytes (0: off), and later prompts of the
+  // workflow reuse it for runs of at least relay_min_tokens tokens,
+  // recomputing relay_recompute_ratio of each run's tokens.
+  size_t relay_memory_bytes = 0;
+  int32_t relay_min_tokens = 16;
+  double relay_recompute_ratio = 0.15;
 };
 class Scheduler {
  public:
@@ -87,6 +99,8 @@ class Scheduler {
   bool admit();
   void preempt(Request& r);
   void retire_stopped();
+  void keep_output(const Request& r);
+  void apply_relay(Request& r);
 
   Model& model_;
   KvCache& kv_;
@@ -107,6 +121,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Request>> running_;  // in admission order
   std::vector<bool> slot_used_;
   std::vector<float> logits_;  // [max_running][n_vocab]
+  std::unique_ptr<RelayStore> relay_;
 };
 
 }  // namespace kvforge

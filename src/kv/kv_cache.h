@@ -89,11 +89,45 @@ class KvCache {
   // is done (prompt compression). end_decode_step: one decode step is done
   // (decode-time presses). A failed press leaves the sequence as it was.
   virtual void begin_prompt(SeqId /*seq*/, int32_t /*prompt_end*/) {}
+  // An empty sequence's own retention press (a --press spec), e.g. a
+  // request's; "" keeps the cache's. Caches without presses accept only "".
+  [[nodiscard]] virtual Status set_press(SeqId /*seq*/, std::string_view spec) {
+    return spec.empty() ? Status() : unsupported("this KV cache does not press sequences");
+  }
   [[nodiscard]] virtual Status end_prompt(SeqId /*seq*/) { return Status(); }
   [[nodiscard]] virtual Status end_decode_step(SeqId /*seq*/) { return Status(); }
   // Bytes the sequence's KV occupies now: its blocks (shared ones in full),
   // pages and full-precision rows.
   [[nodiscard]] virtual size_t sequence_bytes(SeqId /*seq*/) const { return 0; }
+
+  // Reuse with selective recomputation (relay, docs/relay.md). A cache that
+  // can rewrite rows in place (can_rewrite_rows) gives positions it already
+  // holds new keys and values (store_at, k/v: [positions][n_kv_heads][head_dim])
+  // and lets queries at scattered positions attend causally (attend_at,
+  // ascending positions, q/out: [positions][n_heads][head_dim]); the others
+  // must not be asked.
+  [[nodiscard]] virtual bool can_rewrite_rows() const { return false; }
+  virtual void store_at(SeqId /*seq*/, LayerId /*layer*/, std::span<const int32_t> /*positions*/,
+                        const float* /*k*/, const float* /*v*/) {
+    KVF_CHECK(false);
+  }
+  virtual void attend_at(SeqId /*seq*/, LayerId /*layer*/, std::span<const int32_t> /*positions*/,
+                         const float* /*q*/, float /*scale*/, float* /*out*/,
+                         ThreadPool& /*pool*/) {
+    KVF_CHECK(false);
+  }
+  // Keys and values of positions [first, first + n) of one layer as the
+  // cache reads them (decoded; keys still rotated for their positions),
+  // [n][n_kv_heads][head_dim] each. False when the cache does not hold them
+  // as rows (pressed away, or not supported).
+  [[nodiscard]] virtual bool export_rows(SeqId /*seq*/, LayerId /*layer*/, int32_t /*first*/,
+                                         int32_t /*n*/, float* /*k*/, float* /*v*/) const {
+    return false;
+  }
+  // Positions >= pos hold approximate KV (reused, not all recomputed): no
+  // block at or past it is ever offered to a prefix cache. Reset when the
+  // sequence is truncated below pos or released.
+  virtual void mark_approximate(SeqId /*seq*/, int32_t /*pos*/) {}
 
   // Positions the cache could still take, over all sequences, without
   // preempting anyone: free memory plus what the prefix cache could evict,

@@ -28,6 +28,11 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 namespace vec = kernels::HWY_NAMESPACE::vec;
 
+// The position of query `token`: first_pos + token, or as listed.
+HWY_INLINE int32_t query_position(const PagedAttentionArgs& a, int32_t token) {
+  return a.query_positions != nullptr ? a.query_positions[token] : a.first_pos + token;
+}
+
 // One span as one task (a query token and a KV head) reads it: a list of
 // entries, each a key tile and a value tile of up to block_tokens rows, every
 // entry but the last full. The block part's entries are blocks of the
@@ -1307,7 +1312,7 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
   const int32_t kv_head = view.kv_head;
   const int32_t d = a.head_dim;
   const int32_t bt = a.block_tokens;
-  const int32_t query_pos = a.first_pos + token;
+  const int32_t query_pos = query_position(a, token);
   const PagedSide& keys = *view.keys;
   const PagedSide& values = *view.values;
   const int32_t chunk_blocks = std::max(1, std::min(kChunkRows, kChunkFloats / d) / bt);
@@ -1531,7 +1536,7 @@ void attend_group(const PagedAttentionArgs& a, int32_t token, int32_t kv_head, i
   const int32_t group = a.n_heads / a.n_kv_heads;
   const int32_t d = a.head_dim;
   const int32_t bt = a.block_tokens;
-  const int32_t query_pos = a.first_pos + token;
+  const int32_t query_pos = query_position(a, token);
   TaskState st;
   const ScoreCapture* capture = a.capture;
   if (capture != nullptr && query_pos >= capture->first_pos && query_pos < capture->end_pos) {
@@ -1632,11 +1637,22 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool& pool) {
   check_side(a.keys, false);
   check_side(a.values, false);
   check_formats(a.keys, a.values);
-  KVF_CHECK(static_cast<int64_t>(a.block_ids.size()) * a.block_tokens >=
-            static_cast<int64_t>(a.first_pos) + a.n_tokens);
+  // The queries' positions: the last one's block must be in the table.
+  const int64_t last_pos = a.query_positions != nullptr
+                               ? (a.n_tokens > 0 ? a.query_positions[a.n_tokens - 1] : 0)
+                               : static_cast<int64_t>(a.first_pos) + a.n_tokens - 1;
+  KVF_CHECK(static_cast<int64_t>(a.block_ids.size()) * a.block_tokens > last_pos);
+  if (a.query_positions != nullptr) {
+    for (int32_t t = 1; t < a.n_tokens; ++t) {
+      KVF_CHECK(a.query_positions[t - 1] < a.query_positions[t]);
+    }
+    KVF_CHECK(a.n_tokens == 0 ||
+              static_cast<int64_t>(a.first_block) * a.block_tokens <= a.query_positions[0]);
+  }
   // Every query reads its own block: the block part starts at or before it.
   KVF_CHECK(a.first_block >= 0 &&
-            static_cast<int64_t>(a.first_block) * a.block_tokens <= a.first_pos);
+            (a.query_positions != nullptr ||
+             static_cast<int64_t>(a.first_block) * a.block_tokens <= a.first_pos));
   KVF_CHECK((a.head_blocks == nullptr) == (a.head_block_counts == nullptr));
   KVF_CHECK(static_cast<int32_t>(a.pages.size()) <= kPagedMaxPageSpans);
   for (const PagedPages& pages : a.pages) {

@@ -107,6 +107,9 @@ struct PagedAttentionArgs {
   // Retained and demoted rows, read before the block part.
   std::span<const PagedPages> pages;
   const ScoreCapture* capture = nullptr;  // null: no probabilities handed back
+  // Null: query t is at position first_pos + t. Otherwise the queries'
+  // positions, ascending (selective recomputation of scattered tokens).
+  const int32_t* query_positions = nullptr;
 };
 
 // True when query position `query_pos` reads block `block` (absolute index)

@@ -113,27 +113,18 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
                                           options.layer_presses.size(), shape.n_layers));
     }
     std::vector<std::string> layer_presses;
-    for (int32_t l = 0; l < shape.n_layers; ++l) {
-      LayerCodecs& c = cache->layers_[static_cast<size_t>(l)];
-      c.press = options.layer_presses[static_cast<size_t>(l)];
-      layer_presses.push_back(c.press ? c.press->name() : "none");
-      if (!c.press) continue;
-      const std::string demotion = c.press->demotion_codec();
-      if (!demotion.empty()) {
-        KVF_ASSIGN_OR_RETURN(c.demoted_key, make_kv_codec(demotion, KvSide::kKey, params));
-        KVF_ASSIGN_OR_RETURN(c.demoted_value, make_kv_codec(demotion, KvSide::kValue, params));
-        if (c.demoted_key->residual_tokens() > 0 || c.demoted_value->residual_tokens() > 0) {
-          return invalid_argument(fmt::format(
-              "press '{}': the demotion codec '{}' must have no full-precision window (r=0)",
-              c.press->name(), demotion));
-        }
-      }
+    for (const std::shared_ptr<const KvPress>& press : options.layer_presses) {
+      layer_presses.push_back(press ? press->name() : "none");
+      if (press) KVF_RETURN_IF_ERROR(cache->add_demotion_codecs(*press));
     }
-    if (std::any_of(cache->layers_.begin(), cache->layers_.end(),
-                    [](const LayerCodecs& c) { return c.press != nullptr; })) {
+    if (std::any_of(options.layer_presses.begin(), options.layer_presses.end(),
+                    [](const auto& p) { return p != nullptr; })) {
       cache->press_plan_name_ = layer_runs(layer_presses);
+      cache->default_presses_ = options.layer_presses;
     }
   }
+  if (cache->default_presses_.empty())
+    cache->default_presses_.resize(static_cast<size_t>(shape.n_layers));
 
   size_t budget = options.memory_bytes;
   if (budget == 0) {
@@ -162,9 +153,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   if (options.prefix_sharing) {
     cache->index_ = std::make_unique<PrefixIndex>(*cache->pool_);
   }
-  if (cache->press_plan_name_ != "none") {
-    cache->pages_ = std::make_unique<RetainedPageStore>(*cache->pool_);
-  }
+  cache->pages_ = std::make_unique<RetainedPageStore>(*cache->pool_);
   if (options.prefix_sharing && cache->staging_start_residual() > 0) {
     size_t window_bytes = options.staged_window_bytes;
     if (window_bytes == 0) {
@@ -208,25 +197,24 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
       if (cache->layers_[l].key_staged) s.staged_keys[l].reserve(staged_floats);
       if (cache->layers_[l].value_staged) s.staged_values[l].reserve(staged_floats);
     }
-    if (cache->has_presses()) {
-      const auto heads =
-          static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads);
-      s.retained.resize(heads);
-      s.demoted.resize(heads);
-      s.attention.resize(heads);
-      s.captured_queries.resize(static_cast<size_t>(shape.n_layers));
-      // Decode steps that capture attention grow these by a row: reserved
-      // here so that a decode step allocates nothing.
+    const auto heads = static_cast<size_t>(shape.n_layers) * static_cast<size_t>(shape.n_kv_heads);
+    s.retained.resize(heads);
+    s.demoted.resize(heads);
+    s.attention.resize(heads);
+    s.captured_queries.resize(static_cast<size_t>(shape.n_layers));
+    s.presses = cache->default_presses_;
+    // Decode steps that capture attention grow these by a row: reserved
+    // here so that a decode step allocates nothing (set_press reserves them
+    // for a sequence's own presses).
+    if (cache->press_plan_name_ != "none") {
       for (std::vector<float>& rows : s.attention) rows.reserve(static_cast<size_t>(options.n_ctx));
     }
   }
-  if (cache->has_presses()) {
-    const auto spans = static_cast<size_t>(kPagedMaxPageSpans);
-    const auto heads = static_cast<size_t>(shape.n_kv_heads);
-    cache->page_tables_.resize(spans * 2 * heads);
-    cache->page_rows_.resize(spans * heads);
-    cache->page_bias_.resize(spans * heads);
-  }
+  const auto spans = static_cast<size_t>(kPagedMaxPageSpans);
+  const auto kv_heads = static_cast<size_t>(shape.n_kv_heads);
+  cache->page_tables_.resize(spans * 2 * kv_heads);
+  cache->page_rows_.resize(spans * kv_heads);
+  cache->page_bias_.resize(spans * kv_heads);
   return cache;
 }
 
@@ -382,7 +370,7 @@ Status PagedKvCache::begin_append(SeqId seq, int32_t pos0, std::span<const int32
   trim_staging(s, pos0);
   s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
   size_staged_rows(s);
-  if (has_presses()) size_attention(s);
+  size_attention(s);
   return Status();
 }
 
@@ -481,8 +469,9 @@ void PagedKvCache::attend(SeqId seq, LayerId layer, int32_t pos0, int32_t n_toke
     int32_t rows_before[kPagedMaxPageSpans] = {};
     for (int32_t kind = 0; kind < kPagedMaxPageSpans; ++kind) {
       const std::vector<RetainedRows>& lists = kind == 0 ? s.retained : s.demoted;
-      const KvCodec* key_codec = kind == 0 ? c.key.get() : c.demoted_key.get();
-      const KvCodec* value_codec = kind == 0 ? c.value.get() : c.demoted_value.get();
+      const DemotionCodecs* low = demotion_of(s, static_cast<size_t>(layer.value));
+      const KvCodec* key_codec = kind == 0 ? c.key.get() : (low ? low->key.get() : nullptr);
+      const KvCodec* value_codec = kind == 0 ? c.value.get() : (low ? low->value.get() : nullptr);
       if (key_codec == nullptr) continue;
       const auto span = static_cast<size_t>(n_spans);
       const uint8_t* const** key_tables = page_tables_.data() + (span * 2) * heads;
@@ -584,12 +573,13 @@ Status PagedKvCache::truncate(SeqId seq, int32_t n_tokens) {
   }
   s.blocks.resize(keep_blocks);
   s.tokens.resize(static_cast<size_t>(n_tokens));
-  if (n_tokens == 0 && has_presses()) {
+  if (n_tokens <= s.approximate_from) s.approximate_from = INT32_MAX;
+  if (n_tokens == 0) {
     release_retained(s);
     for (std::vector<float>& rows : s.attention) rows.clear();
     s.capture_first = s.capture_end = 0;
   }
-  if (has_presses()) size_attention(s);
+  size_attention(s);
   if (n_tokens == 0 || !needs_staging_) s.staged_begin = n_tokens / block_tokens_ * block_tokens_;
   size_staged_rows(s);
   return Status();
@@ -677,7 +667,9 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
 
 void PagedKvCache::release(SeqId seq) {
   Sequence& s = sequence(seq);
-  const auto full_blocks = static_cast<int32_t>(s.tokens.size()) / block_tokens_;
+  // Blocks with reused, not recomputed KV (relay) are never offered.
+  const int32_t full_blocks =
+      std::min(static_cast<int32_t>(s.tokens.size()), s.approximate_from) / block_tokens_;
   // A pressed sequence offered its full prompt blocks when it was pressed;
   // what it holds now is not a complete chain.
   if (index_ && full_blocks > 0 && s.compressed_end == 0) {
@@ -690,6 +682,7 @@ void PagedKvCache::release(SeqId seq) {
     if (windows_) keep_staged_window(s, chain_hashes);
   }
   KVF_CHECK(truncate(seq, 0).ok());
+  s.presses = default_presses_;
   // The slot may next serve another tenant: back to the cache-wide salt.
   s.cache_namespace = make_cache_namespace(model_fingerprint_, plan_key_, default_salt_);
 }

@@ -100,11 +100,24 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] Status end_decode_step(SeqId seq) override;
   [[nodiscard]] size_t sequence_bytes(SeqId seq) const override;
   [[nodiscard]] int64_t free_capacity_tokens() const override;
+  // Relay (paged_kv_cache_relay.cpp).
+  [[nodiscard]] bool can_rewrite_rows() const override;
+  void store_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* k,
+                const float* v) override;
+  void attend_at(SeqId seq, LayerId layer, std::span<const int32_t> positions, const float* q,
+                 float scale, float* out, ThreadPool& pool) override;
+  [[nodiscard]] bool export_rows(SeqId seq, LayerId layer, int32_t first, int32_t n, float* k,
+                                 float* v) const override;
+  void mark_approximate(SeqId seq, int32_t pos) override;
   [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
   [[nodiscard]] std::string describe() const override;
 
+  // This empty sequence's own presses (a --press spec for every layer; ""
+  // returns it to the cache's plan), e.g. a request's. kInvalidArgument for a
+  // bad spec or a sequence that holds tokens. Reset by release().
+  [[nodiscard]] Status set_press(SeqId seq, std::string_view spec) override;
   // Presses the sequence now (prompt compression), whatever the schedule;
   // what end_prompt does. OK and nothing changes when no layer has a press or
   // no press would drop a row.
@@ -182,7 +195,11 @@ class PagedKvCache final : public KvCache {
   [[nodiscard]] uint8_t* tile(BlockId block, LayerId layer, bool value_side, int32_t kv_head);
   // Retention (paged_kv_cache_press.cpp).
   struct StagedRows;
-  [[nodiscard]] bool has_presses() const { return pages_ != nullptr; }
+  struct DemotionCodecs;
+  [[nodiscard]] const KvPress* press_of(const Sequence& s, size_t layer) const;
+  [[nodiscard]] const DemotionCodecs* demotion_of(const Sequence& s, size_t layer) const;
+  [[nodiscard]] bool has_presses(const Sequence& s) const;
+  [[nodiscard]] Status add_demotion_codecs(const KvPress& press);
   [[nodiscard]] Status run_press(Sequence& s);
   void press_layer(const Sequence& s, LayerId layer, int32_t boundary,
                    std::vector<StagedRows>& retained, std::vector<StagedRows>& demoted) const;
@@ -213,6 +230,8 @@ class PagedKvCache final : public KvCache {
   // Retention: pages of retained rows (null without presses), the kernel's
   // per-head page tables and bias pointers, and the capture buffers.
   std::unique_ptr<RetainedPageStore> pages_;
+  std::vector<std::shared_ptr<const KvPress>> default_presses_;  // per layer
+  std::map<std::string, std::unique_ptr<DemotionCodecs>> demotion_codecs_;
   std::string press_plan_name_ = "none";
   std::vector<const uint8_t* const*> page_tables_;  // attend() scratch: [span][side][head]
   std::vector<int32_t> page_rows_;                  // [span][head]

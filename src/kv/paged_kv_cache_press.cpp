@@ -98,7 +98,7 @@ void PagedKvCache::forget_older_queries(Sequence& s) const {
   if (s.attention.empty()) return;
   const auto heads = static_cast<size_t>(shape_.n_kv_heads);
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const KvPress* press = layers_[l].press.get();
+    const KvPress* press = press_of(s, l);
     if (press == nullptr || !press->needs().newest_query_only) continue;
     for (size_t h = 0; h < heads; ++h) {
       std::vector<float>& rows = s.attention[l * heads + h];
@@ -118,7 +118,7 @@ void PagedKvCache::add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_
       for (size_t r = 0; r < n; ++r) rows[r] += from[r];
     }
   }
-  const KvPress* press = layers_[static_cast<size_t>(layer.value)].press.get();
+  const KvPress* press = press_of(s, static_cast<size_t>(layer.value));
   if (press == nullptr || !press->needs().queries) return;
   // The prompt's captured queries themselves (decode queries are not kept).
   const size_t row = static_cast<size_t>(shape_.n_heads) * static_cast<size_t>(shape_.head_dim);
@@ -131,13 +131,13 @@ void PagedKvCache::add_captured(Sequence& s, LayerId layer, int32_t pos0, int32_
 }
 
 void PagedKvCache::begin_prompt(SeqId seq, int32_t prompt_end) {
-  if (!has_presses() || !check_sequence(seq).ok()) return;
+  if (!check_sequence(seq).ok()) return;
   Sequence& s = sequence(seq);
   int32_t window = 0;
   bool decode = false;
-  for (const LayerCodecs& c : layers_) {
-    if (!c.press) continue;
-    const PressNeeds needs = c.press->needs();
+  for (const auto& press : s.presses) {
+    if (!press) continue;
+    const PressNeeds needs = press->needs();
     if (needs.prompt_queries < 0) window = std::numeric_limits<int32_t>::max();
     window = std::max(window, needs.prompt_queries);
     decode = decode || needs.decode_queries;
@@ -158,8 +158,8 @@ void PagedKvCache::begin_prompt(SeqId seq, int32_t prompt_end) {
 
 Status PagedKvCache::end_prompt(SeqId seq) {
   KVF_RETURN_IF_ERROR(check_sequence(seq));
-  if (!has_presses()) return Status();
   Sequence& s = sequence(seq);
+  if (!has_presses(s)) return Status();
   const Status pressed = run_press(s);
   // Only decode queries are captured from now on (if the presses want them).
   if (s.capture_end != std::numeric_limits<int32_t>::max()) {
@@ -174,12 +174,12 @@ Status PagedKvCache::end_prompt(SeqId seq) {
 
 Status PagedKvCache::end_decode_step(SeqId seq) {
   KVF_RETURN_IF_ERROR(check_sequence(seq));
-  if (!has_presses()) return Status();
   Sequence& s = sequence(seq);
+  if (!has_presses(s)) return Status();
   ++s.decode_steps;
   bool due = false;
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const KvPress* press = layers_[l].press.get();
+    const KvPress* press = press_of(s, l);
     if (press == nullptr) continue;
     const PressBudget& b = press->budget();
     if (b.every > 0 && s.decode_steps % b.every == 0) due = true;
@@ -200,8 +200,61 @@ Status PagedKvCache::end_decode_step(SeqId seq) {
 
 Status PagedKvCache::press(SeqId seq) {
   KVF_RETURN_IF_ERROR(check_sequence(seq));
-  if (!has_presses()) return Status();
+  if (!has_presses(sequence(seq))) return Status();
   return run_press(sequence(seq));
+}
+
+const KvPress* PagedKvCache::press_of(const Sequence& s, size_t layer) const {
+  return s.presses[layer].get();
+}
+
+bool PagedKvCache::has_presses(const Sequence& s) const {
+  return std::any_of(s.presses.begin(), s.presses.end(),
+                     [](const auto& p) { return p != nullptr; });
+}
+
+const PagedKvCache::DemotionCodecs* PagedKvCache::demotion_of(const Sequence& s,
+                                                              size_t layer) const {
+  const KvPress* press = press_of(s, layer);
+  if (press == nullptr) return nullptr;
+  const std::string name = press->demotion_codec();
+  if (name.empty()) return nullptr;
+  return demotion_codecs_.at(name).get();
+}
+
+Status PagedKvCache::add_demotion_codecs(const KvPress& press) {
+  const std::string name = press.demotion_codec();
+  if (name.empty() || demotion_codecs_.contains(name)) return Status();
+  const KvCodecParams params{block_tokens_, shape_.head_dim};
+  auto codecs = std::make_unique<DemotionCodecs>();
+  KVF_ASSIGN_OR_RETURN(codecs->key, make_kv_codec(name, KvSide::kKey, params));
+  KVF_ASSIGN_OR_RETURN(codecs->value, make_kv_codec(name, KvSide::kValue, params));
+  if (!codecs->key->token_granular() || codecs->key->residual_tokens() > 0 ||
+      codecs->value->residual_tokens() > 0) {
+    return invalid_argument(fmt::format(
+        "press '{}': the demotion codec '{}' must encode rows one by one, with no full-precision "
+        "window",
+        press.name(), name));
+  }
+  demotion_codecs_.emplace(name, std::move(codecs));
+  return Status();
+}
+
+Status PagedKvCache::set_press(SeqId seq, std::string_view spec) {
+  KVF_RETURN_IF_ERROR(check_sequence(seq));
+  Sequence& s = sequence(seq);
+  if (!s.tokens.empty()) return invalid_argument("set_press: the sequence is not empty");
+  if (spec.empty()) {
+    s.presses = default_presses_;
+    return Status();
+  }
+  KVF_ASSIGN_OR_RETURN(auto plan, plan_kv_presses(spec, "", shape_.n_layers));
+  for (const auto& press : plan) {
+    if (press) KVF_RETURN_IF_ERROR(add_demotion_codecs(*press));
+  }
+  s.presses = std::move(plan);
+  for (std::vector<float>& rows : s.attention) rows.reserve(static_cast<size_t>(n_ctx_));
+  return Status();
 }
 
 int32_t PagedKvCache::compressed_end(SeqId seq) const {
@@ -243,9 +296,9 @@ size_t PagedKvCache::sequence_bytes(SeqId seq) const {
     const LayerCodecs& c = layers_[i / heads];
     bytes += s.retained[i].key_pages.size() * c.key_tile_bytes +
              s.retained[i].value_pages.size() * c.value_tile_bytes;
-    if (c.demoted_key) {
-      bytes += s.demoted[i].key_pages.size() * c.demoted_key->tile_bytes() +
-               s.demoted[i].value_pages.size() * c.demoted_value->tile_bytes();
+    if (const DemotionCodecs* low = demotion_of(s, i / heads)) {
+      bytes += s.demoted[i].key_pages.size() * low->key->tile_bytes() +
+               s.demoted[i].value_pages.size() * low->value->tile_bytes();
     }
   }
   return bytes;
@@ -271,8 +324,10 @@ void PagedKvCache::read_rows(SeqId seq, LayerId layer, int32_t kv_head,
                      static_cast<size_t>(kv_head);
     for (int32_t kind = 0; kind < 2; ++kind) {
       const RetainedRows& r = kind == 0 ? s.retained[i] : s.demoted[i];
-      const KvCodec* kc = kind == 0 ? c.key.get() : c.demoted_key.get();
-      const KvCodec* vc = kind == 0 ? c.value.get() : c.demoted_value.get();
+      const DemotionCodecs* low = demotion_of(s, static_cast<size_t>(layer.value));
+      if (kind == 1 && low == nullptr) continue;
+      const KvCodec* kc = kind == 0 ? c.key.get() : low->key.get();
+      const KvCodec* vc = kind == 0 ? c.value.get() : low->value.get();
       for (size_t p = 0; p < r.key_tiles.size(); ++p) {
         const int32_t n = std::min(bt, r.size() - static_cast<int32_t>(p) * bt);
         append(*kc, r.key_tiles[p], n, keys);
@@ -372,7 +427,8 @@ void PagedKvCache::press_layer(const Sequence& s, LayerId layer, int32_t boundar
   const auto uheads = static_cast<size_t>(heads);
   const auto held = static_cast<int32_t>(s.tokens.size());
   const LayerCodecs& c = layers_[static_cast<size_t>(layer.value)];
-  const KvPress* press = c.press.get();
+  const KvPress* press = press_of(s, static_cast<size_t>(layer.value));
+  const DemotionCodecs* low_codecs = demotion_of(s, static_cast<size_t>(layer.value));
   const bool have_attention = !s.attention.empty() && !s.attention[0].empty();
   const int32_t sinks = press ? press->budget().sinks : 0;
 
@@ -541,8 +597,8 @@ void PagedKvCache::press_layer(const Sequence& s, LayerId layer, int32_t boundar
       std::vector<float> dk, dv;
       for (size_t p = 0; p < old_low.key_tiles.size(); ++p) {
         const int32_t n = std::min(bt, old_low.size() - static_cast<int32_t>(p) * bt);
-        append_decoded(*c.demoted_key, old_low.key_tiles[p], n, dk);
-        append_decoded(*c.demoted_value, old_low.value_tiles[p], n, dv);
+        append_decoded(*low_codecs->key, old_low.key_tiles[p], n, dk);
+        append_decoded(*low_codecs->value, old_low.value_tiles[p], n, dv);
       }
       const int32_t row0 = s.retained[i].size();
       for (int32_t r = 0; r < old_low.size(); ++r) {
@@ -552,15 +608,15 @@ void PagedKvCache::press_layer(const Sequence& s, LayerId layer, int32_t boundar
                 d);
       }
     }
-    KVF_CHECK(choice.demote.empty() || c.demoted_key != nullptr);
+    KVF_CHECK(choice.demote.empty() || low_codecs != nullptr);
     if (!choice.demote.empty()) {
       NewRows fresh;
       for (int32_t r : choice.demote) {
         claim(r);
         add(fresh, f + r);
       }
-      convert_space(*c.key, c.demoted_key->rotated(), fresh.keys);
-      convert_space(*c.value, c.demoted_value->rotated(), fresh.values);
+      convert_space(*c.key, low_codecs->key->rotated(), fresh.keys);
+      convert_space(*c.value, low_codecs->value->rotated(), fresh.values);
       for (size_t r = 0; r < fresh.positions.size(); ++r) {
         low.add(fresh.positions[r], fresh.counts[r], fresh.attention[r], fresh.keys.data() + r * ud,
                 fresh.values.data() + r * ud, d);
@@ -578,7 +634,7 @@ void PagedKvCache::press_layer(const Sequence& s, LayerId layer, int32_t boundar
     };
     stage(*c.key, *c.value, kept, retained[i]);
     retained[i].old_rows = s.retained[i].size() + s.demoted[i].size();
-    if (!low.positions.empty()) stage(*c.demoted_key, *c.demoted_value, low, demoted[i]);
+    if (!low.positions.empty()) stage(*low_codecs->key, *low_codecs->value, low, demoted[i]);
   }
 }
 
@@ -641,8 +697,8 @@ Status PagedKvCache::run_press(Sequence& s) {
   // and every block before it is read encoded by all later queries (KIVI's
   // residual window).
   int32_t window = 0;
-  for (const LayerCodecs& c : layers_) {
-    if (c.press) window = std::max(window, c.press->budget().window);
+  for (const auto& press : s.presses) {
+    if (press) window = std::max(window, press->budget().window);
   }
   const int32_t limit = std::min(held - window, held + 1 - staging_start_residual());
   const int32_t boundary = limit <= 0 ? 0 : limit / bt * bt;
@@ -654,7 +710,7 @@ Status PagedKvCache::run_press(Sequence& s) {
   // budget, which is the budget of full-precision rows.
   bool acts = false;
   for (size_t l = 0; l < layers_.size() && !acts; ++l) {
-    const KvPress* press = layers_[l].press.get();
+    const KvPress* press = press_of(s, l);
     if (press == nullptr) continue;
     const int32_t keep = press->budget().rows_for(held);
     for (size_t h = 0; h < heads && !acts; ++h) {
@@ -688,11 +744,14 @@ Status PagedKvCache::run_press(Sequence& s) {
   // cache, where later prompts find it in full form, when the pool has room
   // for the pages besides it (cached blocks are evicted when the pool runs
   // short, least recently used first).
-  if (s.compressed_end == 0 && index_ && pool_->n_free() + evictable >= needed) {
+  const int32_t exact_blocks = std::min(end_pressed, s.approximate_from / bt);
+  if (s.compressed_end == 0 && index_ && exact_blocks > 0 &&
+      pool_->n_free() + evictable >= needed) {
     std::vector<BlockHash> chain_hashes;
     index_->insert(s.cache_namespace,
-                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(boundary)),
-                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(end_pressed)),
+                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(exact_blocks) *
+                                                            static_cast<size_t>(bt)),
+                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(exact_blocks)),
                    windows_ ? &chain_hashes : nullptr);
     if (windows_) keep_staged_window(s, chain_hashes);
   }

@@ -21,11 +21,13 @@ struct PagedKvCache::LayerCodecs {
   size_t value_tile_bytes = 0;
   bool key_staged = false;
   bool value_staged = false;
-  // Retention: the layer's press (null: keeps every row) and the codecs of
-  // rows it demotes (MiKV), if it does.
-  std::shared_ptr<const KvPress> press;
-  std::unique_ptr<KvCodec> demoted_key;
-  std::unique_ptr<KvCodec> demoted_value;
+};
+
+// The codecs of rows a press demotes (MiKV), one pair per codec name: the
+// codec parameters (block size, head_dim) are the same for every layer.
+struct PagedKvCache::DemotionCodecs {
+  std::unique_ptr<KvCodec> key;
+  std::unique_ptr<KvCodec> value;
 };
 
 // The rows of one (layer, KV head) that a press kept (or demoted), in pages
@@ -69,6 +71,12 @@ struct PagedKvCache::Sequence {
   // boundary) live only in the retained and demoted rows; the block table's
   // entries before compressed_end / B are kInvalidBlock.
   int32_t compressed_end = 0;
+  // Positions from here on hold reused KV that was not all recomputed
+  // (relay): never offered to the prefix cache. INT32_MAX: all exact.
+  int32_t approximate_from = INT32_MAX;
+  // Each layer's press (null: keeps every row): the cache's plan, or the
+  // sequence's own (set_press).
+  std::vector<std::shared_ptr<const KvPress>> presses;
   std::vector<RetainedRows> retained;  // [layer * n_kv_heads + head]; empty until pressed
   std::vector<RetainedRows> demoted;   // likewise
   // Captured attention: query positions [capture_first, capture_end) add

@@ -256,10 +256,8 @@ void Model::forward_rows(const BatchRows& batch, KvCache& kv) {
   }
 }
 
-void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch,
-                            KvCache& kv) {
+void Model::project_qkv(const LayerWeights& l, int32_t n) {
   const ModelConfig& c = config_;
-  const int32_t n = batch.n_rows;
   for (int32_t t = 0; t < n; ++t) {
     const size_t off = static_cast<size_t>(t) * c.n_embd;
     kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
@@ -289,6 +287,13 @@ void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRow
     kernels::rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
     kernels::rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
   }
+}
+
+void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch,
+                            KvCache& kv) {
+  const ModelConfig& c = config_;
+  const int32_t n = batch.n_rows;
+  project_qkv(l, n);
   // Attention per sequence, over its own KV.
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   for (size_t i = 0; i < batch.items.size(); ++i) {
@@ -302,6 +307,135 @@ void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRow
   }
   matmul(l.wo, attn_.data(), n, h_.data());
   kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+}
+
+void Model::layer_at(const LayerWeights& l, LayerId layer, SeqId seq,
+                     std::span<const int32_t> positions, KvCache& kv) {
+  const ModelConfig& c = config_;
+  const auto n = static_cast<int32_t>(positions.size());
+  project_qkv(l, n);
+  kv.store_at(seq, layer, positions, k_.data(), v_.data());
+  kv.attend_at(seq, layer, positions, q_.data(), 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+               attn_.data(), *pool_);
+  matmul(l.wo, attn_.data(), n, h_.data());
+  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+  feed_forward_block(l, n);
+}
+
+void Model::rerotate_keys(float* keys, int32_t n, int32_t delta) const {
+  const ModelConfig& c = config_;
+  std::vector<float> cs(static_cast<size_t>(c.rope_dim));
+  kernels::rope_cos_sin(delta, inv_freq_.data(), c.rope_dim / 2, cs.data());
+  for (int32_t t = 0; t < n; ++t) {
+    kernels::rope_apply(keys + static_cast<size_t>(t) * c.kv_dim(), c.n_kv_heads, c.head_dim,
+                        c.rope_dim, c.arch->rope_layout, cs.data());
+  }
+}
+
+Result<int32_t> Model::prefill_reused(const ReusedSpan& span, KvCache& kv) {
+  const ModelConfig& c = config_;
+  const auto n_total = static_cast<int32_t>(span.tokens.size());
+  if (n_total == 0) return 0;
+  if (!kv.can_rewrite_rows()) {
+    return unsupported("reusing KV needs a cache whose codecs rewrite rows one by one");
+  }
+  if (static_cast<int32_t>(span.keys.size()) != c.n_layers ||
+      static_cast<int32_t>(span.values.size()) != c.n_layers || c.n_layers < 2) {
+    return invalid_argument("prefill_reused: keys and values for every layer are needed");
+  }
+  if (!(span.recompute_ratio >= 0 && span.recompute_ratio <= 1)) {
+    return invalid_argument("prefill_reused: recompute_ratio must be in [0, 1]");
+  }
+  for (int32_t id : span.tokens) {
+    if (id < 0 || id >= c.n_vocab) {
+      return invalid_argument(
+          fmt::format("token id {} is outside the vocabulary [0, {})", id, c.n_vocab));
+    }
+  }
+  const int32_t pos0 = kv.n_tokens(span.seq);
+  const size_t kv_row = static_cast<size_t>(c.kv_dim());
+  // 1. The reused rows, as they are, at every layer.
+  KVF_RETURN_IF_ERROR(kv.begin_append(span.seq, pos0, span.tokens));
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    kv.store(span.seq, LayerId{l}, pos0, n_total, span.keys[static_cast<size_t>(l)],
+             span.values[static_cast<size_t>(l)]);
+  }
+  kv.mark_approximate(span.seq, pos0);
+
+  int32_t recomputed = 0;
+  const int32_t b = options_.max_batch;
+  for (int32_t start = 0; start < n_total; start += b) {
+    const int32_t n = std::min(b, n_total - start);
+    const int32_t first = pos0 + start;
+    // 2. Layer 0 of every token: exact (its KV depends on the token alone,
+    // the reused KV of earlier tokens at layer 0 is exact too).
+    ForwardItem item;
+    item.seq = span.seq;
+    item.pos0 = first;
+    item.tokens = span.tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(n));
+    item.which = LogitsFor::kNone;
+    const int32_t row0[1] = {0};
+    BatchRows rows;
+    rows.items = std::span<const ForwardItem>(&item, 1);
+    rows.row0 = row0;
+    rows.n_rows = n;
+    const kernels::MatrixView& embd = weights_.token_embd;
+    for (int32_t t = 0; t < n; ++t) {
+      const auto* w = static_cast<const uint8_t*>(embd.data) +
+                      static_cast<size_t>(item.tokens[static_cast<size_t>(t)]) * embd.row_bytes;
+      kernels::dequantize_row(embd.type, w, x_.data() + static_cast<size_t>(t) * c.n_embd,
+                              c.n_embd);
+      kernels::rope_cos_sin(first + t, inv_freq_.data(), c.rope_dim / 2,
+                            cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim);
+    }
+    const LayerWeights& l0 = weights_.layers[0];
+    attention_block(l0, LayerId{0}, rows, kv);
+    feed_forward_block(l0, n);
+
+    // 3. Layer 1's KV of every token, exact (it depends on layer 0's output
+    // only); how far the reused one is from it ranks the tokens.
+    const LayerWeights& l1 = weights_.layers[1];
+    project_qkv(l1, n);
+    kv.store(span.seq, LayerId{1}, first, n, k_.data(), v_.data());
+    std::vector<std::pair<double, int32_t>> deviation(static_cast<size_t>(n));
+    const float* reused_k = span.keys[1] + static_cast<size_t>(start) * kv_row;
+    const float* reused_v = span.values[1] + static_cast<size_t>(start) * kv_row;
+    for (int32_t t = 0; t < n; ++t) {
+      double diff = 0;
+      double norm = 0;
+      for (size_t e = 0; e < kv_row; ++e) {
+        const size_t at = static_cast<size_t>(t) * kv_row + e;
+        const double dk = double(k_[at]) - reused_k[at];
+        const double dv = double(v_[at]) - reused_v[at];
+        diff += dk * dk + dv * dv;
+        norm += double(k_[at]) * k_[at] + double(v_[at]) * v_[at];
+      }
+      deviation[static_cast<size_t>(t)] = {norm > 0 ? diff / norm : diff, t};
+    }
+    // 4. The most deviating tokens through the later layers (ties: earlier).
+    const auto k = static_cast<int32_t>(std::ceil(span.recompute_ratio * n));
+    std::stable_sort(deviation.begin(), deviation.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<int32_t> chosen;
+    for (int32_t i = 0; i < k; ++i) chosen.push_back(deviation[static_cast<size_t>(i)].second);
+    std::sort(chosen.begin(), chosen.end());
+    if (chosen.empty()) continue;
+    positions_.clear();
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      const int32_t t = chosen[i];
+      // Rows move forward only (chosen is ascending), so in place is safe.
+      std::copy_n(x_.data() + static_cast<size_t>(t) * c.n_embd, c.n_embd,
+                  x_.data() + i * static_cast<size_t>(c.n_embd));
+      std::copy_n(cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim, c.rope_dim,
+                  cos_sin_.data() + i * static_cast<size_t>(c.rope_dim));
+      positions_.push_back(first + t);
+    }
+    for (int32_t l = 1; l < c.n_layers; ++l) {
+      layer_at(weights_.layers[static_cast<size_t>(l)], LayerId{l}, span.seq, positions_, kv);
+    }
+    recomputed += static_cast<int32_t>(chosen.size());
+  }
+  return recomputed;
 }
 
 void Model::feed_forward_block(const LayerWeights& l, int32_t n) {

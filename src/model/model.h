@@ -97,6 +97,30 @@ class Model {
   // cannot hold some item; the message names the item.
   [[nodiscard]] Status forward_batch(std::span<const ForwardItem> items, KvCache& kv);
 
+  // Reuse of keys and values computed in another context (relay,
+  // docs/relay.md). Keys of this model that RoPE rotated for positions p
+  // become the keys for positions p + delta (rotations by the same
+  // frequencies compose): keys [n][n_kv_heads][head_dim], in place.
+  void rerotate_keys(float* keys, int32_t n, int32_t delta) const;
+
+  // Appends `tokens` to the sequence with the given keys and values (per
+  // layer, already rotated for their new positions) instead of computing
+  // them, then recomputes what the new context changes most: layer 0 of
+  // every token (its KV depends on the token alone), the layer-1 KV of every
+  // token (it depends only on layer 0's exact output), and the tokens whose
+  // layer-1 KV deviates most from the reused one, a recompute_ratio share of
+  // them, through all later layers (CacheBlend-style selection). Needs a
+  // cache that can rewrite rows (KvCache::can_rewrite_rows); marks the
+  // sequence approximate from the span on. Returns the recomputed count.
+  struct ReusedSpan {
+    SeqId seq;
+    std::span<const int32_t> tokens;
+    std::vector<const float*> keys;    // per layer: [n][n_kv_heads][head_dim]
+    std::vector<const float*> values;  // per layer
+    double recompute_ratio = 0.15;
+  };
+  [[nodiscard]] Result<int32_t> prefill_reused(const ReusedSpan& span, KvCache& kv);
+
  private:
   Model() = default;
   // The rows of the batch being computed: item i's tokens are rows
@@ -110,6 +134,13 @@ class Model {
   void forward_rows(const BatchRows& batch, KvCache& kv);
   void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
   void feed_forward_block(const LayerWeights& l, int32_t n);
+  // q, k, v of the n rows of x_ (RoPE by cos_sin_ rows), the first part of
+  // attention_block.
+  void project_qkv(const LayerWeights& l, int32_t n);
+  // Rows of x_ at scattered positions of one sequence through one layer.
+  void layer_at(const LayerWeights& l, LayerId layer, SeqId seq, std::span<const int32_t> positions,
+                KvCache& kv);
+  std::vector<int32_t> positions_;  // prefill_reused: the recomputed rows' positions
   void output_logits(int32_t first_row, int32_t n, float* logits);
   void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
 

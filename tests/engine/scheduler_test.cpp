@@ -13,6 +13,7 @@
 #include "engine/scheduler.h"
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_kv_cache.h"
+#include "kv/press/kv_press.h"
 #include "model/model.h"
 
 namespace kvforge {
@@ -33,8 +34,11 @@ Model& sched_model() {
 }
 
 std::unique_ptr<PagedKvCache> sched_cache(int32_t n_seq, size_t memory = 0,
-                                          const std::string& codec = "f16") {
+                                          const std::string& codec = "f16",
+                                          const std::string& press = "") {
   PagedKvCacheOptions o;
+  if (!press.empty())
+    o.layer_presses = *plan_kv_presses(press, "", sched_model().config().n_layers);
   o.layer_codecs = *plan_kv_codecs(codec, "", sched_model().config().n_layers);
   o.block_tokens = 16;
   o.n_ctx = kCtx;
@@ -60,8 +64,8 @@ SamplingParams greedy() {
 
 // What one request generates alone, through generate() on a fresh cache.
 std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int32_t max_tokens,
-                           const std::string& codec = "f16") {
-  auto kv = sched_cache(1, 0, codec);
+                           const std::string& codec = "f16", const std::string& press = "") {
+  auto kv = sched_cache(1, 0, codec, press);
   Sampler sampler(greedy(), sched_model().config().n_vocab);
   GenerationOptions o;
   o.n_predict = max_tokens;
@@ -166,6 +170,26 @@ TEST(SchedulerTest, PreemptionUnderASmallBudgetDelaysButDoesNotChangeRequests) {
     EXPECT_EQ(c.final_events[id].finish, FinishReason::kLength);
   }
   EXPECT_EQ(kv->pool().n_free() + kv->prefix_stats().cached_blocks, kv->pool().n_blocks());
+}
+
+TEST(SchedulerTest, APerRequestPressAppliesToItsSequenceOnly) {
+  const std::string press = "h2o:tokens=64:window=16:every=16";
+  auto kv = sched_cache(2);
+  Scheduler s(sched_model(), *kv, options(2));
+  Collected c;
+  const std::vector<int32_t> prompt = prompt_of(150, 3);
+  RequestParams pressed = request(prompt, 40);
+  pressed.press = press;
+  const RequestId a = *s.submit(pressed, collect_into(c));
+  const RequestId b = *s.submit(request(prompt, 40), collect_into(c));
+  RequestParams bad = request(prompt, 4);
+  bad.press = "h9o:ratio=0.5";
+  EXPECT_EQ(s.submit(bad, nullptr).status().code(), StatusCode::kInvalidArgument);
+  run_until_idle(s);
+  EXPECT_EQ(c.tokens[a], alone(prompt, 40, "f16", press));
+  EXPECT_EQ(c.tokens[b], alone(prompt, 40));
+  EXPECT_NE(c.tokens[a], c.tokens[b]);  // the press changed something
+  kv->check_invariants();
 }
 
 TEST(SchedulerTest, CancelAndStoppingFreeTheSequence) {
