@@ -37,6 +37,18 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
                  "Per-layer presses overriding --press, e.g. \"0-1:none,2-:h2o:tokens=256\"");
   app.add_flag("--no-prefix-sharing{false}", o.kv.prefix_sharing,
                "Do not share KV between requests with the same prompt prefix");
+  app.add_option("--relay-mem", o.relay.memory,
+                 "Memory for workflow outputs kept with their KV for later agents (relay); "
+                 "0: relay off")
+      ->capture_default_str();
+  app.add_option("--relay-min-tokens", o.relay.min_tokens,
+                 "Shortest quoted run of an earlier output that relay reuses")
+      ->check(CLI::Range(4, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--relay-recompute", o.relay.recompute_ratio,
+                 "Share of a reused run's tokens recomputed through every layer")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
 }
 
 }  // namespace kvforge::cli

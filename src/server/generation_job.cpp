@@ -137,6 +137,8 @@ UsageReport GenerationJob::usage() const {
     u.completion_tokens += c.usage.generated_tokens;
     u.reused_prompt_tokens += c.usage.reused_tokens;
     u.computed_prompt_tokens += c.usage.computed_tokens;
+    u.relay_prompt_tokens += c.usage.relay_tokens;
+    u.relay_recomputed_tokens += c.usage.relay_recomputed_tokens;
     u.preemptions += c.usage.preemptions;
   }
   return u;

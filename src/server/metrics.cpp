@@ -87,6 +87,17 @@ std::string render_metrics(const ServingStats& s, const ServerCounters& server) 
   single(out, "kvforge_prompt_tokens_computed_total", "counter",
          "Tokens prefilled: prompts and recomputation after preemption",
          int64_t{s.computed_tokens});
+  single(out, "kvforge_prompt_tokens_relayed_total", "counter",
+         "Prompt tokens whose KV came from an earlier output of their workflow (relay)",
+         int64_t{s.relay_tokens});
+  single(out, "kvforge_prompt_tokens_relay_recomputed_total", "counter",
+         "Of the relayed prompt tokens, those recomputed through every layer",
+         int64_t{s.relay_recomputed_tokens});
+  single(out, "kvforge_relay_outputs", "gauge", "Workflow outputs kept with their KV for relay",
+         int64_t{s.relay.outputs});
+  single(out, "kvforge_relay_bytes", "gauge", "Bytes of KV kept for relay", int64_t{s.relay.bytes});
+  single(out, "kvforge_relay_evicted_outputs_total", "counter",
+         "Workflow outputs evicted from the relay store for room", int64_t{s.relay.evicted});
   single(out, "kvforge_generation_tokens_total", "counter", "Tokens generated",
          int64_t{s.generated_tokens});
   histogram(out, "kvforge_time_to_first_token_seconds", "Seconds from submission to first token",

@@ -34,6 +34,8 @@ Json usage(const UsageReport& u) {
   Json ext;
   ext["reused_prompt_tokens"] = u.reused_prompt_tokens;
   ext["computed_prompt_tokens"] = u.computed_prompt_tokens;
+  ext["relay_prompt_tokens"] = u.relay_prompt_tokens;
+  ext["relay_recomputed_tokens"] = u.relay_recomputed_tokens;
   ext["preemptions"] = u.preemptions;
   j["kvforge"] = std::move(ext);
   return j;

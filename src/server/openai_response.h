@@ -40,6 +40,10 @@ struct UsageReport {
   int32_t reused_prompt_tokens = 0;    // over all choices: taken from the prefix cache
   int32_t computed_prompt_tokens = 0;  // over all choices: prefilled
   int32_t preemptions = 0;
+  // Over all choices, relay (multi-agent reuse): prompt tokens whose KV came
+  // from an earlier output of the workflow, and of those the recomputed ones.
+  int32_t relay_prompt_tokens = 0;
+  int32_t relay_recomputed_tokens = 0;
 };
 
 struct ChoiceReport {

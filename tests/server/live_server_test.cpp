@@ -684,6 +684,72 @@ TEST_F(LiveServerTest, CacheSaltSeparatesPrefixReuse) {
   expect_all_blocks_back();
 }
 
+TEST_F(LiveServerTest, WorkflowOutputsAreKeptAndRelayIsReported) {
+  // Agent A's greedy output, as token ids (the engine driven directly).
+  const std::vector<int32_t> a_prompt = engine_->tokenize("Once upon a time", true, false);
+  std::vector<int32_t> a_output;
+  {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    RequestParams p;
+    p.prompt = a_prompt;
+    p.max_tokens = 40;
+    p.stop_at_end_of_generation = false;
+    p.sampling.temperature = 0;
+    ASSERT_TRUE(engine_
+                    ->submit(p,
+                             [&](const RequestEvent& e) {
+                               std::lock_guard lock(m);
+                               if (e.token >= 0) a_output.push_back(e.token);
+                               if (e.finish != FinishReason::kNone) {
+                                 done = true;
+                                 cv.notify_all();
+                               }
+                               return true;
+                             })
+                    .ok());
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return done; });
+  }
+  ASSERT_EQ(a_output.size(), 40u);
+  // The same request through the server, in a workflow: its output is kept.
+  const json a_body = {{"prompt", a_prompt},
+                       {"max_tokens", 40},
+                       {"temperature", 0},
+                       {"ignore_eos", true},
+                       {"kvforge", {{"workflow", "relay-wf"}, {"agent", "planner"}}}};
+  const double kept_before = metrics_value_lines()["kvforge_relay_outputs"];
+  const HttpReply a = http(port(), "POST", "/v1/completions", a_body.dump());
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(json::parse(a.body)["choices"][0]["text"], engine_->detokenize(a_output, true));
+  EXPECT_EQ(metrics_value_lines()["kvforge_relay_outputs"], kept_before + 1);
+  // Agent B quotes A's output after instructions of its own.
+  std::vector<int32_t> b_prompt = engine_->tokenize("The critic reads the plan:", true, false);
+  b_prompt.insert(b_prompt.end(), a_output.begin(), a_output.end() - 1);
+  const std::vector<int32_t> tail = engine_->tokenize(" The end.", false, false);
+  b_prompt.insert(b_prompt.end(), tail.begin(), tail.end());
+  auto relayed = [&](const std::string& workflow) {
+    const json body = {{"prompt", b_prompt},
+                       {"max_tokens", 4},
+                       {"kvforge", {{"workflow", workflow}, {"agent", "critic"}}}};
+    const HttpReply r = http(port(), "POST", "/v1/completions", body.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    const json u = json::parse(r.body)["usage"]["kvforge"];
+    EXPECT_LE(u["relay_recomputed_tokens"].get<int>(), u["relay_prompt_tokens"].get<int>());
+    return u["relay_prompt_tokens"].get<int>();
+  };
+  const double relayed_before = metrics_value_lines()["kvforge_prompt_tokens_relayed_total"];
+  EXPECT_EQ(relayed("another-wf"), 0);  // relay stays within a workflow
+  const int n = relayed("relay-wf");
+  // How much is reused is the relay's business (tests/engine/relay_*): here
+  // the usage and the metrics must agree, and at most the quoted run counts.
+  EXPECT_GE(n, 0);
+  EXPECT_LE(n, 39);
+  EXPECT_EQ(metrics_value_lines()["kvforge_prompt_tokens_relayed_total"], relayed_before + n);
+  expect_all_blocks_back();
+}
+
 TEST_F(LiveServerTest, ModelsHealthAndMetrics) {
   // Something generated first (each test may run in its own process).
   ASSERT_EQ(http(port(), "POST", "/v1/completions", R"({"prompt": "Hi", "max_tokens": 3})").status,
