@@ -104,8 +104,8 @@ class Engine {
   [[nodiscard]] bool is_end_of_generation(int32_t id) const;
 
   // Queues a request (see Scheduler in docs/serving.md). Invalid parameters
-  // are refused here (kInvalidArgument, kOutOfRange), and then no event is
-  // ever sent.
+  // (including a press spec that check_press_spec refuses) are refused here
+  // (kInvalidArgument, kOutOfRange), and then no event is ever sent.
   [[nodiscard]] Result<RequestId> submit(RequestParams params, RequestSink sink);
   void cancel(RequestId id);
 
@@ -116,5 +116,10 @@ class Engine {
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Checks a retention press spec (--press syntax, docs/kv-compression.md)
+// without building a cache: kInvalidArgument with one line naming the
+// problem, for an unknown press the valid names. Empty means no press.
+[[nodiscard]] Status check_press_spec(std::string_view spec);
 
 }  // namespace kvforge

@@ -8,6 +8,7 @@
 #include "engine/scheduler.h"
 #include "gguf/gguf.h"
 #include "kv/kv_cache_factory.h"
+#include "kv/press/kv_press.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -142,6 +143,7 @@ bool Engine::is_end_of_generation(int32_t id) const {
 }
 
 Result<RequestId> Engine::submit(RequestParams params, RequestSink sink) {
+  KVF_RETURN_IF_ERROR(check_press_spec(params.press));
   return impl_->scheduler->submit(std::move(params), std::move(sink));
 }
 
@@ -151,6 +153,13 @@ void Engine::cancel(RequestId id) {
 
 ServingStats Engine::stats() const {
   return impl_->scheduler->stats();
+}
+
+Status check_press_spec(std::string_view spec) {
+  if (spec.empty()) return Status();
+  auto press = make_kv_press(spec);
+  if (!press.ok()) return press.status().with_context("press");
+  return Status();
 }
 
 }  // namespace kvforge

@@ -95,6 +95,27 @@ TEST(EngineTest, InfoTokenizerAndRequests) {
   EXPECT_EQ(st.prompt_tokens, 6 * static_cast<int64_t>(ids.size()));
 }
 
+TEST(EngineTest, RequestPressSpecsAreCheckedAtSubmit) {
+  EXPECT_TRUE(check_press_spec("").ok());
+  EXPECT_TRUE(check_press_spec("snapkv:ratio=0.5").ok());
+  const Status unknown = check_press_spec("nope:ratio=0.5");
+  EXPECT_EQ(unknown.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.message().find("snapkv"), std::string::npos) << unknown.message();
+  EXPECT_FALSE(check_press_spec("snapkv:ratio=2").ok());
+
+  auto made = Engine::create(stories(1));
+  ASSERT_TRUE(made.ok());
+  RequestParams p;
+  p.prompt = {1, 100, 200};
+  p.max_tokens = 2;
+  p.press = "nope";
+  bool called = false;
+  auto refused = (*made)->submit(p, [&](const RequestEvent&) { return called = true; });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("unknown press"), std::string::npos);
+  EXPECT_FALSE(called);
+}
+
 TEST(EngineTest, DestroyingTheEngineCancelsWhatIsLeft) {
   std::atomic<int> cancelled{0};
   {

@@ -1,0 +1,130 @@
+#include "server/metrics.h"
+
+#include <iterator>
+
+#include <fmt/format.h>
+
+namespace kvforge::server {
+namespace {
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+// Counts print as integers, ratios as decimals.
+template <class T>
+void single(std::string& out, const char* name, const char* type, const char* help, T value) {
+  header(out, name, type, help);
+  out += fmt::format("{} {}\n", name, value);
+}
+
+// Histogram keeps a count per bucket; Prometheus wants cumulative counts.
+void histogram(std::string& out, const char* name, const char* help, const Histogram& h) {
+  header(out, name, "histogram", help);
+  int64_t cumulative = 0;
+  for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
+    cumulative += h.counts[i];
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, Histogram::kBounds[i], cumulative);
+  }
+  cumulative += h.counts[std::size(Histogram::kBounds)];
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+  out += fmt::format("{}_sum {}\n{}_count {}\n", name, h.sum, name, h.total);
+}
+
+}  // namespace
+
+void ServerMetrics::count_finish(const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  ++counters_.finished_by_reason[reason];
+}
+
+void ServerMetrics::count_response(int status) {
+  std::lock_guard lock(mutex_);
+  ++counters_.responses_by_status[status];
+}
+
+ServerCounters ServerMetrics::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+std::string render_metrics(const ServingStats& s, const ServerCounters& server) {
+  std::string out;
+  const CacheStats& c = s.cache;
+  // Blocks held by sequences and not (also) by the prefix cache.
+  const int64_t used = c.blocks_total - c.blocks_free - c.blocks_cached;
+  header(out, "kvforge_kv_blocks", "gauge",
+         "KV cache blocks by state: used (held by running sequences only), free, cached (held "
+         "by the prefix cache, maybe shared with running sequences)");
+  out += fmt::format("kvforge_kv_blocks{{state=\"used\"}} {}\n", used);
+  out += fmt::format("kvforge_kv_blocks{{state=\"free\"}} {}\n", c.blocks_free);
+  out += fmt::format("kvforge_kv_blocks{{state=\"cached\"}} {}\n", c.blocks_cached);
+  single(out, "kvforge_kv_blocks_capacity", "gauge", "KV cache blocks in the pool",
+         int64_t{c.blocks_total});
+  single(out, "kvforge_kv_bytes_capacity", "gauge", "Bytes of the KV block pool",
+         int64_t{c.bytes_capacity});
+  single(out, "kvforge_kv_bytes_used", "gauge", "Bytes of KV the sequences hold",
+         int64_t{c.bytes_used});
+  single(out, "kvforge_prefix_cache_lookups_total", "counter",
+         "Prompts looked up in the prefix cache", int64_t{c.prefix_lookups});
+  single(out, "kvforge_prefix_cache_hits_total", "counter",
+         "Prefix-cache lookups that reused at least one block", int64_t{c.prefix_hits});
+  single(out, "kvforge_prefix_cache_lookup_tokens_total", "counter",
+         "Prompt tokens offered to the prefix cache", int64_t{c.prefix_lookup_tokens});
+  single(out, "kvforge_prefix_cache_hit_tokens_total", "counter",
+         "Prompt tokens served from the prefix cache", int64_t{c.prefix_hit_tokens});
+  single(out, "kvforge_prefix_cache_hit_rate", "gauge",
+         "Fraction of the prompt tokens offered to the prefix cache that it served",
+         c.prefix_lookup_tokens > 0 ? static_cast<double>(c.prefix_hit_tokens) /
+                                          static_cast<double>(c.prefix_lookup_tokens)
+                                    : 0.0);
+  single(out, "kvforge_prefix_cache_evicted_blocks_total", "counter",
+         "Cached blocks evicted to make room", int64_t{c.prefix_evicted_blocks});
+  single(out, "kvforge_prompt_tokens_total", "counter", "Prompt tokens of admitted requests",
+         int64_t{s.prompt_tokens});
+  single(out, "kvforge_prompt_tokens_reused_total", "counter",
+         "Prompt tokens whose KV came from the prefix cache", int64_t{s.reused_tokens});
+  single(out, "kvforge_prompt_tokens_computed_total", "counter",
+         "Tokens prefilled: prompts and recomputation after preemption",
+         int64_t{s.computed_tokens});
+  single(out, "kvforge_prompt_tokens_relayed_total", "counter",
+         "Prompt tokens whose KV came from an earlier output of their workflow (relay)",
+         int64_t{s.relay_tokens});
+  single(out, "kvforge_prompt_tokens_relay_recomputed_total", "counter",
+         "Of the relayed prompt tokens, those recomputed through every layer",
+         int64_t{s.relay_recomputed_tokens});
+  single(out, "kvforge_relay_outputs", "gauge", "Workflow outputs kept with their KV for relay",
+         int64_t{s.relay.outputs});
+  single(out, "kvforge_relay_bytes", "gauge", "Bytes of KV kept for relay", int64_t{s.relay.bytes});
+  single(out, "kvforge_relay_evicted_outputs_total", "counter",
+         "Workflow outputs evicted from the relay store for room", int64_t{s.relay.evicted});
+  single(out, "kvforge_generation_tokens_total", "counter", "Tokens generated",
+         int64_t{s.generated_tokens});
+  histogram(out, "kvforge_time_to_first_token_seconds", "Seconds from submission to first token",
+            s.time_to_first_token);
+  histogram(out, "kvforge_time_per_output_token_seconds",
+            "Seconds between consecutive tokens of a request", s.time_per_output_token);
+  single(out, "kvforge_requests_waiting", "gauge", "Requests queued for admission",
+         int64_t{s.waiting});
+  single(out, "kvforge_requests_running", "gauge", "Requests holding a sequence",
+         int64_t{s.running});
+  single(out, "kvforge_preemptions_total", "counter",
+         "Requests preempted for memory (recomputed later)", int64_t{s.preemptions});
+  single(out, "kvforge_scheduler_steps_total", "counter", "Scheduler steps run", int64_t{s.steps});
+  single(out, "kvforge_requests_submitted_total", "counter",
+         "Generation requests submitted to the engine (one per choice)", int64_t{s.submitted});
+  header(out, "kvforge_requests_finished_total", "counter",
+         "Generation requests finished, by OpenAI finish reason (cancelled: the client left)");
+  for (const char* reason : {"stop", "length", "cancelled", "error"}) {
+    const auto it = server.finished_by_reason.find(reason);
+    out += fmt::format("kvforge_requests_finished_total{{finish_reason=\"{}\"}} {}\n", reason,
+                       it == server.finished_by_reason.end() ? 0 : it->second);
+  }
+  header(out, "kvforge_http_responses_total", "counter", "HTTP responses by status code");
+  for (const auto& [status, count] : server.responses_by_status) {
+    out += fmt::format("kvforge_http_responses_total{{status=\"{}\"}} {}\n", status, count);
+  }
+  return out;
+}
+
+}  // namespace kvforge::server

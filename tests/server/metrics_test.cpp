@@ -1,0 +1,77 @@
+// Metrics text: Prometheus exposition lines for known stats — cumulative
+// histogram buckets, block states, counters by label.
+#include <gtest/gtest.h>
+
+#include "server/metrics.h"
+
+namespace kvforge::server {
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos || text.rfind(line + "\n", 0) == 0;
+}
+
+TEST(MetricsTest, PrometheusTextForKnownStats) {
+  ServingStats s;
+  s.cache.blocks_total = 100;
+  s.cache.blocks_free = 60;
+  s.cache.blocks_cached = 30;
+  s.cache.prefix_lookup_tokens = 200;
+  s.cache.prefix_hit_tokens = 50;
+  s.prompt_tokens = 200;
+  s.reused_tokens = 50;
+  s.computed_tokens = 160;
+  s.generated_tokens = 1234567;
+  s.waiting = 3;
+  s.running = 2;
+  s.preemptions = 4;
+  s.time_to_first_token.add(0.0005);  // first bucket
+  s.time_to_first_token.add(0.003);   // le 0.005
+  s.time_to_first_token.add(100.0);   // +Inf only
+  ServerMetrics server;
+  server.count_finish("stop");
+  server.count_finish("stop");
+  server.count_finish("cancelled");
+  server.count_response(200);
+  server.count_response(400);
+  const std::string text = render_metrics(s, server.snapshot());
+
+  EXPECT_TRUE(has_line(text, "kvforge_kv_blocks{state=\"used\"} 10"));
+  EXPECT_TRUE(has_line(text, "kvforge_kv_blocks{state=\"free\"} 60"));
+  EXPECT_TRUE(has_line(text, "kvforge_kv_blocks{state=\"cached\"} 30"));
+  EXPECT_TRUE(has_line(text, "kvforge_prefix_cache_hit_rate 0.25"));
+  EXPECT_TRUE(has_line(text, "kvforge_prompt_tokens_reused_total 50"));
+  EXPECT_TRUE(has_line(text, "kvforge_prompt_tokens_computed_total 160"));
+  EXPECT_TRUE(has_line(text, "kvforge_generation_tokens_total 1234567"));
+  EXPECT_TRUE(has_line(text, "kvforge_requests_waiting 3"));
+  EXPECT_TRUE(has_line(text, "kvforge_requests_running 2"));
+  EXPECT_TRUE(has_line(text, "kvforge_preemptions_total 4"));
+  EXPECT_TRUE(has_line(text, "# TYPE kvforge_time_to_first_token_seconds histogram"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_bucket{le=\"0.001\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_bucket{le=\"0.0025\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_bucket{le=\"0.005\"} 2"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_bucket{le=\"30\"} 2"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_to_first_token_seconds_count 3"));
+  EXPECT_TRUE(has_line(text, "kvforge_time_per_output_token_seconds_count 0"));
+  EXPECT_TRUE(has_line(text, "kvforge_requests_finished_total{finish_reason=\"stop\"} 2"));
+  EXPECT_TRUE(has_line(text, "kvforge_requests_finished_total{finish_reason=\"cancelled\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_requests_finished_total{finish_reason=\"length\"} 0"));
+  EXPECT_TRUE(has_line(text, "kvforge_http_responses_total{status=\"400\"} 1"));
+  // Every sample line belongs to a declared metric.
+  std::string declared;
+  size_t at = 0;
+  while (at < text.size()) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (line.rfind("# TYPE ", 0) == 0) {
+      declared = line.substr(7, line.find(' ', 7) - 7);
+    } else if (line[0] != '#') {
+      EXPECT_EQ(line.rfind(declared, 0), 0u) << line;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvforge::server
