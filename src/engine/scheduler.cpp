@@ -199,6 +199,7 @@ void Scheduler::finish(Request& r, FinishReason reason, Status error) {
     // Counted before the sink hears of it, so that stats() agree with it.
     std::lock_guard lock(mutex_);
     ++stats_.finished;
+    if (relay_) stats_.relay = public_stats(relay_->stats());  // the output just kept
     if (reason == FinishReason::kCancelled) ++stats_.cancelled;
   }
   RequestEvent event;
