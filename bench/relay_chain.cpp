@@ -6,8 +6,15 @@
 // the time to first token, end-to-end time, reuse ratio and how far greedy
 // outputs agree with the run without reuse.
 //
+// Earlier outputs enter a prompt as their token ids (--splice tokens, the
+// default, as a client that keeps token ids would send them) or as their
+// text, tokenized again with the rest of the prompt (--splice text): text
+// that does not tokenize back to the same ids (typical of random-weight
+// models' outputs) leaves relay nothing to match.
+//
 //   kvforge_relay_chain -m MODEL --text FILE [--workflows 4] [--max-tokens 64]
 //                       [--ratios 0,0.15,0.3,1] [-t THREADS] [--ctx N]
+//                       [--splice tokens|text]
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -72,22 +79,38 @@ std::vector<std::string> story_tasks(const std::string& path, int32_t n, size_t 
 }
 
 // The prompt of agent k: system text, its instructions, the task, and the
-// earlier outputs in order.
-std::string prompt_of(int32_t k, const std::string& task, const std::vector<std::string>& earlier) {
-  std::string p = kSystem;
-  p += kInstructions[k];
-  p += "\nStory: " + task + "\n";
-  for (size_t j = 0; j < earlier.size(); ++j) {
-    p += fmt::format("{} wrote: {}\n", kRoles[j], earlier[j]);
+// earlier outputs in order, spliced as token ids or as text.
+std::vector<int32_t> prompt_of(const Engine& engine, int32_t k, const std::string& task,
+                               const std::vector<std::vector<int32_t>>& earlier,
+                               bool splice_text) {
+  std::string head = kSystem;
+  head += kInstructions[k];
+  head += "\nStory: " + task + "\n";
+  if (splice_text) {
+    for (size_t j = 0; j < earlier.size(); ++j) {
+      head += fmt::format("{} wrote: {}\n", kRoles[j], engine.detokenize(earlier[j], true));
+    }
+    return engine.tokenize(head + fmt::format("{}:", kRoles[k]), true, false);
   }
-  p += fmt::format("{}:", kRoles[k]);
+  std::vector<int32_t> p = engine.tokenize(head, true, false);
+  auto append = [&](const std::string& text) {
+    const std::vector<int32_t> ids = engine.tokenize(text, false, false);
+    p.insert(p.end(), ids.begin(), ids.end());
+  };
+  for (size_t j = 0; j < earlier.size(); ++j) {
+    append(fmt::format("{} wrote:", kRoles[j]));
+    p.insert(p.end(), earlier[j].begin(), earlier[j].end());
+    append("\n");
+  }
+  append(fmt::format("{}:", kRoles[k]));
   return p;
 }
 
-ChainResults run_chains(Engine& engine, const std::vector<std::string>& tasks, int32_t max_tokens) {
+ChainResults run_chains(Engine& engine, const std::vector<std::string>& tasks, int32_t max_tokens,
+                        bool splice_text) {
   const auto n = static_cast<int32_t>(tasks.size());
   ChainResults results(static_cast<size_t>(n), std::vector<AgentResult>(4));
-  std::vector<std::vector<std::string>> texts(static_cast<size_t>(n));
+  std::vector<std::vector<std::vector<int32_t>>> earlier(static_cast<size_t>(n));
   for (int32_t k = 0; k < 4; ++k) {
     // Agent k of every workflow at once.
     std::mutex mutex;
@@ -96,8 +119,8 @@ ChainResults run_chains(Engine& engine, const std::vector<std::string>& tasks, i
     std::vector<Clock::time_point> started(static_cast<size_t>(n));
     for (int32_t w = 0; w < n; ++w) {
       kvforge::RequestParams p;
-      p.prompt = engine.tokenize(
-          prompt_of(k, tasks[static_cast<size_t>(w)], texts[static_cast<size_t>(w)]), true, false);
+      p.prompt = prompt_of(engine, k, tasks[static_cast<size_t>(w)],
+                           earlier[static_cast<size_t>(w)], splice_text);
       p.max_tokens = max_tokens;
       p.sampling.temperature = 0;
       p.stop_at_end_of_generation = false;
@@ -126,8 +149,8 @@ ChainResults run_chains(Engine& engine, const std::vector<std::string>& tasks, i
     std::unique_lock lock(mutex);
     done_cv.wait(lock, [&] { return done == n; });
     for (int32_t w = 0; w < n; ++w) {
-      texts[static_cast<size_t>(w)].push_back(
-          engine.detokenize(results[static_cast<size_t>(w)][static_cast<size_t>(k)].output, true));
+      earlier[static_cast<size_t>(w)].push_back(
+          results[static_cast<size_t>(w)][static_cast<size_t>(k)].output);
     }
   }
   return results;
@@ -156,6 +179,9 @@ int main(int argc, char** argv) {
   app.add_option("--ratios", ratios, "relay recompute ratios")->delimiter(',');
   app.add_option("-t,--threads", threads, "threads (0: all cores)");
   app.add_option("--ctx", ctx, "context per sequence (0: the engine's default)");
+  std::string splice = "tokens";
+  app.add_option("--splice", splice, "earlier outputs enter prompts as token ids or as text")
+      ->check(CLI::IsMember({"tokens", "text"}));
   CLI11_PARSE(app, argc, argv);
   if (!std::ifstream(text)) {
     fmt::print(stderr, "error: cannot read {}\n", text);
@@ -187,7 +213,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     const Clock::time_point t0 = Clock::now();
-    ChainResults results = run_chains(**engine, tasks, max_tokens);
+    ChainResults results = run_chains(**engine, tasks, max_tokens, splice == "text");
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
     if (reference.empty()) reference = results;
 
