@@ -81,8 +81,7 @@ std::vector<std::string> story_tasks(const std::string& path, int32_t n, size_t 
 // The prompt of agent k: system text, its instructions, the task, and the
 // earlier outputs in order, spliced as token ids or as text.
 std::vector<int32_t> prompt_of(const Engine& engine, int32_t k, const std::string& task,
-                               const std::vector<std::vector<int32_t>>& earlier,
-                               bool splice_text) {
+                               const std::vector<std::vector<int32_t>>& earlier, bool splice_text) {
   std::string head = kSystem;
   head += kInstructions[k];
   head += "\nStory: " + task + "\n";

@@ -107,7 +107,8 @@ class ByteReader {
   }
   Result<std::string> get_text(const char* what) {
     KVF_ASSIGN_OR_RETURN(const uint32_t size, get<uint32_t>(what));
-    if (size > remaining()) return corrupt(fmt::format("{}{} length is past the end", where_, what));
+    if (size > remaining())
+      return corrupt(fmt::format("{}{} length is past the end", where_, what));
     std::string text(size, '\0');
     KVF_RETURN_IF_ERROR(read(text.data(), size, what));
     return text;

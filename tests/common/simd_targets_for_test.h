@@ -48,7 +48,9 @@ inline std::vector<int64_t> simd_targets_for_test() {
 
 // The matmul kernels are compiled for one target more (AVX3_DL, for VNNI):
 // their tests use this list.
-inline std::vector<int64_t> matmul_targets_for_test() { return kernels::matmul_simd_targets(); }
+inline std::vector<int64_t> matmul_targets_for_test() {
+  return kernels::matmul_simd_targets();
+}
 
 // check(target) once per target, with the target's name in every failure.
 // Stops at the first fatal failure.

@@ -107,33 +107,36 @@ TEST_P(MatmulTest, MatchesReferenceForAllTokenCountsAndThreadCounts) {
                                                            &x[t * shape.n_cols], shape.n_cols);
         }
       }
-      test_util::on_every_simd_target([&](int64_t) {
-        // Quantized types may round the activations to int8 blocks, on the
-        // targets that have int8 kernels.
-        const bool int8_activations = n_tokens <= kMaxDecodeTokens
-                                          ? decode_uses_quantized_activations(type)
-                                          : prefill_uses_quantized_activations(type);
-        const std::vector<double>& tolerance = int8_activations ? int8_tolerance : f32_tolerance;
-        std::vector<float> first;
-        for (ThreadPool* pool : pools) {
-          std::vector<float> y(expected.size(), NAN);
-          matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            for (int64_t r = 0; r < shape.n_rows; ++r) {
-              const size_t i = static_cast<size_t>(t * shape.n_rows + r);
-              ASSERT_NEAR(y[i], expected[i], tolerance[i])
-                  << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens " << n_tokens
-                  << " threads " << pool->n_threads() << " t " << t << " r " << r
-                  << (int8_activations ? " (int8 activations)" : "");
+      test_util::on_every_simd_target(
+          [&](int64_t) {
+            // Quantized types may round the activations to int8 blocks, on the
+            // targets that have int8 kernels.
+            const bool int8_activations = n_tokens <= kMaxDecodeTokens
+                                              ? decode_uses_quantized_activations(type)
+                                              : prefill_uses_quantized_activations(type);
+            const std::vector<double>& tolerance =
+                int8_activations ? int8_tolerance : f32_tolerance;
+            std::vector<float> first;
+            for (ThreadPool* pool : pools) {
+              std::vector<float> y(expected.size(), NAN);
+              matmul(w.view, x.data(), n_tokens, y.data(), *pool, scratch);
+              for (int64_t t = 0; t < n_tokens; ++t) {
+                for (int64_t r = 0; r < shape.n_rows; ++r) {
+                  const size_t i = static_cast<size_t>(t * shape.n_rows + r);
+                  ASSERT_NEAR(y[i], expected[i], tolerance[i])
+                      << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens "
+                      << n_tokens << " threads " << pool->n_threads() << " t " << t << " r " << r
+                      << (int8_activations ? " (int8 activations)" : "");
+                }
+              }
+              if (first.empty()) {
+                first = y;
+              } else {
+                ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
+              }
             }
-          }
-          if (first.empty()) {
-            first = y;
-          } else {
-            ASSERT_EQ(y, first) << "results differ between thread counts, tokens " << n_tokens;
-          }
-        }
-      }, test_util::matmul_targets_for_test());
+          },
+          test_util::matmul_targets_for_test());
       if (HasFatalFailure()) return;
     }
   }

@@ -203,8 +203,8 @@ struct SnapshotFields {
   uint64_t fingerprint = 0;
   std::optional<uint32_t> plan_length;  // written instead of plan.size() when set
   std::string plan;
-  std::string press_plan;     // "none" here: the sequence is not pressed
-  std::string demotion_plan;  // likewise
+  std::string press_plan;          // "none" here: the sequence is not pressed
+  std::string demotion_plan;       // likewise
   std::array<int32_t, 4> shape{};  // block_tokens, n_layers, n_kv_heads, head_dim
   int32_t n_tokens = 0;            // the count as written (may disagree with the arrays)
   std::vector<int32_t> ids;
@@ -217,7 +217,7 @@ struct SnapshotFields {
     uint64_t count = 0;  // as written
     std::vector<float> rows;
   };
-  std::vector<StagedRows> staged;  // per layer: keys, then values
+  std::vector<StagedRows> staged;    // per layer: keys, then values
   std::vector<uint8_t> press_state;  // press counters, captured attention and queries
 
   [[nodiscard]] std::vector<uint8_t> bytes() const {
@@ -541,8 +541,7 @@ TEST_F(DamagedSnapshot, SectionSizes) {
       [](SnapshotFields& f) { f.staged.back().rows.push_back(1.0f); }, StatusCode::kCorrupt,
       "prompt cache");
   expect_refused(
-      "trailing bytes",
-      [](SnapshotFields& f) { f.press_state.insert(f.press_state.end(), 4, 0); },
+      "trailing bytes", [](SnapshotFields& f) { f.press_state.insert(f.press_state.end(), 4, 0); },
       StatusCode::kCorrupt, "trailing bytes");
 }
 
