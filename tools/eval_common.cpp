@@ -11,7 +11,7 @@ std::string compression_label(const ModelArgs& m) {
   auto add = [&](const std::string& part) { label += (label.empty() ? "" : " ") + part; };
   if (!m.press.empty() && m.press != "none") add(m.press);
   if (!m.press_layers.empty()) add("layers " + m.press_layers);
-  // With Quest selection in ModelArgs: if (!m.select.empty()) add("select " + m.select);
+  if (!m.select.empty()) add("select " + m.select);
   return label;
 }
 

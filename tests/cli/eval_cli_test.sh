@@ -43,6 +43,10 @@ expect kl_press_csv 0 ",\"h2o:ratio=0.5\",decode,480,[0-9.]+$" -- "${kl_args[@]}
 expect kl_press_json 0 "\"protocol\": \"decode\"" -- "${kl_args[@]}" --press-layers "1-:streaming:ratio=0.5" -o json
 expect kl_protocol_forced 0 ",\"\",decode,640,[0-9.]+$" -- "${kl_args[@]}" --protocol decode -o csv
 expect kl_press_none_is_prefill 0 ",\"\",prefill,640,640$" -- "${kl_args[@]}" --press none -o csv
+# Selection acts only in decode steps: the decode protocol, and with 32 of
+# up to 127 tokens read the KL is far above f16's alone (about 1e-6).
+expect kl_select_decodes 0 "\"f16\",128,2,126,0\.0[0-9]+,.*,\"select quest:tokens=32:window=8:sinks=4\",decode," -- \
+  "${kl_args[@]}" --select quest:tokens=32:window=8:sinks=4 -o csv
 expect kl_bad_press fail "unknown press 'bogus'" -- "${kl_args[@]}" --press bogus:ratio=0.5
 expect kl_bad_ratio fail "ratio" -- "${kl_args[@]}" --press snapkv:ratio=2
 expect kl_bad_protocol fail "protocol" -- "${kl_args[@]}" --protocol sideways
