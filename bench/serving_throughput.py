@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--prompt-words", type=int, default=24)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="", help="model name (default: the server's first)")
     ap.add_argument("--label", default="server")
     ap.add_argument("--warmup", type=int, default=1, help="rounds of one request first")
     args = ap.parse_args()
@@ -82,6 +82,14 @@ def main() -> int:
     if any(n < 1 for n in levels) or args.max_tokens < 1:
         print("error: concurrency levels and --max-tokens must be >= 1", file=sys.stderr)
         return 2
+    if not args.model:
+        try:
+            with urllib.request.urlopen(args.url + "/v1/models", timeout=60) as resp:
+                args.model = json.loads(resp.read())["data"][0]["id"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as e:
+            print(f"error: cannot read the model's name from {args.url}/v1/models: {e}",
+                  file=sys.stderr)
+            return 2
     for _ in range(args.warmup):
         round_of(args.url, 1, 4, args.prompt_words, args.model)
     print(f"| {args.label}: concurrent requests | completion tokens | wall (s) | "
