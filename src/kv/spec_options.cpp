@@ -7,7 +7,9 @@
 
 namespace kvforge {
 
-std::string SpecOptions::prefix() const { return fmt::format("{} '{}'", kind_, name_); }
+std::string SpecOptions::prefix() const {
+  return fmt::format("{} '{}'", kind_, name_);
+}
 
 Status SpecOptions::parse_into(std::string_view spec) {
   spec_ = std::string(spec);
@@ -59,8 +61,8 @@ Result<int32_t> SpecOptions::take_count(std::string_view key, int32_t fallback, 
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < min ||
       value > max) {
-    return invalid_argument(fmt::format("{}: {}={} must be an integer in [{}, {}]", prefix(), key,
-                                        text, min, max));
+    return invalid_argument(
+        fmt::format("{}: {}={} must be an integer in [{}, {}]", prefix(), key, text, min, max));
   }
   return value;
 }
