@@ -18,6 +18,7 @@
 #include "kv/contiguous_kv_cache.h"
 #include "kv/kv_cache_factory.h"
 #include "model/model.h"
+#include "stories_fixture.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvforge {
@@ -197,26 +198,11 @@ TEST(Percentile, MatchesFullSort) {
 class Stories260K : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    ModelOptions o;
-    o.n_threads = 1;
-    auto m = Model::load(std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf", o);
-    ASSERT_TRUE(m.ok()) << m.status().to_string();
-    model_ = std::move(m).value().release();
-    auto tok = tokenizer::Tokenizer::from_gguf(model_->file());
-    ASSERT_TRUE(tok.ok()) << tok.status().to_string();
-    std::ifstream in(std::string(KVFORGE_SHARED_DIR) +
-                     "/text/tinystories-valid-sample/tinystories_val.txt");
-    ASSERT_TRUE(in) << "tinystories_val.txt";
-    std::string text(40000, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    tokens_ = new std::vector<int32_t>((*tok)->encode(text, false, false));
-    bos_ = (*tok)->bos_id().value_or(-1);
+    model_ = &eval_test::stories_model();
+    tokens_ = new std::vector<int32_t>(eval_test::stories_text_tokens(40000));
+    bos_ = eval_test::stories_tokenizer().bos_id().value_or(-1);
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tokens_;
-  }
+  static void TearDownTestSuite() { delete tokens_; }
 
   static KlOptions options(int32_t n_ctx, int32_t windows) {
     KlOptions o;

@@ -14,6 +14,7 @@
 #include "eval/passkey_filler.h"
 #include "kv/kv_cache_factory.h"
 #include "model/model.h"
+#include "stories_fixture.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvforge {
@@ -118,21 +119,11 @@ TEST(PasskeyRetrieved, LeadingSpaceAndPrefix) {
 class PasskeyStories : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    ModelOptions o;
-    o.n_threads = 1;
-    auto m = Model::load(std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf", o);
-    ASSERT_TRUE(m.ok()) << m.status().to_string();
-    model_ = std::move(m).value().release();
-    auto tok = tokenizer::Tokenizer::from_gguf(model_->file());
-    ASSERT_TRUE(tok.ok());
-    tok_ = std::move(tok).value().release();
+    model_ = &eval_test::stories_model();
+    tok_ = &eval_test::stories_tokenizer();
     filler_ = new std::vector<int32_t>(tok_->encode(default_passkey_filler(), false, false));
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tok_;
-    delete filler_;
-  }
+  static void TearDownTestSuite() { delete filler_; }
   static std::unique_ptr<KvCache> cache(const std::string& codec, const std::string& press = "") {
     KvCacheOptions o;
     o.codec = codec;
@@ -145,12 +136,12 @@ class PasskeyStories : public ::testing::Test {
   }
 
   static Model* model_;
-  static tokenizer::Tokenizer* tok_;
+  static const tokenizer::Tokenizer* tok_;
   static std::vector<int32_t>* filler_;
 };
 
 Model* PasskeyStories::model_ = nullptr;
-tokenizer::Tokenizer* PasskeyStories::tok_ = nullptr;
+const tokenizer::Tokenizer* PasskeyStories::tok_ = nullptr;
 std::vector<int32_t>* PasskeyStories::filler_ = nullptr;
 
 TEST_F(PasskeyStories, DefaultFillerIsTheShippedText) {
