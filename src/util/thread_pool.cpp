@@ -51,6 +51,15 @@ bool spin_then_yield(Ready ready) {
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+  // Wait until every worker runs: a thread's start-up (stack and TLS set-up,
+  // and under AddressSanitizer heap allocations) then never lands inside the
+  // first parallel regions, which would make their cost depend on when the
+  // kernel first scheduled the thread.
+  const auto n_workers = static_cast<uint32_t>(workers_.size());
+  for (uint32_t running = workers_running_.load(); running < n_workers;
+       running = workers_running_.load()) {
+    workers_running_.wait(running);
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -154,6 +163,8 @@ bool ThreadPool::join_region(int thread, uint64_t& last_region) {
 }
 
 void ThreadPool::worker_loop(int thread) {
+  workers_running_.fetch_add(1);
+  workers_running_.notify_all();
   uint32_t seen = 0;
   uint64_t last_region = 0;
   while (wait_for_region(seen)) {

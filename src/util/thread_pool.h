@@ -17,6 +17,8 @@
 // it did not join, which keeps a pool with more threads than free cores
 // close to the speed of one thread (bench/busy_cpu.sh, docs/performance.md).
 //
+// The constructor returns once every worker thread is running.
+//
 // Thread-safety: one parallel_for at a time per pool (calls from several
 // threads must be serialized by the caller).
 #pragma once
@@ -94,6 +96,8 @@ class ThreadPool {
   // region; the caller waits on it.
   alignas(64) std::atomic<uint32_t> left_seq_{0};
   std::atomic<bool> stop_{false};
+  // Workers that have started; the constructor waits for all of them.
+  std::atomic<uint32_t> workers_running_{0};
   std::atomic<uint64_t> worker_sleeps_{0};
   std::atomic<uint64_t> regions_joined_{0};
 };
