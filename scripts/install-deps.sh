@@ -9,7 +9,9 @@ packages=(
   build-essential cmake pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev libpcre2-dev
-  libcpp-httplib-dev
+  libcpp-httplib-dev libhiredis-dev
+  # The Redis tier's tests start their own servers on loopback.
+  redis-server redis-tools
 )
 if [[ "${1:-}" == "--with-reference" ]]; then
   packages+=(python3-torch python3-numpy)

@@ -1,0 +1,23 @@
+// Tiers from their command-line specs (--kv-tier, docs/tiers.md):
+//
+//   host:SIZE                 this process's memory (memory_tier.h)
+//
+// SIZE as for --kv-mem (e.g. 2GiB). A bad spec is kInvalidArgument naming
+// the valid forms; a backend that cannot start (a directory that cannot be
+// created) is the backend's error.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kvforge/status.h"
+#include "tier/kv_tier.h"
+
+namespace kvforge {
+
+[[nodiscard]] Result<std::unique_ptr<KvTier>> make_kv_tier(const std::string& spec);
+
+// The forms above, one per line, for error messages and --help.
+[[nodiscard]] const char* kv_tier_spec_help();
+
+}  // namespace kvforge
