@@ -8,6 +8,7 @@
 
 #include "kv/kv_cache.h"
 #include "kvforge/status.h"
+#include "util/byte_size.h"  // parse_byte_size, for --kv-mem
 
 namespace kvforge {
 
@@ -30,8 +31,5 @@ struct KvCacheOptions {
 
 [[nodiscard]] Result<std::unique_ptr<KvCache>> make_kv_cache(const KvShape& shape,
                                                              const KvCacheOptions& options);
-
-// Parses "512MiB", "4GiB", "1.5G", "1000000" (bytes) for --kv-mem.
-[[nodiscard]] Result<size_t> parse_byte_size(const std::string& text);
 
 }  // namespace kvforge

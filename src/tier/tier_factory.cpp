@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "kv/kv_cache_factory.h"
 #include "tier/memory_tier.h"
+#include "util/byte_size.h"
 
 namespace kvforge {
 
