@@ -18,17 +18,38 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kv/ids.h"
 #include "kvforge/generation.h"
 #include "kvforge/status.h"
+#include "tier/kv_tier.h"
 
 namespace kvforge {
 
 class ThreadPool;
+
+// Tiering: what a prompt could load from the tiers below the pool.
+struct TierLookup {
+  int32_t cached_blocks = 0;    // full blocks of the prompt the prefix cache holds now
+  std::vector<TierKey> blocks;  // the records of the full blocks after them, in order
+  // With a residual window (KIVI r > 0): the window record for a hit ending
+  // after blocks[i], for every i; empty otherwise.
+  std::vector<TierKey> windows;
+  int64_t block_record_bytes = 0;  // the size of one block record
+  int32_t block_tokens = 0;
+};
+
+struct TierImport {
+  int32_t blocks = 0;       // blocks loaded into the prefix cache
+  int32_t windows = 0;      // staged windows loaded
+  int32_t refused = 0;      // records that failed verification (treated as misses)
+  std::string first_error;  // why the first refused record was refused
+};
 
 struct KvShape {
   int32_t n_layers = 0;
@@ -136,6 +157,33 @@ class KvCache {
   // release().
   virtual void set_next_use(SeqId /*seq*/, int32_t /*steps*/) {}
   virtual void advance_workflow_clock() {}
+
+  // Tiering (docs/tiers.md). With a sink, a cache with a prefix cache
+  // encodes every block that newly enters it (and, under a residual window,
+  // the full-precision rows a hit ending there reads) as a self-verifying
+  // record (kv/block_record.h) and hands it to the sink, on the caller's
+  // thread, from release() and from a prompt press. Null: none.
+  using RecordSink = std::function<void(const TierKey&, TierRecord)>;
+  virtual void set_record_sink(RecordSink /*sink*/) {}
+  // The records that could extend the prefix cache's hit for this prompt
+  // under this salt (the salt a sequence would get from set_salt).
+  [[nodiscard]] virtual TierLookup tier_lookup(std::string_view /*salt*/,
+                                               std::span<const int32_t> /*prompt*/) const {
+    return {};
+  }
+  // Loads fetched records into the prefix cache, where reuse_prefix() then
+  // finds them: blocks[i] (null: not fetched) is the record of block
+  // first_block + i of the prompt, windows[i] the window record for a hit
+  // ending after it. Every record is verified against the prompt, salt and
+  // this cache's layout; only the run of good blocks that continues the
+  // cached chain is loaded, and a refused record counts as a miss.
+  [[nodiscard]] virtual TierImport import_records(std::string_view /*salt*/,
+                                                  std::span<const int32_t> /*prompt*/,
+                                                  int32_t /*first_block*/,
+                                                  std::span<const TierRecord> /*blocks*/,
+                                                  std::span<const TierRecord> /*windows*/) {
+    return {};
+  }
 
   // Positions the cache could still take, over all sequences, without
   // preempting anyone: free memory plus what the prefix cache could evict,

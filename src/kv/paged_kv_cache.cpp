@@ -193,6 +193,7 @@ Result<std::unique_ptr<PagedKvCache>> PagedKvCache::create(const KvShape& shape,
   }
   cache->plan_key_ = fmt::format("{}|B={}", plan, options.block_tokens);
   cache->default_salt_ = options.cache_salt;
+  cache->layout_fingerprint_ = cache->block_layout_fingerprint();
   // Reserve what decode steps will need, so that a decode step allocates
   // nothing: tokens and block tables of a full context, and the staged rows
   // (trim_staging: a residual window plus kStagedWindowChainEnds + 1 blocks;
@@ -706,7 +707,13 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
   const int32_t first = std::max(s.staged_begin, hit_staging_start(oldest_end));
   std::vector<BlockHash> chain_ends;
   for (int32_t end = oldest_end; end <= last; end += bt) {
-    if (hit_staging_start(end) >= first) chain_ends.push_back(chain_hashes[end / bt - 1]);
+    if (hit_staging_start(end) < first) continue;
+    const BlockHash& chain_end = chain_hashes[static_cast<size_t>(end / bt - 1)];
+    chain_ends.push_back(chain_end);
+    if (record_sink_) {
+      record_sink_(TierKey{chain_end, TierRecordKind::kStagedWindow},
+                   encode_window(s, end, chain_end));
+    }
   }
   if (chain_ends.empty()) return;
 
@@ -729,6 +736,30 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
   windows_->insert(std::move(window), chain_ends);
 }
 
+void PagedKvCache::offer_full_blocks(const Sequence& s, int32_t n_blocks) {
+  const auto n = static_cast<size_t>(n_blocks);
+  const std::span<const BlockId> blocks = std::span<const BlockId>(s.blocks).first(n);
+  // Which blocks the index records now (not those it already held).
+  std::vector<bool> was_cached;
+  if (record_sink_) {
+    for (const BlockId b : blocks) was_cached.push_back(pool_->is_cached(b));
+  }
+  std::vector<BlockHash> chain_hashes;
+  index_->insert(s.cache_namespace,
+                 std::span<const int32_t>(s.tokens).first(n * static_cast<size_t>(block_tokens_)),
+                 blocks, (windows_ || record_sink_) ? &chain_hashes : nullptr, s.next_use_steps);
+  if (windows_) keep_staged_window(s, chain_hashes);
+  if (!record_sink_) return;
+  for (size_t j = 0; j < chain_hashes.size(); ++j) {
+    if (was_cached[j] || !pool_->is_cached(blocks[j]) ||
+        pool_->chain_hash(blocks[j]) != chain_hashes[j]) {
+      continue;
+    }
+    record_sink_(TierKey{chain_hashes[j], TierRecordKind::kBlock},
+                 encode_block(s, static_cast<int32_t>(j), chain_hashes));
+  }
+}
+
 void PagedKvCache::release(SeqId seq) {
   Sequence& s = sequence(seq);
   // Blocks with reused, not recomputed KV (relay) are never offered.
@@ -736,15 +767,7 @@ void PagedKvCache::release(SeqId seq) {
       std::min(static_cast<int32_t>(s.tokens.size()), s.approximate_from) / block_tokens_;
   // A pressed sequence offered its full prompt blocks when it was pressed;
   // what it holds now is not a complete chain.
-  if (index_ && full_blocks > 0 && s.compressed_end == 0) {
-    std::vector<BlockHash> chain_hashes;
-    index_->insert(s.cache_namespace,
-                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(full_blocks) *
-                                                            static_cast<size_t>(block_tokens_)),
-                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(full_blocks)),
-                   windows_ ? &chain_hashes : nullptr, s.next_use_steps);
-    if (windows_) keep_staged_window(s, chain_hashes);
-  }
+  if (index_ && full_blocks > 0 && s.compressed_end == 0) offer_full_blocks(s, full_blocks);
   KVF_CHECK(truncate(seq, 0).ok());
   s.presses = default_presses_;
   s.next_use_steps = -1;

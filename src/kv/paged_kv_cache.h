@@ -122,6 +122,13 @@ class PagedKvCache final : public KvCache {
   void mark_approximate(SeqId seq, int32_t pos) override;
   void set_next_use(SeqId seq, int32_t steps) override;
   void advance_workflow_clock() override;
+  // Tiering (paged_kv_cache_tier.cpp).
+  void set_record_sink(RecordSink sink) override { record_sink_ = std::move(sink); }
+  [[nodiscard]] TierLookup tier_lookup(std::string_view salt,
+                                       std::span<const int32_t> prompt) const override;
+  [[nodiscard]] TierImport import_records(std::string_view salt, std::span<const int32_t> prompt,
+                                          int32_t first_block, std::span<const TierRecord> blocks,
+                                          std::span<const TierRecord> windows) override;
   [[nodiscard]] CacheStats cache_stats() const override;
   [[nodiscard]] size_t bytes_per_token() const override;
   [[nodiscard]] size_t bytes_used() const override;
@@ -209,6 +216,23 @@ class PagedKvCache final : public KvCache {
   // tokens) may read in f32.
   [[nodiscard]] int32_t hit_staging_start(int32_t pos) const { return staging_start_for(pos, pos); }
   void keep_staged_window(const Sequence& s, std::span<const BlockHash> chain_hashes);
+  // Offers the sequence's first n_blocks full blocks to the prefix index,
+  // keeps its staged window, and sends what newly entered the index to the
+  // record sink.
+  void offer_full_blocks(const Sequence& s, int32_t n_blocks);
+  // Tiering (paged_kv_cache_tier.cpp).
+  [[nodiscard]] TierRecord encode_block(const Sequence& s, int32_t block,
+                                        std::span<const BlockHash> chain_hashes) const;
+  [[nodiscard]] TierRecord encode_window(const Sequence& s, int32_t end,
+                                         const BlockHash& chain_end) const;
+  [[nodiscard]] Status load_block(const CacheNamespace& ns, std::span<const int32_t> prompt,
+                                  int32_t block, const BlockHash& parent, const TierRecord& record,
+                                  std::vector<BlockId>& chain);
+  [[nodiscard]] Status load_window(const CacheNamespace& ns, std::span<const int32_t> prompt,
+                                   std::span<const BlockHash> chain_hashes,
+                                   const TierRecord& record);
+  [[nodiscard]] CacheNamespace namespace_for(std::string_view salt) const;
+  [[nodiscard]] uint64_t block_layout_fingerprint() const;
   void load_staged_window(Sequence& s, const StagedWindow& window);
   [[nodiscard]] PagedSide paged_side(const Sequence& s, LayerId layer, bool value_side) const;
   [[nodiscard]] int32_t staging_start_for(int32_t n_held, int32_t next_query_pos) const;
@@ -262,6 +286,8 @@ class PagedKvCache final : public KvCache {
   uint64_t model_fingerprint_ = 0;
   std::string plan_key_;  // codec plan and block size, part of every cache namespace
   std::string default_salt_;
+  uint64_t layout_fingerprint_ = 0;  // block records' layout (kv/block_record.h)
+  RecordSink record_sink_;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixIndex> index_;          // null when prefix sharing is off
   std::unique_ptr<StagedWindowCache> windows_;  // with an index and some R > 0

@@ -750,13 +750,7 @@ Status PagedKvCache::run_press(Sequence& s) {
   const int32_t exact_blocks = std::min(end_pressed, s.approximate_from / bt);
   if (s.compressed_end == 0 && index_ && exact_blocks > 0 &&
       pool_->n_free() + evictable >= needed) {
-    std::vector<BlockHash> chain_hashes;
-    index_->insert(s.cache_namespace,
-                   std::span<const int32_t>(s.tokens).first(static_cast<size_t>(exact_blocks) *
-                                                            static_cast<size_t>(bt)),
-                   std::span<const BlockId>(s.blocks).first(static_cast<size_t>(exact_blocks)),
-                   windows_ ? &chain_hashes : nullptr, s.next_use_steps);
-    if (windows_) keep_staged_window(s, chain_hashes);
+    offer_full_blocks(s, exact_blocks);
   }
   int32_t freed = 0;  // pressed blocks only this sequence holds, uncached
   for (int32_t j = first_pressed; j < end_pressed; ++j) {

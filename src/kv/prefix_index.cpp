@@ -24,13 +24,13 @@ PrefixIndex::~PrefixIndex() {
   clear();
 }
 
-std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<const int32_t> tokens,
-                                        int32_t max_blocks, const HitFilter& usable) {
+std::vector<BlockId> PrefixIndex::peek(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                       int32_t max_blocks,
+                                       std::vector<BlockHash>* chain_hashes) const {
   const size_t full_blocks = tokens.size() / static_cast<size_t>(block_tokens_);
   const size_t limit = std::min(full_blocks, static_cast<size_t>(std::max(max_blocks, 0)));
-
   std::vector<BlockId> matched;
-  std::vector<BlockHash> chain_hashes;
+  if (chain_hashes) chain_hashes->clear();
   BlockHash parent_hash = kRootChainHash;
   std::optional<BlockId> parent;
   for (size_t i = 0; i < limit; ++i) {
@@ -42,10 +42,17 @@ std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<cons
       break;
     }
     matched.push_back(found->second);
-    chain_hashes.push_back(hash);
+    if (chain_hashes) chain_hashes->push_back(hash);
     parent = found->second;
     parent_hash = hash;
   }
+  return matched;
+}
+
+std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                        int32_t max_blocks, const HitFilter& usable) {
+  std::vector<BlockHash> chain_hashes;
+  std::vector<BlockId> matched = peek(ns, tokens, max_blocks, &chain_hashes);
   if (usable) {
     while (!matched.empty() &&
            !usable(static_cast<int32_t>(matched.size()), chain_hashes[matched.size() - 1])) {

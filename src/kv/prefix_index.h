@@ -70,6 +70,13 @@ class PrefixIndex {
                                            std::span<const int32_t> tokens, int32_t max_blocks,
                                            const HitFilter& usable = nullptr);
 
+  // The cached chain match() would start from, without taking references,
+  // counting a lookup or applying a filter; chain_hashes (if given) gets
+  // each returned block's chain hash. Valid until the index next changes.
+  [[nodiscard]] std::vector<BlockId> peek(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                          int32_t max_blocks,
+                                          std::vector<BlockHash>* chain_hashes = nullptr) const;
+
   // The caller offers its full blocks: blocks[i] holds tokens[i*B, (i+1)*B)
   // after blocks[0..i). The index takes its own reference on each block it
   // newly records; where that chain is already cached by another block, the
