@@ -37,6 +37,15 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
                  "Per-layer presses overriding --press, e.g. \"0-1:none,2-:h2o:tokens=256\"");
   app.add_flag("--no-prefix-sharing{false}", o.kv.prefix_sharing,
                "Do not share KV between requests with the same prompt prefix");
+  app.add_option("--kv-tier", o.kv.tiers,
+                 "KV tier below the pool, repeatable, fastest first: host:SIZE, disk:DIR:SIZE, "
+                 "redis://HOST:PORT[/PREFIX], redis-cluster://HOST:PORT[,HOST:PORT...] "
+                 "(docs/tiers.md)");
+  app.add_option("--kv-tier-load", o.kv.tier_load,
+                 "When to load prefix blocks from the tiers: auto (when the cost model expects "
+                 "it to beat recomputing), always, never (write only)")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
   app.add_option("--relay-mem", o.relay.memory,
                  "Memory for workflow outputs kept with their KV for later agents (relay); "
                  "0: relay off")

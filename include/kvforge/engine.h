@@ -43,6 +43,14 @@ struct KvCacheConfig {
   std::string press;          // --press
   std::string press_layers;   // --press-layers
   bool prefix_sharing = true;
+  // Tiers below the pool (docs/tiers.md), fastest first: "host:SIZE",
+  // "disk:DIR:SIZE", "redis://HOST:PORT", "redis-cluster://HOST:PORT,...".
+  // Prefix blocks are written to every tier and loaded from the first that
+  // has them.
+  std::vector<std::string> tiers;
+  // "auto": load when the cost model expects loading to beat recomputing;
+  // "always"; "never" (write only).
+  std::string tier_load = "auto";
 };
 
 // Multi-agent relay (docs/relay.md): outputs of requests that name a

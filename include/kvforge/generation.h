@@ -105,6 +105,43 @@ struct RelayStats {
   int64_t matches = 0;  // quoted runs found
 };
 
+// One KV tier below the pool (docs/tiers.md).
+struct TierUsage {
+  std::string name;  // its --kv-tier spec
+  bool available = true;
+  int64_t puts = 0;  // records written
+  int64_t put_bytes = 0;
+  int64_t put_rejected = 0;  // not attempted: queue full, tier read-only or full
+  int64_t put_errors = 0;
+  int64_t gets = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
+  int64_t get_errors = 0;
+  int64_t get_bytes = 0;
+  int64_t evictions = 0;        // records the tier dropped for room
+  int64_t stored_bytes = -1;    // -1: unknown (a shared server)
+  int64_t capacity_bytes = -1;  // -1: unknown
+  int32_t queued = 0;
+  double read_seconds = 0;        // backend time of all reads
+  double seconds_per_record = 0;  // the cost model's estimate of one block read
+};
+
+// Loading prefix blocks from the tiers instead of recomputing them.
+struct TieringStats {
+  int64_t lookups = 0;            // prompts with blocks beyond the pool's hit
+  int64_t decided_load = 0;       // ... whose blocks were fetched (the estimate favoured it)
+  int64_t decided_recompute = 0;  // ... left to prefill (recompute estimated faster)
+  int64_t gave_up_waiting = 0;    // fetches still running when recompute would have won
+  int64_t blocks_loaded = 0;      // blocks verified and put into the prefix cache
+  int64_t windows_loaded = 0;
+  int64_t records_refused = 0;             // failed verification: treated as misses
+  int64_t records_spilled = 0;             // records handed to the tiers
+  double estimated_load_seconds = 0;       // of the fetches that completed
+  double actual_load_seconds = 0;          // their measured time, submission to last record
+  double estimated_recompute_seconds = 0;  // for the same tokens
+  std::vector<TierUsage> tiers;
+};
+
 struct ServingStats {
   int64_t submitted = 0;
   int64_t finished = 0;
@@ -123,6 +160,7 @@ struct ServingStats {
   Histogram time_per_output_token;
   CacheStats cache;  // as of the end of the last step
   RelayStats relay;
+  TieringStats tiering;
 };
 
 [[nodiscard]] const char* finish_reason_name(FinishReason reason);

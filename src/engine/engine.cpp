@@ -10,6 +10,7 @@
 #include "kv/kv_cache_factory.h"
 #include "kv/press/kv_press.h"
 #include "model/model.h"
+#include "tier/tier_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvforge {
@@ -53,6 +54,16 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& o) {
     auto parsed = parse_byte_size(o.relay.memory);
     if (!parsed.ok()) return parsed.status().with_context("relay memory");
     relay_bytes = *parsed;
+  }
+  KVF_ASSIGN_OR_RETURN(const TierLoadPolicy tier_load, parse_tier_load_policy(o.kv.tier_load));
+  if (!o.kv.tiers.empty() && !o.kv.prefix_sharing) {
+    return invalid_argument("KV tiers hold prefix-cache blocks: they need prefix sharing on");
+  }
+  // Tiers first: a bad spec is reported before the model is loaded.
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  for (const std::string& spec : o.kv.tiers) {
+    KVF_ASSIGN_OR_RETURN(std::unique_ptr<KvTier> tier, make_kv_tier(spec));
+    tiers.push_back(std::move(tier));
   }
   auto impl = std::make_unique<Impl>();
   ModelOptions mo;
@@ -113,6 +124,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& o) {
   const tokenizer::Tokenizer* t = impl->tokenizer.get();
   so.is_end_of_generation = [t](int32_t id) { return t->is_end_of_generation(id); };
   impl->scheduler = std::make_unique<Scheduler>(*impl->model, *impl->kv, so);
+  if (!tiers.empty()) impl->scheduler->attach_tiers(std::move(tiers), tier_load);
   Scheduler* scheduler = impl->scheduler.get();
   impl->loop = std::thread([scheduler] { scheduler->run(); });
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));

@@ -101,6 +101,15 @@ Scheduler::Scheduler(Model& model, KvCache& kv, const SchedulerOptions& options)
 
 Scheduler::~Scheduler() {
   for (auto& r : running_) kv_.release(SeqId{r->slot});
+  tiering_.reset();
+}
+
+void Scheduler::attach_tiers(std::vector<std::unique_ptr<KvTier>> tiers, TierLoadPolicy policy) {
+  tiering_ = std::make_unique<KvTiering>(kv_, std::move(tiers), policy, [this] {
+    std::lock_guard lock(mutex_);
+    tier_event_ = true;
+    wake_.notify_one();
+  });
 }
 
 Result<RequestId> Scheduler::submit(RequestParams params, RequestSink sink) {
@@ -152,12 +161,18 @@ void Scheduler::stop() {
 }
 
 ServingStats Scheduler::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  ServingStats s;
+  {
+    std::lock_guard lock(mutex_);
+    s = stats_;
+  }
+  if (tiering_) s.tiering = tiering_->stats();
+  return s;
 }
 
 void Scheduler::take_incoming() {
   std::vector<RequestId> cancels;
+  const size_t first_new = waiting_.size();
   {
     std::lock_guard lock(mutex_);
     while (!incoming_.empty()) {
@@ -165,6 +180,13 @@ void Scheduler::take_incoming() {
       incoming_.pop_front();
     }
     cancels.swap(cancels_);
+    tier_event_ = false;
+  }
+  if (tiering_) {
+    for (size_t i = first_new; i < waiting_.size(); ++i) {
+      const Request& r = *waiting_[i];
+      tiering_->submitted(r.id, r.params.cache_salt, r.tokens);
+    }
   }
   for (RequestId id : cancels) {
     for (auto& r : running_) {
@@ -183,6 +205,7 @@ void Scheduler::finish(Request& r, FinishReason reason, Status error) {
                          reason == FinishReason::kContextFull ||
                          reason == FinishReason::kStoppedByUser;
   const bool workflow_step = !r.params.workflow.empty() && completed;
+  if (tiering_) tiering_->forget(r.id);
   if (relay_ && workflow_step && r.slot >= 0) keep_output(r);
   if (r.slot >= 0) {
     kv_.release(SeqId{r.slot});
@@ -303,6 +326,8 @@ bool Scheduler::admit() {
   const auto free_slot = std::find(slot_used_.begin(), slot_used_.end(), false);
   if (free_slot == slot_used_.end()) return false;
   Request& r = *waiting_.front();
+  // Blocks still arriving from a tier: wait while that beats prefilling them.
+  if (tiering_ && !tiering_->ready_to_admit(r.id, r.params.cache_salt, r.tokens)) return false;
   const SeqId seq{static_cast<int32_t>(free_slot - slot_used_.begin())};
   Status configured = kv_.set_salt(seq, r.params.cache_salt);
   if (configured.ok()) configured = kv_.set_press(seq, r.params.press);
@@ -409,8 +434,18 @@ bool Scheduler::step() {
         budget -= n;
       }
     }
+    const Clock::time_point started = Clock::now();
     const Status done = model_.forward_batch(items, kv_);
-    if (done.ok()) break;
+    if (done.ok()) {
+      if (tiering_) {
+        int64_t prefill = 0;
+        for (const ForwardItem& item : items) {
+          if (item.tokens.size() > 1) prefill += static_cast<int64_t>(item.tokens.size());
+        }
+        tiering_->note_prefill(prefill, seconds_between(started, Clock::now()));
+      }
+      break;
+    }
     if (done.code() != StatusCode::kResourceExhausted || running_.size() == 1) {
       // Not a memory shortage, or nothing else to make room: these requests
       // cannot proceed.
@@ -510,7 +545,17 @@ void Scheduler::run() {
     if (step()) continue;
     std::unique_lock lock(mutex_);
     if (stopping_) break;
-    wake_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !cancels_.empty(); });
+    auto has_work = [&] {
+      return stopping_ || tier_event_ || !incoming_.empty() || !cancels_.empty();
+    };
+    if (tiering_ && tiering_->fetching() && !waiting_.empty()) {
+      // A queued request waits for its blocks, at most until recomputing
+      // them would have been faster: look again now and then.
+      wake_.wait_for(lock, std::chrono::milliseconds(5), has_work);
+    } else {
+      wake_.wait(lock, has_work);
+    }
+    tier_event_ = false;
     if (stopping_) break;
   }
   // Whatever is left is cancelled.

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/kv_tiering.h"
 #include "engine/relay_store.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
@@ -92,6 +93,9 @@ class Scheduler {
 
   [[nodiscard]] ServingStats stats() const;
 
+  // Tiers below the pool (docs/tiers.md), fastest first; before run().
+  void attach_tiers(std::vector<std::unique_ptr<KvTier>> tiers, TierLoadPolicy policy);
+
  private:
   struct Request;
   void take_incoming();
@@ -113,6 +117,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Request>> incoming_;
   std::vector<RequestId> cancels_;
   bool stopping_ = false;
+  bool tier_event_ = false;  // a tier fetch completed
   RequestId next_id_ = 1;
   ServingStats stats_;
 
@@ -122,6 +127,8 @@ class Scheduler {
   std::vector<bool> slot_used_;
   std::vector<float> logits_;  // [max_running][n_vocab]
   std::unique_ptr<RelayStore> relay_;
+  // Last: destroyed first, while the wake-up it may call still exists.
+  std::unique_ptr<KvTiering> tiering_;
 };
 
 }  // namespace kvforge

@@ -31,6 +31,90 @@ void histogram(std::string& out, const char* name, const char* help, const Histo
   out += fmt::format("{}_sum {}\n{}_count {}\n", name, h.sum, name, h.total);
 }
 
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    if (ch == '\\' || ch == '"') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+void tiering_metrics(std::string& out, const TieringStats& t) {
+  single(out, "kvforge_tier_lookups_total", "counter",
+         "Prompts with blocks beyond the pool's prefix hit, looked up in the tiers",
+         int64_t{t.lookups});
+  header(out, "kvforge_tier_decisions_total", "counter",
+         "Cost-model decisions per looked-up prompt: load its blocks or recompute them");
+  out += fmt::format("kvforge_tier_decisions_total{{decision=\"load\"}} {}\n", t.decided_load);
+  out += fmt::format("kvforge_tier_decisions_total{{decision=\"recompute\"}} {}\n",
+                     t.decided_recompute);
+  single(out, "kvforge_tier_gave_up_waiting_total", "counter",
+         "Fetches still running when recomputing would have been faster (the rest prefilled)",
+         int64_t{t.gave_up_waiting});
+  single(out, "kvforge_tier_blocks_loaded_total", "counter",
+         "Prefix blocks loaded from the tiers into the pool", int64_t{t.blocks_loaded});
+  single(out, "kvforge_tier_records_refused_total", "counter",
+         "Tier records that failed verification (treated as misses)", int64_t{t.records_refused});
+  single(out, "kvforge_tier_records_spilled_total", "counter",
+         "Prefix blocks handed to the tiers (write-behind)", int64_t{t.records_spilled});
+  header(out, "kvforge_tier_load_seconds_total", "counter",
+         "Completed fetches: the cost model's estimate and the measured time of loading, and "
+         "the estimated time of recomputing the same tokens");
+  out += fmt::format("kvforge_tier_load_seconds_total{{kind=\"estimated\"}} {}\n",
+                     t.estimated_load_seconds);
+  out +=
+      fmt::format("kvforge_tier_load_seconds_total{{kind=\"actual\"}} {}\n", t.actual_load_seconds);
+  out += fmt::format("kvforge_tier_load_seconds_total{{kind=\"recompute_estimated\"}} {}\n",
+                     t.estimated_recompute_seconds);
+  if (t.tiers.empty()) return;
+  struct Column {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const TierUsage&);
+  };
+  const Column columns[] = {
+      {"kvforge_tier_up", "gauge", "1 while the tier is reachable and writable",
+       [](const TierUsage& u) { return u.available ? 1.0 : 0.0; }},
+      {"kvforge_tier_puts_total", "counter", "Records written",
+       [](const TierUsage& u) { return static_cast<double>(u.puts); }},
+      {"kvforge_tier_put_rejected_total", "counter",
+       "Writes not attempted (queue full, tier read-only or full)",
+       [](const TierUsage& u) { return static_cast<double>(u.put_rejected); }},
+      {"kvforge_tier_put_errors_total", "counter", "Writes that failed",
+       [](const TierUsage& u) { return static_cast<double>(u.put_errors); }},
+      {"kvforge_tier_hits_total", "counter", "Reads that found the record",
+       [](const TierUsage& u) { return static_cast<double>(u.hits); }},
+      {"kvforge_tier_misses_total", "counter", "Reads that did not",
+       [](const TierUsage& u) { return static_cast<double>(u.misses); }},
+      {"kvforge_tier_get_errors_total", "counter", "Reads that failed (counted as misses)",
+       [](const TierUsage& u) { return static_cast<double>(u.get_errors); }},
+      {"kvforge_tier_evictions_total", "counter", "Records the tier dropped for room",
+       [](const TierUsage& u) { return static_cast<double>(u.evictions); }},
+      {"kvforge_tier_stored_bytes", "gauge", "Bytes stored (-1: unknown)",
+       [](const TierUsage& u) { return static_cast<double>(u.stored_bytes); }},
+      {"kvforge_tier_queued", "gauge", "Operations queued or running",
+       [](const TierUsage& u) { return static_cast<double>(u.queued); }},
+      {"kvforge_tier_block_read_seconds", "gauge",
+       "The cost model's estimate of reading one block record",
+       [](const TierUsage& u) { return u.seconds_per_record; }},
+  };
+  for (const Column& c : columns) {
+    header(out, c.name, c.type, c.help);
+    for (const TierUsage& u : t.tiers) {
+      out += fmt::format("{}{{tier=\"{}\"}} {}\n", c.name, label_value(u.name), c.value(u));
+    }
+  }
+}
+
 }  // namespace
 
 void ServerMetrics::count_finish(const std::string& reason) {
@@ -98,6 +182,7 @@ std::string render_metrics(const ServingStats& s, const ServerCounters& server) 
   single(out, "kvforge_relay_bytes", "gauge", "Bytes of KV kept for relay", int64_t{s.relay.bytes});
   single(out, "kvforge_relay_evicted_outputs_total", "counter",
          "Workflow outputs evicted from the relay store for room", int64_t{s.relay.evicted});
+  tiering_metrics(out, s.tiering);
   single(out, "kvforge_generation_tokens_total", "counter", "Tokens generated",
          int64_t{s.generated_tokens});
   histogram(out, "kvforge_time_to_first_token_seconds", "Seconds from submission to first token",

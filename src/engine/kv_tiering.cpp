@@ -1,0 +1,245 @@
+#include "engine/kv_tiering.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace kvforge {
+namespace {
+
+constexpr double kEwmaWeight = 0.25;  // of the newest observation
+// Written keys remembered, at most (a set of 17-byte keys: ~40 MiB).
+constexpr size_t kMaxWrittenKeys = size_t{1} << 20;
+
+// Before a tier has served a block: latency + bytes / bandwidth, from rough
+// loopback figures of each kind (docs/tiers.md); replaced by measurements.
+double prior_seconds_per_record(const std::string& tier_name, int64_t record_bytes) {
+  const auto bytes = static_cast<double>(record_bytes);
+  if (tier_name.starts_with("host:")) return 20e-6 + bytes / 8e9;
+  if (tier_name.starts_with("disk:")) return 200e-6 + bytes / 1.5e9;
+  return 300e-6 + bytes / 0.8e9;  // a server over the network
+}
+
+double seconds_since(KvTiering::Clock::time_point t) {
+  return std::chrono::duration<double>(KvTiering::Clock::now() - t).count();
+}
+
+}  // namespace
+
+Result<TierLoadPolicy> parse_tier_load_policy(const std::string& text) {
+  if (text == "auto" || text.empty()) return TierLoadPolicy::kAuto;
+  if (text == "always") return TierLoadPolicy::kAlways;
+  if (text == "never") return TierLoadPolicy::kNever;
+  return invalid_argument(
+      fmt::format("tier load policy '{}' is not one of auto, always, never", text));
+}
+
+struct KvTiering::Fetch {
+  TierLookup lookup;
+  Clock::time_point started;
+  double estimated_load = 0;       // seconds
+  double estimated_recompute = 0;  // seconds; +inf: not measured yet
+  double wait_limit = 0;           // seconds a request waits for it at most
+  std::mutex mutex;                // the fields below
+  std::vector<TierRecord> blocks;
+  std::vector<TierRecord> windows;
+  int32_t pending = 0;
+  double load_seconds = 0;  // set when pending reaches 0
+};
+
+KvTiering::KvTiering(KvCache& kv, std::vector<std::unique_ptr<KvTier>> tiers, TierLoadPolicy policy,
+                     std::function<void()> wake)
+    : kv_(kv), tiers_(std::move(tiers)), policy_(policy), wake_(std::move(wake)) {
+  record_seconds_.assign(tiers_.size(), 0);
+  kv_.set_record_sink([this](const TierKey& key, TierRecord record) { spill(key, record); });
+}
+
+KvTiering::~KvTiering() {
+  kv_.set_record_sink(nullptr);
+  closing_ = true;
+  // First to last: a tier's callbacks may pass a miss on to the next tier,
+  // so each tier stops (joining its threads) before the one after it.
+  for (auto& tier : tiers_) tier.reset();
+}
+
+void KvTiering::spill(const TierKey& key, TierRecord record) {
+  if (written_.size() >= kMaxWrittenKeys) written_.clear();
+  if (!written_.insert(key).second) return;
+  if (key.kind == TierRecordKind::kBlock) {
+    std::lock_guard lock(mutex_);
+    ++counters_.records_spilled;
+    block_record_bytes_ = static_cast<int64_t>(record->size());
+  }
+  for (const auto& tier : tiers_) tier->put(key, record);
+}
+
+double KvTiering::seconds_per_record(size_t tier) const {
+  if (record_seconds_[tier] > 0) return record_seconds_[tier];
+  return prior_seconds_per_record(tiers_[tier]->name(), block_record_bytes_);
+}
+
+double KvTiering::recompute_seconds(int64_t tokens) const {
+  if (prefill_tokens_per_second_ <= 0) return std::numeric_limits<double>::infinity();
+  return static_cast<double>(tokens) / prefill_tokens_per_second_;
+}
+
+void KvTiering::note_prefill(int64_t tokens, double seconds) {
+  // Short chunks are dominated by the decode tokens beside them.
+  if (tokens < 16 || seconds <= 0) return;
+  const double rate = static_cast<double>(tokens) / seconds;
+  std::lock_guard lock(mutex_);
+  prefill_tokens_per_second_ =
+      prefill_tokens_per_second_ <= 0
+          ? rate
+          : (1 - kEwmaWeight) * prefill_tokens_per_second_ + kEwmaWeight * rate;
+}
+
+void KvTiering::submitted(RequestId id, const std::string& salt, std::span<const int32_t> prompt) {
+  if (policy_ == TierLoadPolicy::kNever || tiers_.empty()) return;
+  TierLookup lookup = kv_.tier_lookup(salt, prompt);
+  if (lookup.blocks.empty()) return;
+  auto fetch = std::make_shared<Fetch>();
+  const auto n = static_cast<int64_t>(lookup.blocks.size());
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.lookups;
+    if (block_record_bytes_ == 0) block_record_bytes_ = lookup.block_record_bytes;
+    // One tier thread reads the blocks one after another; the first tier is
+    // assumed to hold them (a miss there costs its latency on top).
+    fetch->estimated_load = static_cast<double>(n) * seconds_per_record(0);
+    fetch->estimated_recompute = recompute_seconds(n * lookup.block_tokens);
+    if (policy_ == TierLoadPolicy::kAuto && fetch->estimated_load >= fetch->estimated_recompute) {
+      ++counters_.decided_recompute;
+      return;
+    }
+    ++counters_.decided_load;
+  }
+  fetch->wait_limit = std::isfinite(fetch->estimated_recompute)
+                          ? fetch->estimated_recompute
+                          : std::max(0.5, 4 * fetch->estimated_load);
+  fetch->lookup = std::move(lookup);
+  fetch->blocks.resize(fetch->lookup.blocks.size());
+  fetch->windows.resize(fetch->lookup.windows.size());
+  fetch->pending = static_cast<int32_t>(fetch->blocks.size() + fetch->windows.size());
+  fetch->started = Clock::now();
+  in_flight_.fetch_add(1);
+  fetches_[id] = fetch;
+  for (size_t i = 0; i < fetch->blocks.size(); ++i) fetch_from(fetch, false, i, 0);
+  for (size_t i = 0; i < fetch->windows.size(); ++i) fetch_from(fetch, true, i, 0);
+}
+
+void KvTiering::fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+                           size_t tier) {
+  const TierKey& key = window ? fetch->lookup.windows[index] : fetch->lookup.blocks[index];
+  tiers_[tier]->get(key, [this, fetch, window, index, tier](TierResult result) {
+    if (result.outcome == TierOutcome::kOk && result.record != nullptr) {
+      {
+        std::lock_guard lock(fetch->mutex);
+        (window ? fetch->windows : fetch->blocks)[index] = std::move(result.record);
+      }
+      if (!window) {
+        std::lock_guard lock(mutex_);
+        double& mean = record_seconds_[tier];
+        mean = mean <= 0 ? result.seconds : (1 - kEwmaWeight) * mean + kEwmaWeight * result.seconds;
+      }
+    } else if (tier + 1 < tiers_.size() && !closing_) {
+      fetch_from(fetch, window, index, tier + 1);  // the next tier may have it
+      return;
+    }
+    record_done(fetch);
+  });
+}
+
+void KvTiering::record_done(const std::shared_ptr<Fetch>& fetch) {
+  {
+    std::lock_guard lock(fetch->mutex);
+    if (--fetch->pending > 0) return;
+    fetch->load_seconds = seconds_since(fetch->started);
+  }
+  in_flight_.fetch_sub(1);
+  if (wake_ && !closing_) wake_();
+}
+
+bool KvTiering::fetching() const {
+  return in_flight_.load() > 0;
+}
+
+bool KvTiering::ready_to_admit(RequestId id, const std::string& salt,
+                               std::span<const int32_t> prompt) {
+  const auto found = fetches_.find(id);
+  if (found == fetches_.end()) return true;
+  Fetch& f = *found->second;
+  std::vector<TierRecord> blocks, windows;
+  double load_seconds = 0;
+  {
+    std::lock_guard lock(f.mutex);
+    if (f.pending > 0 && seconds_since(f.started) < f.wait_limit) return false;
+    blocks = f.blocks;
+    windows = f.windows;
+    load_seconds = f.pending == 0 ? f.load_seconds : -1;
+  }
+  const TierImport imported =
+      kv_.import_records(salt, prompt, f.lookup.cached_blocks, blocks, windows);
+  {
+    std::lock_guard lock(mutex_);
+    counters_.blocks_loaded += imported.blocks;
+    counters_.windows_loaded += imported.windows;
+    counters_.records_refused += imported.refused;
+    if (load_seconds < 0) {
+      ++counters_.gave_up_waiting;
+    } else {
+      counters_.estimated_load_seconds += f.estimated_load;
+      counters_.actual_load_seconds += load_seconds;
+      if (std::isfinite(f.estimated_recompute)) {
+        counters_.estimated_recompute_seconds += f.estimated_recompute;
+      }
+    }
+  }
+  if (imported.refused > 0) {
+    fmt::print(stderr, "kvforge: {} tier record(s) refused, loaded as misses: {}\n",
+               imported.refused, imported.first_error);
+  }
+  fetches_.erase(found);
+  return true;
+}
+
+void KvTiering::forget(RequestId id) {
+  fetches_.erase(id);
+}
+
+TieringStats KvTiering::stats() const {
+  TieringStats s;
+  std::vector<double> per_record;
+  {
+    std::lock_guard lock(mutex_);
+    s = counters_;
+    for (size_t t = 0; t < tiers_.size(); ++t) per_record.push_back(seconds_per_record(t));
+  }
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    const TierStats ts = tiers_[t]->stats();
+    TierUsage u;
+    u.name = tiers_[t]->name();
+    u.available = ts.available;
+    u.puts = ts.puts;
+    u.put_bytes = ts.put_bytes;
+    u.put_rejected = ts.put_rejected;
+    u.put_errors = ts.put_errors;
+    u.gets = ts.gets;
+    u.hits = ts.hits;
+    u.misses = ts.misses;
+    u.get_errors = ts.get_errors;
+    u.get_bytes = ts.get_bytes;
+    u.evictions = ts.evictions;
+    u.stored_bytes = ts.stored_bytes;
+    u.capacity_bytes = ts.capacity_bytes;
+    u.queued = ts.queued;
+    u.read_seconds = ts.read_seconds;
+    u.seconds_per_record = per_record[t];
+    s.tiers.push_back(std::move(u));
+  }
+  return s;
+}
+
+}  // namespace kvforge

@@ -1,0 +1,310 @@
+// The scheduler with KV tiers below the pool (docs/tiers.md), on the real
+// stories260K model: a second engine (its own pool) loads the prefix blocks
+// the first one wrote to a shared tier and generates exactly what it
+// generates cold; records that are corrupted, or a tier that fails, cost a
+// miss and never change the output; the cost model may decide to
+// recompute; "never" only writes.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "engine/scheduler.h"
+#include "kv/kv_codec_plan.h"
+#include "kv/paged_kv_cache.h"
+#include "model/model.h"
+#include "tier/memory_tier.h"
+
+namespace kvforge {
+namespace {
+
+constexpr int32_t kTierCtx = 256;
+
+Model& tier_model() {
+  static std::unique_ptr<Model> m = [] {
+    ModelOptions o;
+    o.n_threads = 2;
+    o.max_batch = 64;
+    auto loaded = Model::load(std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf", o);
+    KVF_CHECK(loaded.ok());
+    return std::move(loaded).value();
+  }();
+  return *m;
+}
+
+std::unique_ptr<PagedKvCache> tier_cache(const std::string& codec = "f16") {
+  PagedKvCacheOptions o;
+  o.layer_codecs = *plan_kv_codecs(codec, "", tier_model().config().n_layers);
+  o.block_tokens = 16;
+  o.n_ctx = kTierCtx;
+  o.n_seq = 2;
+  o.model_fingerprint = tier_model().fingerprint();
+  auto cache = PagedKvCache::create(tier_model().kv_shape(), o);
+  KVF_CHECK(cache.ok());
+  return std::move(cache).value();
+}
+
+// What the tests do to records on the way up.
+enum class Fault { kNone, kFlipByte, kTruncate, kFail };
+
+// A tier that several schedulers share (as servers share a Redis), with an
+// optional fault on reads.
+class SharedTier final : public KvTier {
+ public:
+  SharedTier(std::shared_ptr<MemoryTier> store, Fault fault)
+      : store_(std::move(store)), fault_(fault) {}
+  const std::string& name() const override { return store_->name(); }
+  void put(const TierKey& key, TierRecord record, TierCallback done) override {
+    store_->put(key, std::move(record), std::move(done));
+  }
+  void get(const TierKey& key, TierCallback done) override {
+    const Fault fault = fault_;
+    store_->get(key, [fault, done = std::move(done)](TierResult r) {
+      if (r.outcome == TierOutcome::kOk && fault != Fault::kNone) {
+        auto bytes = std::make_shared<std::vector<uint8_t>>(*r.record);
+        if (fault == Fault::kFlipByte) (*bytes)[bytes->size() / 2] ^= 0x10;
+        if (fault == Fault::kTruncate) bytes->resize(bytes->size() - 7);
+        r.record = bytes;
+        if (fault == Fault::kFail) r = TierResult{TierOutcome::kError, nullptr, "down", 0};
+      }
+      done(std::move(r));
+    });
+  }
+  void contains(const TierKey& key, TierCallback done) override {
+    store_->contains(key, std::move(done));
+  }
+  void evict(const TierKey& key, TierCallback done) override {
+    store_->evict(key, std::move(done));
+  }
+  TierStats stats() const override { return store_->stats(); }
+  void flush() override { store_->flush(); }
+
+ private:
+  std::shared_ptr<MemoryTier> store_;
+  Fault fault_;
+};
+
+std::vector<int32_t> long_prompt(int32_t n) {
+  std::vector<int32_t> ids = {1};
+  for (int32_t i = 1; i < n; ++i) ids.push_back(40 + (i * 29) % 430);
+  return ids;
+}
+
+struct Served {
+  std::vector<int32_t> tokens;
+  RequestUsage usage;
+  TieringStats tiering;
+};
+
+// One greedy request through a scheduler over its own fresh cache and the
+// given tiers.
+Served serve(const std::vector<int32_t>& prompt, std::vector<std::unique_ptr<KvTier>> tiers,
+             TierLoadPolicy policy = TierLoadPolicy::kAlways, const std::string& codec = "f16") {
+  auto kv = tier_cache(codec);
+  SchedulerOptions so;
+  so.max_running = 2;
+  so.n_ctx = kTierCtx;
+  so.max_batch_tokens = 64;
+  so.admission_reserve_tokens = 16;
+  Served served;
+  {
+    Scheduler scheduler(tier_model(), *kv, so);
+    if (!tiers.empty()) scheduler.attach_tiers(std::move(tiers), policy);
+    RequestParams p;
+    p.prompt = prompt;
+    p.max_tokens = 12;
+    p.sampling.temperature = 0;
+    p.stop_at_end_of_generation = false;
+    bool finished = false;
+    auto id = scheduler.submit(p, [&](const RequestEvent& e) {
+      if (e.token >= 0) served.tokens.push_back(e.token);
+      if (e.finish != FinishReason::kNone) {
+        served.usage = e.usage;
+        finished = true;
+      }
+      return true;
+    });
+    KVF_CHECK(id.ok());
+    // A queued request may wait for its fetch while nothing runs: step until
+    // it has finished.
+    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
+    KVF_CHECK(finished);
+    served.tiering = scheduler.stats().tiering;
+  }
+  kv->check_invariants();
+  return served;
+}
+
+std::vector<std::unique_ptr<KvTier>> shared(const std::shared_ptr<MemoryTier>& store,
+                                            Fault fault = Fault::kNone) {
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  tiers.push_back(std::make_unique<SharedTier>(store, fault));
+  return tiers;
+}
+
+class TieringTest : public ::testing::TestWithParam<std::string> {};
+
+// The first scheduler writes its prompt's blocks; a second one, with a
+// cold pool, loads them and generates the same tokens, computing only the
+// tail of the prompt.
+TEST_P(TieringTest, ASecondPoolLoadsWhatTheFirstWroteAndAgrees) {
+  const std::string codec = GetParam();
+  auto store = std::make_shared<MemoryTier>("host:64MiB", 64 << 20);
+  const std::vector<int32_t> prompt = long_prompt(150);
+  const Served cold = serve(prompt, shared(store), TierLoadPolicy::kAlways, codec);
+  EXPECT_EQ(cold.usage.reused_tokens, 0);
+  EXPECT_GT(cold.tiering.records_spilled, 0);
+  store->flush();
+  ASSERT_GT(store->stats().stored_records, 0);
+
+  const Served warm = serve(prompt, shared(store), TierLoadPolicy::kAlways, codec);
+  EXPECT_EQ(warm.tokens, cold.tokens) << codec;
+  // Every full block of 16 before the prompt's last token.
+  EXPECT_EQ(warm.usage.reused_tokens, 144) << codec;
+  EXPECT_EQ(warm.tiering.blocks_loaded, 9) << codec;
+  EXPECT_EQ(warm.tiering.records_refused, 0);
+  EXPECT_EQ(warm.tiering.decided_load, 1);
+  // KIVI's residual window: the f32 rows the first query after the hit reads
+  // came with the blocks.
+  EXPECT_EQ(warm.tiering.windows_loaded > 0, codec.starts_with("kivi")) << codec;
+  // Only blocks the tier did not hold are written (the finished sequence's
+  // last full block, with a generated token in it).
+  EXPECT_EQ(warm.tiering.records_spilled, cold.tiering.records_spilled - 9) << codec;
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, TieringTest, ::testing::Values("f16", "int4h", "kivi2:r=32"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(TieringFaults, CorruptTruncatedOrFailingRecordsAreMissesAndChangeNothing) {
+  auto store = std::make_shared<MemoryTier>("host:64MiB", 64 << 20);
+  const std::vector<int32_t> prompt = long_prompt(120);
+  const Served cold = serve(prompt, shared(store));
+  store->flush();
+  for (const Fault fault : {Fault::kFlipByte, Fault::kTruncate, Fault::kFail}) {
+    const Served served = serve(prompt, shared(store, fault));
+    EXPECT_EQ(served.tokens, cold.tokens);
+    EXPECT_EQ(served.usage.reused_tokens, 0);
+    EXPECT_EQ(served.tiering.blocks_loaded, 0);
+    // A corrupt first block stops the run: one refusal; a failing tier: none.
+    EXPECT_EQ(served.tiering.records_refused, fault == Fault::kFail ? 0 : 1);
+  }
+}
+
+// Another model or codec reads none of the records (their keys differ; a
+// record under a matching key but another layout is refused).
+TEST(TieringFaults, AnotherCodecFindsNothing) {
+  auto store = std::make_shared<MemoryTier>("host:64MiB", 64 << 20);
+  const std::vector<int32_t> prompt = long_prompt(100);
+  (void)serve(prompt, shared(store), TierLoadPolicy::kAlways, "f16");
+  store->flush();
+  const Served other = serve(prompt, shared(store), TierLoadPolicy::kAlways, "int8");
+  EXPECT_EQ(other.usage.reused_tokens, 0);
+  EXPECT_EQ(other.tiering.blocks_loaded, 0);
+  EXPECT_GT(store->stats().misses, 0);
+}
+
+TEST(TieringPolicy, NeverOnlyWritesAndAutoRecomputesWhenThatIsCheaper) {
+  auto store = std::make_shared<MemoryTier>("host:64MiB", 64 << 20);
+  const std::vector<int32_t> prompt = long_prompt(120);
+  const Served cold = serve(prompt, shared(store), TierLoadPolicy::kNever);
+  EXPECT_GT(cold.tiering.records_spilled, 0);
+  store->flush();
+  const Served never = serve(prompt, shared(store), TierLoadPolicy::kNever);
+  EXPECT_EQ(never.usage.reused_tokens, 0);
+  EXPECT_EQ(never.tiering.lookups, 0);
+  // Before any prefill was measured, auto loads.
+  const Served first = serve(prompt, shared(store), TierLoadPolicy::kAuto);
+  EXPECT_EQ(first.tiering.decided_load, 1);
+  EXPECT_EQ(first.tokens, cold.tokens);
+}
+
+// A tier whose reads take 20 ms each: slower than recomputing a block of
+// this small model.
+class SlowTier final : public QueuedTier {
+ public:
+  explicit SlowTier(std::shared_ptr<MemoryTier> store)
+      : QueuedTier("slow:test", {}), store_(std::move(store)) {}
+  ~SlowTier() override { stop(); }
+
+ protected:
+  TierResult do_put(const TierKey&, const TierRecord&) override {
+    return {TierOutcome::kRejected, nullptr, "read-only", 0};
+  }
+  TierResult do_get(const TierKey& key) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::promise<TierResult> got;
+    store_->get(key, [&](TierResult r) { got.set_value(std::move(r)); });
+    return got.get_future().get();
+  }
+  TierResult do_contains(const TierKey&) override { return {TierOutcome::kMiss, nullptr, {}, 0}; }
+  TierResult do_evict(const TierKey&) override { return {TierOutcome::kMiss, nullptr, {}, 0}; }
+  void add_backend_stats(TierStats&) const override {}
+
+ private:
+  std::shared_ptr<MemoryTier> store_;
+};
+
+// Once the tier's reads and the prefill rate are measured, a prompt whose
+// blocks would take longer to read than to compute is recomputed.
+TEST(TieringPolicy, AutoRecomputesWhenReadingIsSlowerThanPrefill) {
+  auto store = std::make_shared<MemoryTier>("host:64MiB", 64 << 20);
+  const std::vector<int32_t> first = long_prompt(150);
+  std::vector<int32_t> second = long_prompt(150);
+  second[1] = 7;  // another chain from the first block on
+  (void)serve(first, shared(store));
+  (void)serve(second, shared(store));
+  store->flush();
+
+  auto kv = tier_cache();
+  SchedulerOptions so;
+  so.max_running = 1;
+  so.n_ctx = kTierCtx;
+  so.max_batch_tokens = 64;
+  Scheduler scheduler(tier_model(), *kv, so);
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  tiers.push_back(std::make_unique<SlowTier>(store));
+  scheduler.attach_tiers(std::move(tiers), TierLoadPolicy::kAuto);
+  auto run = [&](const std::vector<int32_t>& prompt) {
+    RequestParams p;
+    p.prompt = prompt;
+    p.max_tokens = 4;
+    p.sampling.temperature = 0;
+    p.stop_at_end_of_generation = false;
+    bool finished = false;
+    RequestUsage usage;
+    KVF_CHECK(scheduler
+                  .submit(p,
+                          [&](const RequestEvent& e) {
+                            if (e.finish != FinishReason::kNone) {
+                              usage = e.usage;
+                              finished = true;
+                            }
+                            return true;
+                          })
+                  .ok());
+    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
+    KVF_CHECK(finished);
+    return usage;
+  };
+  // Nothing measured yet: loads (9 reads of 20 ms), and measures the reads.
+  EXPECT_GT(run(first).reused_tokens, 0);
+  // A prompt the tier does not hold: prefilled, which measures the prefill.
+  (void)run(long_prompt(200));
+  // Now 9 reads (~180 ms) lose against prefilling 144 tokens.
+  EXPECT_EQ(run(second).reused_tokens, 0);
+  const TieringStats t = scheduler.stats().tiering;
+  EXPECT_EQ(t.decided_recompute, 1);
+  EXPECT_GE(t.tiers[0].seconds_per_record, 0.015);
+}
+
+}  // namespace
+}  // namespace kvforge
