@@ -37,6 +37,7 @@ Result<TierLoadPolicy> parse_tier_load_policy(const std::string& text) {
 }
 
 struct KvTiering::Fetch {
+  enum class Slot : uint8_t { kPending, kHit, kMiss };
   TierLookup lookup;
   Clock::time_point started;
   double estimated_load = 0;       // seconds
@@ -45,8 +46,24 @@ struct KvTiering::Fetch {
   std::mutex mutex;                // the fields below
   std::vector<TierRecord> blocks;
   std::vector<TierRecord> windows;
+  std::vector<Slot> block_slots;
+  std::vector<Slot> window_slots;
   int32_t pending = 0;
-  double load_seconds = 0;  // set when pending reaches 0
+  bool resolved = false;    // the usable run is known (see is_resolved)
+  double load_seconds = 0;  // start to resolution
+
+  // Only the run of hits from the first block can be loaded: the fetch is
+  // resolved once that run and the windows inside it are all known, even
+  // while reads past a miss are still out.
+  [[nodiscard]] bool is_resolved() const {
+    size_t run = 0;
+    while (run < block_slots.size() && block_slots[run] == Slot::kHit) ++run;
+    if (run < block_slots.size() && block_slots[run] == Slot::kPending) return false;
+    for (size_t i = 0; i < run && i < window_slots.size(); ++i) {
+      if (window_slots[i] == Slot::kPending) return false;
+    }
+    return true;
+  }
 };
 
 KvTiering::KvTiering(KvCache& kv, std::vector<std::unique_ptr<KvTier>> tiers, TierLoadPolicy policy,
@@ -122,6 +139,8 @@ void KvTiering::submitted(RequestId id, const std::string& salt, std::span<const
   fetch->lookup = std::move(lookup);
   fetch->blocks.resize(fetch->lookup.blocks.size());
   fetch->windows.resize(fetch->lookup.windows.size());
+  fetch->block_slots.assign(fetch->blocks.size(), Fetch::Slot::kPending);
+  fetch->window_slots.assign(fetch->windows.size(), Fetch::Slot::kPending);
   fetch->pending = static_cast<int32_t>(fetch->blocks.size() + fetch->windows.size());
   fetch->started = Clock::now();
   in_flight_.fetch_add(1);
@@ -134,32 +153,37 @@ void KvTiering::fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, siz
                            size_t tier) {
   const TierKey& key = window ? fetch->lookup.windows[index] : fetch->lookup.blocks[index];
   tiers_[tier]->get(key, [this, fetch, window, index, tier](TierResult result) {
-    if (result.outcome == TierOutcome::kOk && result.record != nullptr) {
-      {
-        std::lock_guard lock(fetch->mutex);
-        (window ? fetch->windows : fetch->blocks)[index] = std::move(result.record);
-      }
-      if (!window) {
-        std::lock_guard lock(mutex_);
-        double& mean = record_seconds_[tier];
-        mean = mean <= 0 ? result.seconds : (1 - kEwmaWeight) * mean + kEwmaWeight * result.seconds;
-      }
-    } else if (tier + 1 < tiers_.size() && !closing_) {
+    const bool hit = result.outcome == TierOutcome::kOk && result.record != nullptr;
+    if (hit && !window) {
+      std::lock_guard lock(mutex_);
+      double& mean = record_seconds_[tier];
+      mean = mean <= 0 ? result.seconds : (1 - kEwmaWeight) * mean + kEwmaWeight * result.seconds;
+    }
+    if (!hit && tier + 1 < tiers_.size() && !closing_) {
       fetch_from(fetch, window, index, tier + 1);  // the next tier may have it
       return;
     }
-    record_done(fetch);
+    record_done(fetch, window, index, hit ? std::move(result.record) : nullptr);
   });
 }
 
-void KvTiering::record_done(const std::shared_ptr<Fetch>& fetch) {
+void KvTiering::record_done(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+                            TierRecord record) {
+  bool now_resolved = false;
+  bool last = false;
   {
     std::lock_guard lock(fetch->mutex);
-    if (--fetch->pending > 0) return;
-    fetch->load_seconds = seconds_since(fetch->started);
+    (window ? fetch->window_slots : fetch->block_slots)[index] =
+        record ? Fetch::Slot::kHit : Fetch::Slot::kMiss;
+    (window ? fetch->windows : fetch->blocks)[index] = std::move(record);
+    last = --fetch->pending == 0;
+    if (!fetch->resolved && fetch->is_resolved()) {
+      fetch->resolved = now_resolved = true;
+      fetch->load_seconds = seconds_since(fetch->started);
+    }
   }
-  in_flight_.fetch_sub(1);
-  if (wake_ && !closing_) wake_();
+  if (last) in_flight_.fetch_sub(1);
+  if (now_resolved && wake_ && !closing_) wake_();
 }
 
 bool KvTiering::fetching() const {
@@ -175,10 +199,10 @@ bool KvTiering::ready_to_admit(RequestId id, const std::string& salt,
   double load_seconds = 0;
   {
     std::lock_guard lock(f.mutex);
-    if (f.pending > 0 && seconds_since(f.started) < f.wait_limit) return false;
+    if (!f.resolved && seconds_since(f.started) < f.wait_limit) return false;
     blocks = f.blocks;
     windows = f.windows;
-    load_seconds = f.pending == 0 ? f.load_seconds : -1;
+    load_seconds = f.resolved ? f.load_seconds : -1;
   }
   const TierImport imported =
       kv_.import_records(salt, prompt, f.lookup.cached_blocks, blocks, windows);

@@ -10,9 +10,10 @@
 // are looked up; if the cost model expects loading them to beat prefilling
 // them, they are fetched from the tiers at once (each record from the first
 // tier that has it), while the request waits for a slot. At admission the
-// request waits for its fetch only as long as waiting still beats
-// recomputing; then the records that arrived are verified and loaded into
-// the prefix cache, where the ordinary prefix match takes them.
+// request waits until the run it can use is known (every read up to the
+// first miss is back), and only as long as waiting still beats recomputing;
+// then the records of that run are verified and loaded into the prefix
+// cache, where the ordinary prefix match takes them.
 //
 // Cost model: one block read per tier costs an exponentially weighted mean
 // of the measured backend time of its reads (hits), starting from a prior
@@ -67,7 +68,7 @@ class KvTiering {
                                     std::span<const int32_t> prompt);
   // The request is gone (finished, cancelled, admitted): drop its fetch.
   void forget(RequestId id);
-  // True while some fetch is still running (the scheduler then polls).
+  // True while some fetch still has reads out (the scheduler then polls).
   [[nodiscard]] bool fetching() const;
   // A step prefilled `tokens` tokens in `seconds` (the recompute rate).
   void note_prefill(int64_t tokens, double seconds);
@@ -78,7 +79,8 @@ class KvTiering {
   struct Fetch;
   void spill(const TierKey& key, TierRecord record);
   void fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, size_t index, size_t tier);
-  void record_done(const std::shared_ptr<Fetch>& fetch);
+  void record_done(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+                   TierRecord record);
   [[nodiscard]] double seconds_per_record(size_t tier) const;    // mutex_ held
   [[nodiscard]] double recompute_seconds(int64_t tokens) const;  // mutex_ held
 
