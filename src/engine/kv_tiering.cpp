@@ -70,26 +70,45 @@ KvTiering::KvTiering(KvCache& kv, std::vector<std::unique_ptr<KvTier>> tiers, Ti
                      std::function<void()> wake)
     : kv_(kv), tiers_(std::move(tiers)), policy_(policy), wake_(std::move(wake)) {
   record_seconds_.assign(tiers_.size(), 0);
-  kv_.set_record_sink([this](const TierKey& key, TierRecord record) { spill(key, record); });
+  bool on_cache = false, on_evict = false;
+  for (const auto& tier : tiers_) {
+    (tier->writes() == TierWrites::kOnCache ? on_cache : on_evict) = true;
+  }
+  kv_.set_record_sink([this](KvCache::RecordEvent event, const TierKey& key,
+                             TierRecord record) { spill(event, key, std::move(record)); },
+                      on_cache, on_evict);
 }
 
 KvTiering::~KvTiering() {
-  kv_.set_record_sink(nullptr);
+  kv_.set_record_sink(nullptr, false, false);
   closing_ = true;
   // First to last: a tier's callbacks may pass a miss on to the next tier,
   // so each tier stops (joining its threads) before the one after it.
   for (auto& tier : tiers_) tier.reset();
 }
 
-void KvTiering::spill(const TierKey& key, TierRecord record) {
-  if (written_.size() >= kMaxWrittenKeys) written_.clear();
-  if (!written_.insert(key).second) return;
+void KvTiering::spill(KvCache::RecordEvent event, const TierKey& key, TierRecord record) {
+  const TierWrites when =
+      event == KvCache::RecordEvent::kCached ? TierWrites::kOnCache : TierWrites::kOnEvict;
+  // A block cached again (another request with the same prompt) is not
+  // rewritten; an evicted one may come back and be evicted again, so
+  // evictions are always written.
+  if (when == TierWrites::kOnCache) {
+    if (written_.size() >= kMaxWrittenKeys) written_.clear();
+    if (!written_.insert(key).second) return;
+  }
   if (key.kind == TierRecordKind::kBlock) {
     std::lock_guard lock(mutex_);
     ++counters_.records_spilled;
     block_record_bytes_ = static_cast<int64_t>(record->size());
   }
-  for (const auto& tier : tiers_) tier->put(key, record);
+  for (const auto& tier : tiers_) {
+    // Windows go wherever blocks go on caching: they are small, and a
+    // block loaded without its window cannot serve a hit.
+    const bool wanted = tier->writes() == when || (key.kind == TierRecordKind::kStagedWindow &&
+                                                   event == KvCache::RecordEvent::kCached);
+    if (wanted) tier->put(key, record);
+  }
 }
 
 double KvTiering::seconds_per_record(size_t tier) const {

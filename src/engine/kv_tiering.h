@@ -1,10 +1,12 @@
 // KvTiering: the scheduler's link to the KV tiers below the pool
 // (docs/tiers.md).
 //
-// Down: every block that enters the prefix cache (and every staged window)
-// arrives as a record through the cache's record sink and is written to
-// every tier, write-behind (a tier whose queue is full drops it and counts
-// the drop; a decode step never waits for a tier).
+// Down: blocks arrive as records through the cache's record sink and are
+// written, write-behind, to the tiers that want them: disk and Redis every
+// block as it enters the prefix cache (other instances and restarts read
+// them), the host-memory tier every block the pool evicts (its overflow).
+// Staged windows go to every tier as they are kept. A tier whose queue is
+// full drops a write and counts it; a decode step never waits for a tier.
 //
 // Up: when a request is queued, its prompt's blocks beyond the pool's hit
 // are looked up; if the cost model expects loading them to beat prefilling
@@ -77,7 +79,7 @@ class KvTiering {
 
  private:
   struct Fetch;
-  void spill(const TierKey& key, TierRecord record);
+  void spill(KvCache::RecordEvent event, const TierKey& key, TierRecord record);
   void fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, size_t index, size_t tier);
   void record_done(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
                    TierRecord record);

@@ -159,12 +159,15 @@ class KvCache {
   virtual void advance_workflow_clock() {}
 
   // Tiering (docs/tiers.md). With a sink, a cache with a prefix cache
-  // encodes every block that newly enters it (and, under a residual window,
-  // the full-precision rows a hit ending there reads) as a self-verifying
-  // record (kv/block_record.h) and hands it to the sink, on the caller's
-  // thread, from release() and from a prompt press. Null: none.
-  using RecordSink = std::function<void(const TierKey&, TierRecord)>;
-  virtual void set_record_sink(RecordSink /*sink*/) {}
+  // encodes blocks as self-verifying records (kv/block_record.h) and hands
+  // them to the sink on the caller's thread: with on_cache, every block
+  // that newly enters the prefix cache (from release() and prompt presses)
+  // and, under a residual window, the full-precision rows a hit ending there
+  // reads; with on_evict, every block the prefix cache evicts, just before
+  // its memory is reused. Null: none.
+  enum class RecordEvent { kCached, kEvicted };
+  using RecordSink = std::function<void(RecordEvent, const TierKey&, TierRecord)>;
+  virtual void set_record_sink(RecordSink /*sink*/, bool /*on_cache*/, bool /*on_evict*/) {}
   // The records that could extend the prefix cache's hit for this prompt
   // under this salt (the salt a sequence would get from set_salt).
   [[nodiscard]] virtual TierLookup tier_lookup(std::string_view /*salt*/,

@@ -711,7 +711,7 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
     const BlockHash& chain_end = chain_hashes[static_cast<size_t>(end / bt - 1)];
     chain_ends.push_back(chain_end);
     if (record_sink_) {
-      record_sink_(TierKey{chain_end, TierRecordKind::kStagedWindow},
+      record_sink_(RecordEvent::kCached, TierKey{chain_end, TierRecordKind::kStagedWindow},
                    encode_window(s, end, chain_end));
     }
   }
@@ -755,8 +755,12 @@ void PagedKvCache::offer_full_blocks(const Sequence& s, int32_t n_blocks) {
         pool_->chain_hash(blocks[j]) != chain_hashes[j]) {
       continue;
     }
-    record_sink_(TierKey{chain_hashes[j], TierRecordKind::kBlock},
-                 encode_block(s, static_cast<int32_t>(j), chain_hashes));
+    const auto bt = static_cast<size_t>(block_tokens_);
+    record_sink_(
+        RecordEvent::kCached, TierKey{chain_hashes[j], TierRecordKind::kBlock},
+        encode_block(blocks[j], chain_hashes[j], j > 0 ? chain_hashes[j - 1] : kRootChainHash,
+                     s.cache_namespace, static_cast<int32_t>(j),
+                     std::span<const int32_t>(s.tokens).subspan(j * bt, bt)));
   }
 }
 

@@ -123,7 +123,7 @@ class PagedKvCache final : public KvCache {
   void set_next_use(SeqId seq, int32_t steps) override;
   void advance_workflow_clock() override;
   // Tiering (paged_kv_cache_tier.cpp).
-  void set_record_sink(RecordSink sink) override { record_sink_ = std::move(sink); }
+  void set_record_sink(RecordSink sink, bool on_cache, bool on_evict) override;
   [[nodiscard]] TierLookup tier_lookup(std::string_view salt,
                                        std::span<const int32_t> prompt) const override;
   [[nodiscard]] TierImport import_records(std::string_view salt, std::span<const int32_t> prompt,
@@ -221,8 +221,9 @@ class PagedKvCache final : public KvCache {
   // record sink.
   void offer_full_blocks(const Sequence& s, int32_t n_blocks);
   // Tiering (paged_kv_cache_tier.cpp).
-  [[nodiscard]] TierRecord encode_block(const Sequence& s, int32_t block,
-                                        std::span<const BlockHash> chain_hashes) const;
+  [[nodiscard]] TierRecord encode_block(BlockId block, const BlockHash& chain_hash,
+                                        const BlockHash& parent, const CacheNamespace& ns,
+                                        int32_t index, std::span<const int32_t> tokens) const;
   [[nodiscard]] TierRecord encode_window(const Sequence& s, int32_t end,
                                          const BlockHash& chain_end) const;
   [[nodiscard]] Status load_block(const CacheNamespace& ns, std::span<const int32_t> prompt,
@@ -287,7 +288,7 @@ class PagedKvCache final : public KvCache {
   std::string plan_key_;  // codec plan and block size, part of every cache namespace
   std::string default_salt_;
   uint64_t layout_fingerprint_ = 0;  // block records' layout (kv/block_record.h)
-  RecordSink record_sink_;
+  RecordSink record_sink_;           // null, or called for cached blocks (on_cache)
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixIndex> index_;          // null when prefix sharing is off
   std::unique_ptr<StagedWindowCache> windows_;  // with an index and some R > 0

@@ -62,26 +62,37 @@ CacheNamespace PagedKvCache::namespace_for(std::string_view salt) const {
   return make_cache_namespace(model_fingerprint_, plan_key_, salt);
 }
 
-TierRecord PagedKvCache::encode_block(const Sequence& s, int32_t block,
-                                      std::span<const BlockHash> chain_hashes) const {
-  const auto j = static_cast<size_t>(block);
+void PagedKvCache::set_record_sink(RecordSink sink, bool on_cache, bool on_evict) {
+  record_sink_ = on_cache ? sink : nullptr;
+  if (!index_) return;
+  if (!on_evict || !sink) {
+    index_->set_evict_observer(nullptr);
+    return;
+  }
+  index_->set_evict_observer([this, sink](const PrefixIndex::EvictedBlock& e) {
+    // The block's index in its chain: its cached ancestors.
+    int32_t index = 0;
+    for (auto p = pool_->cached_parent(e.block); p; p = pool_->cached_parent(*p)) ++index;
+    sink(RecordEvent::kEvicted, TierKey{e.chain_hash, TierRecordKind::kBlock},
+         encode_block(e.block, e.chain_hash, e.parent_hash, e.cache_namespace, index, e.tokens));
+  });
+}
+
+TierRecord PagedKvCache::encode_block(BlockId block, const BlockHash& chain_hash,
+                                      const BlockHash& parent, const CacheNamespace& ns,
+                                      int32_t index, std::span<const int32_t> tokens) const {
   BlockRecordHeader h;
   h.kind = TierRecordKind::kBlock;
-  h.key = chain_hashes[j];
-  h.cache_namespace = s.cache_namespace;
-  h.parent = j > 0 ? chain_hashes[j - 1] : kRootChainHash;
+  h.key = chain_hash;
+  h.cache_namespace = ns;
+  h.parent = parent;
   h.layout = layout_fingerprint_;
-  h.first_position = block * block_tokens_;
-  const BlockId id = s.blocks[j];
+  h.first_position = index * block_tokens_;
   std::vector<std::span<const uint8_t>> payload;
   for (int32_t seg = 0; seg < pool_->n_segments(); ++seg) {
-    payload.emplace_back(pool_->segment_data(id, seg), pool_->segment_bytes(seg));
+    payload.emplace_back(pool_->segment_data(block, seg), pool_->segment_bytes(seg));
   }
-  return encode_block_record(
-      h,
-      std::span<const int32_t>(s.tokens).subspan(j * static_cast<size_t>(block_tokens_),
-                                                 static_cast<size_t>(block_tokens_)),
-      payload);
+  return encode_block_record(h, tokens, payload);
 }
 
 TierRecord PagedKvCache::encode_window(const Sequence& s, int32_t end,

@@ -117,6 +117,12 @@ int32_t PrefixIndex::evict(int32_t n_blocks) {
   while (freed < n_blocks) {
     const std::optional<BlockId> victim = next_victim();
     if (!victim) break;
+    if (evict_observer_) {
+      const std::optional<BlockId> parent = pool_.cached_parent(*victim);
+      evict_observer_(EvictedBlock{
+          *victim, pool_.chain_hash(*victim), parent ? pool_.chain_hash(*parent) : kRootChainHash,
+          namespace_of_[static_cast<size_t>(victim->value)], stored_tokens(*victim)});
+    }
     forget(*victim);
     ++freed;
   }

@@ -93,6 +93,19 @@ class PrefixIndex {
   // One workflow step done (a workflow request finished): hints count down.
   void advance_clock() { ++clock_; }
 
+  // Called by evict() for each block just before it is freed (tiering
+  // spills it to a lower tier); its bytes are still intact then.
+  struct EvictedBlock {
+    BlockId block;
+    BlockHash chain_hash;
+    BlockHash parent_hash;  // kRootChainHash for a chain's first block
+    CacheNamespace cache_namespace;
+    std::span<const int32_t> tokens;
+  };
+  void set_evict_observer(std::function<void(const EvictedBlock&)> observer) {
+    evict_observer_ = std::move(observer);
+  }
+
   // Frees min(n_blocks, n_evictable()) cached blocks back to the pool, least
   // recently used first (after the hints above), children before parents.
   // Returns the count freed.
@@ -124,6 +137,7 @@ class PrefixIndex {
   int32_t n_hinted_ = 0;                      // cached blocks with due_ >= 0
   int64_t clock_ = 0;
   PrefixCacheStats stats_;
+  std::function<void(const EvictedBlock&)> evict_observer_;
 };
 
 }  // namespace kvforge

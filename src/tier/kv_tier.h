@@ -95,9 +95,17 @@ struct TierStats {
   double write_seconds = 0;
 };
 
+// When the cache writes a block to a tier. A tier that other processes read
+// or that outlives this one (disk, Redis) gets every block as soon as it is
+// cached; a private in-memory tier only gets what the pool evicts (it would
+// otherwise hold a second copy of the pool).
+enum class TierWrites { kOnCache, kOnEvict };
+
 class KvTier {
  public:
   virtual ~KvTier() = default;
+
+  [[nodiscard]] virtual TierWrites writes() const { return TierWrites::kOnCache; }
 
   // The spec the tier was made from (tier_factory.h), for logs and metrics.
   [[nodiscard]] virtual const std::string& name() const = 0;

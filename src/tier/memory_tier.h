@@ -2,7 +2,7 @@
 // recently used dropped first beyond SIZE bytes.
 //
 // The cheapest tier: a pool too small for the prefixes a server sees keeps
-// the overflow here, at memory-copy speed. Also the reference backend the
+// the blocks it evicts here, at memory-copy speed. Also the reference backend the
 // tier tests compare the others with. Lost when the process exits.
 #pragma once
 
@@ -19,6 +19,9 @@ class MemoryTier final : public QueuedTier {
  public:
   MemoryTier(std::string name, size_t capacity_bytes, const QueuedTierOptions& options = {});
   ~MemoryTier() override;
+
+  // The pool's overflow: written when the pool evicts a block.
+  [[nodiscard]] TierWrites writes() const override { return TierWrites::kOnEvict; }
 
  protected:
   TierResult do_put(const TierKey& key, const TierRecord& record) override;

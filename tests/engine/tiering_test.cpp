@@ -35,12 +35,14 @@ Model& tier_model() {
   return *m;
 }
 
-std::unique_ptr<PagedKvCache> tier_cache(const std::string& codec = "f16") {
+std::unique_ptr<PagedKvCache> tier_cache(const std::string& codec = "f16", int32_t n_seq = 2,
+                                         size_t memory_bytes = 0) {
   PagedKvCacheOptions o;
   o.layer_codecs = *plan_kv_codecs(codec, "", tier_model().config().n_layers);
   o.block_tokens = 16;
   o.n_ctx = kTierCtx;
-  o.n_seq = 2;
+  o.n_seq = n_seq;
+  o.memory_bytes = memory_bytes;
   o.model_fingerprint = tier_model().fingerprint();
   auto cache = PagedKvCache::create(tier_model().kv_shape(), o);
   KVF_CHECK(cache.ok());
@@ -225,6 +227,61 @@ TEST(TieringPolicy, NeverOnlyWritesAndAutoRecomputesWhenThatIsCheaper) {
   const Served first = serve(prompt, shared(store), TierLoadPolicy::kAuto);
   EXPECT_EQ(first.tiering.decided_load, 1);
   EXPECT_EQ(first.tokens, cold.tokens);
+}
+
+// The host tier keeps what the pool evicts: a prompt whose blocks were
+// pushed out of a small pool by another one is loaded back from it.
+TEST(TieringHost, ThePoolsEvictedBlocksComeBackFromHostMemory) {
+  const size_t block_bytes = tier_cache()->pool().bytes_per_block();
+  auto kv = tier_cache("f16", 1, 16 * block_bytes);  // one context: 16 blocks
+  ASSERT_EQ(kv->pool().n_blocks(), 16);
+  SchedulerOptions so;
+  so.max_running = 1;
+  so.n_ctx = kTierCtx;
+  so.max_batch_tokens = 64;
+  so.admission_reserve_tokens = 0;
+  Scheduler scheduler(tier_model(), *kv, so);
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  tiers.push_back(std::make_unique<MemoryTier>("host:16MiB", 16 << 20));
+  scheduler.attach_tiers(std::move(tiers), TierLoadPolicy::kAlways);
+  auto run = [&](const std::vector<int32_t>& prompt) {
+    RequestParams p;
+    p.prompt = prompt;
+    p.max_tokens = 12;
+    p.sampling.temperature = 0;
+    p.stop_at_end_of_generation = false;
+    Served served;
+    bool finished = false;
+    KVF_CHECK(scheduler
+                  .submit(p,
+                          [&](const RequestEvent& e) {
+                            if (e.token >= 0) served.tokens.push_back(e.token);
+                            if (e.finish != FinishReason::kNone) {
+                              served.usage = e.usage;
+                              finished = true;
+                            }
+                            return true;
+                          })
+                  .ok());
+    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
+    KVF_CHECK(finished);
+    return served;
+  };
+  const std::vector<int32_t> prompt = long_prompt(150);
+  std::vector<int32_t> other = long_prompt(200);
+  other[1] = 9;
+  const Served first = run(prompt);
+  // Nothing evicted yet: nothing written (the host tier takes evictions only).
+  EXPECT_EQ(scheduler.stats().tiering.records_spilled, 0);
+  (void)run(other);  // 14 blocks: most of the first prompt's are evicted
+  const TieringStats spilled = scheduler.stats().tiering;
+  EXPECT_GT(spilled.records_spilled, 0);
+  EXPECT_GT(kv->prefix_stats().evicted_blocks, 0);
+  const Served again = run(prompt);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_EQ(again.usage.reused_tokens, 144);
+  EXPECT_GT(scheduler.stats().tiering.blocks_loaded, 0);
+  kv->check_invariants();
 }
 
 // A tier whose reads take 20 ms each: slower than recomputing a block of
