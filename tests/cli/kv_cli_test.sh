@@ -85,5 +85,15 @@ expect kv_mem_full fail "KV cache memory is full" -- run -m "$model" -p "Once up
   -n 200 -t 1 --kv-mem 12KiB --ignore-eos
 expect bad_block fail "kv-block" -- run -m "$model" -p hi -n 4 --kv-block 0
 
+# KV tiers (docs/tiers.md): refused before the server listens.
+expect unknown_tier fail "--kv-tier 'tape:x': unknown tier \(valid forms: host:SIZE" -- \
+  serve -m "$model" --port 0 --kv-tier tape:x
+expect bad_tier_size fail "'lots' is not a memory size" -- \
+  serve -m "$model" --port 0 --kv-tier host:lots
+expect bad_tier_load fail "kv-tier-load" -- \
+  serve -m "$model" --port 0 --kv-tier host:1MiB --kv-tier-load sometimes
+expect tier_without_sharing fail "need prefix sharing" -- \
+  serve -m "$model" --port 0 --kv-tier host:1MiB --no-prefix-sharing
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]
