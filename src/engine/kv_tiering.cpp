@@ -12,6 +12,8 @@ namespace {
 constexpr double kEwmaWeight = 0.25;  // of the newest observation
 // Written keys remembered, at most (a set of 17-byte keys: ~40 MiB).
 constexpr size_t kMaxWrittenKeys = size_t{1} << 20;
+// How long shutdown waits for queued writes.
+constexpr auto kShutdownDrain = std::chrono::seconds(10);
 
 // Before a tier has served a block: latency + bytes / bandwidth, from rough
 // loopback figures of each kind (docs/tiers.md); replaced by measurements.
@@ -82,6 +84,15 @@ KvTiering::KvTiering(KvCache& kv, std::vector<std::unique_ptr<KvTier>> tiers, Ti
 KvTiering::~KvTiering() {
   kv_.set_record_sink(nullptr, false, false);
   closing_ = true;
+  // Writes still queued get a few seconds to land (a restart then finds
+  // them); a tier that is down fails them fast.
+  const auto deadline = Clock::now() + kShutdownDrain;
+  for (auto& tier : tiers_) {
+    if (!tier->drain(deadline)) {
+      fmt::print(stderr, "kvforge: tier {}: writes still queued at shutdown are dropped\n",
+                 tier->name());
+    }
+  }
   // First to last: a tier's callbacks may pass a miss on to the next tier,
   // so each tier stops (joining its threads) before the one after it.
   for (auto& tier : tiers_) tier.reset();

@@ -24,6 +24,7 @@
 // Thread-safety: every member may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -122,8 +123,11 @@ class KvTier {
 
   [[nodiscard]] virtual TierStats stats() const = 0;
   // Returns once every operation queued before the call has completed and
-  // its callback has returned (tests, shutdown).
+  // its callback has returned (tests).
   virtual void flush() = 0;
+  // Like flush(), but returns false at the deadline if operations are still
+  // queued (shutdown: writes get a bounded time to land).
+  virtual bool drain(std::chrono::steady_clock::time_point deadline) = 0;
 };
 
 }  // namespace kvforge

@@ -180,11 +180,18 @@ TierStats QueuedTier::stats() const {
   return s;
 }
 
+bool QueuedTier::idle() const {
+  return (reads_.empty() && writes_.empty() && rejected_.empty() && running_ == 0) || stopped_;
+}
+
 void QueuedTier::flush() {
   std::unique_lock lock(mutex_);
-  idle_.wait(lock, [&] {
-    return (reads_.empty() && writes_.empty() && rejected_.empty() && running_ == 0) || stopped_;
-  });
+  idle_.wait(lock, [&] { return idle(); });
+}
+
+bool QueuedTier::drain(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_until(lock, deadline, [&] { return idle(); });
 }
 
 }  // namespace kvforge

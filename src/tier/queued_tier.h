@@ -41,6 +41,7 @@ class QueuedTier : public KvTier {
   void evict(const TierKey& key, TierCallback done = nullptr) override;
   [[nodiscard]] TierStats stats() const override;
   void flush() override;
+  bool drain(std::chrono::steady_clock::time_point deadline) override;
 
  protected:
   // Run on a tier thread, one call per operation; several at once when
@@ -70,6 +71,7 @@ class QueuedTier : public KvTier {
   void worker();
   void run(Job& job);
   void count(Op op, const TierResult& result, size_t put_bytes);
+  [[nodiscard]] bool idle() const;  // nothing queued or running; mutex_ held
 
   std::string name_;
   QueuedTierOptions options_;

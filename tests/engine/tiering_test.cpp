@@ -83,6 +83,9 @@ class SharedTier final : public KvTier {
   }
   TierStats stats() const override { return store_->stats(); }
   void flush() override { store_->flush(); }
+  bool drain(std::chrono::steady_clock::time_point deadline) override {
+    return store_->drain(deadline);
+  }
 
  private:
   std::shared_ptr<MemoryTier> store_;
