@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "tier/disk_tier.h"
+#include "tier/tier_factory.h"
 
 // A namespace of its own: the tier tests build as one unity source.
 namespace kvforge::disk_tier_test {
@@ -410,6 +411,29 @@ TEST(DiskTier, FullDiskPausesWritesKeepsReadsAndRecovers) {
   EXPECT_EQ(s.put_errors, 2);
   EXPECT_EQ(s.put_rejected, 2);
   EXPECT_EQ(s.puts, 2);
+}
+
+TEST(TierFactory, ParsesDiskWithColonsInTheDirectory) {
+  TempDir dir(":with:colons");
+  const std::string spec = "disk:" + dir.path() + ":1MiB";
+  auto tier = make_kv_tier(spec);
+  ASSERT_TRUE(tier.ok()) << tier.status().to_string();
+  EXPECT_EQ((*tier)->name(), spec);
+  EXPECT_EQ((*tier)->stats().capacity_bytes, 1 << 20);
+  EXPECT_TRUE(fs::is_directory(dir.path()));
+  // The directory is taken: the second tier's error is the backend's own.
+  auto again = make_kv_tier(spec);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kIoError);
+  EXPECT_NE(again.status().message().find(dir.path()), std::string::npos);
+
+  for (const std::string& bad : {std::string("disk:"), std::string("disk:1GiB"),
+                                 std::string("disk::1GiB"), "disk:" + dir.path() + ":lots"}) {
+    auto refused = make_kv_tier(bad);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(refused.status().message().find("disk:DIR:SIZE"), std::string::npos) << bad;
+  }
 }
 
 }  // namespace
