@@ -7,10 +7,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <random>
+#include <semaphore>
 #include <thread>
 
 #include "tier/disk_tier.h"
@@ -295,6 +298,65 @@ TEST(DiskTier, RemovesLeftoverTemporaryFilesAtStart) {
   EXPECT_TRUE(fs::exists(foreign));
   EXPECT_EQ(tier->stats().stored_records, 1);
   EXPECT_EQ(get_now(*tier, key_of(1)).outcome, TierOutcome::kOk);
+}
+
+// Several tier threads at once: every hit is the record put under its key,
+// and the index, the files and SIZE agree afterwards.
+TEST(DiskTier, ConcurrentOperationsKeepIndexAndFilesInStep) {
+  TempDir dir;
+  DiskTierOptions options;
+  options.queue.n_threads = 4;
+  options.queue.max_queued = 1 << 16;
+  const size_t capacity = 10 * DiskTier::file_bytes(2000);
+  auto tier = open_tier(dir.path(), capacity, options);
+  ASSERT_NE(tier, nullptr);
+  auto record_for = [](uint64_t k) { return record_of(1000 + 50 * k, static_cast<uint8_t>(k)); };
+  std::atomic<int> wrong{0}, failed{0};
+  // At most 8 operations in flight, so that reads and writes of the same
+  // keys overlap instead of every read running before every write.
+  std::counting_semaphore<8> in_flight(8);
+  std::mt19937 random(42);
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t k = random() % 20;
+    in_flight.acquire();
+    switch (random() % 4) {
+      case 0:
+      case 1:
+        tier->put(key_of(k), record_for(k), [&](TierResult r) {
+          failed += r.outcome != TierOutcome::kOk;
+          in_flight.release();
+        });
+        break;
+      case 2:
+        tier->get(key_of(k), [&, k](TierResult r) {
+          if (r.outcome == TierOutcome::kOk) wrong += *r.record != *record_for(k);
+          failed += r.outcome != TierOutcome::kOk && r.outcome != TierOutcome::kMiss;
+          in_flight.release();
+        });
+        break;
+      case 3:
+        tier->evict(key_of(k), [&](TierResult r) {
+          failed += r.outcome != TierOutcome::kOk && r.outcome != TierOutcome::kMiss;
+          in_flight.release();
+        });
+        break;
+    }
+  }
+  tier->flush();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  const TierStats s = tier->stats();
+  EXPECT_GT(s.hits, 0);
+  EXPECT_EQ(s.corrupt, 0);
+  EXPECT_LE(s.stored_bytes, static_cast<int64_t>(capacity));
+  int64_t files = 0, file_bytes = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path())) {
+    if (!entry.is_regular_file() || entry.path().filename() == "LOCK") continue;
+    ++files;
+    file_bytes += static_cast<int64_t>(entry.file_size());
+  }
+  EXPECT_EQ(files, s.stored_records);
+  EXPECT_EQ(file_bytes, s.stored_bytes);
 }
 
 TEST(DiskTier, SecondOpenOfALockedDirectoryFails) {
