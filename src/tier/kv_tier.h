@@ -85,8 +85,11 @@ struct TierStats {
   int64_t hits = 0;
   int64_t misses = 0;
   int64_t get_errors = 0;
-  int64_t get_bytes = 0;        // bytes of records returned by hits
-  int64_t evictions = 0;        // records the tier dropped to stay within its size
+  int64_t get_bytes = 0;  // bytes of records returned by hits
+  int64_t evictions = 0;  // records the tier dropped to stay within its size
+  // Stored records found damaged when read (truncated, bad checksum, stored
+  // under another key's name) and dropped; each read of one is also a miss.
+  int64_t corrupt = 0;
   int64_t stored_records = -1;  // -1: the tier cannot tell (a shared server)
   int64_t stored_bytes = -1;
   int64_t capacity_bytes = -1;

@@ -1,6 +1,8 @@
 // Tiers from their command-line specs (--kv-tier, docs/tiers.md):
 //
 //   host:SIZE                 this process's memory (memory_tier.h)
+//   disk:DIR:SIZE             files in DIR, kept across restarts (disk_tier.h);
+//                             SIZE follows the last ':', so DIR may hold ':'
 //
 // SIZE as for --kv-mem (e.g. 2GiB). A bad spec is kInvalidArgument naming
 // the valid forms; a backend that cannot start (a directory that cannot be

@@ -50,7 +50,8 @@ TEST(MemoryTier, StoresReplacesAndEvicts) {
   EXPECT_EQ(evicted.get_future().get().outcome, TierOutcome::kOk);
   EXPECT_EQ(get_now(tier, key_of(1)).outcome, TierOutcome::kMiss);
 
-  tier.flush();  // a callback returns before its operation stops counting as queued
+  // The last get counts as queued until its callback has returned.
+  tier.flush();
   const TierStats s = tier.stats();
   EXPECT_EQ(s.puts, 2);
   EXPECT_EQ(s.put_bytes, 300);
