@@ -9,7 +9,7 @@
 namespace kvforge {
 
 const char* kv_tier_spec_help() {
-  return "host:SIZE\ndisk:DIR:SIZE";
+  return "host:SIZE, disk:DIR:SIZE";
 }
 
 Result<std::unique_ptr<KvTier>> make_kv_tier(const std::string& spec) {

@@ -19,7 +19,7 @@ namespace kvforge {
 
 [[nodiscard]] Result<std::unique_ptr<KvTier>> make_kv_tier(const std::string& spec);
 
-// The forms above, one per line, for error messages and --help.
+// The forms above on one line, comma-separated, for error messages.
 [[nodiscard]] const char* kv_tier_spec_help();
 
 }  // namespace kvforge

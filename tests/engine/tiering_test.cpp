@@ -6,7 +6,11 @@
 // recompute; "never" only writes.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <thread>
@@ -17,6 +21,7 @@
 #include "kv/paged_kv_cache.h"
 #include "model/model.h"
 #include "tier/memory_tier.h"
+#include "tier/tier_factory.h"
 
 namespace kvforge {
 namespace {
@@ -230,6 +235,47 @@ TEST(TieringPolicy, NeverOnlyWritesAndAutoRecomputesWhenThatIsCheaper) {
   const Served first = serve(prompt, shared(store), TierLoadPolicy::kAuto);
   EXPECT_EQ(first.tiering.decided_load, 1);
   EXPECT_EQ(first.tokens, cold.tokens);
+}
+
+std::vector<std::unique_ptr<KvTier>> tier_from(const std::string& spec) {
+  auto tier = make_kv_tier(spec);
+  KVF_CHECK(tier.ok());
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  tiers.push_back(std::move(tier).value());
+  return tiers;
+}
+
+// A restart: the second scheduler opens the directory the first one wrote
+// (and drained at shutdown), and its damaged files are misses.
+TEST(TieringDisk, ARestartedServerLoadsWhatItWroteBefore) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("kvforge-tiering-disk-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string spec = "disk:" + dir.string() + ":64MiB";
+  const std::vector<int32_t> prompt = long_prompt(150);
+  const Served before = serve(prompt, tier_from(spec));
+  EXPECT_EQ(before.usage.reused_tokens, 0);
+  const Served after = serve(prompt, tier_from(spec));
+  EXPECT_EQ(after.tokens, before.tokens);
+  EXPECT_EQ(after.usage.reused_tokens, 144);
+  EXPECT_EQ(after.tiering.blocks_loaded, 9);
+
+  // Damage every record file: the next restart recomputes, same output.
+  int damaged = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || name.empty() || name[0] != 'b') continue;
+    std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(entry.file_size() / 2));
+    f.put('\x5a');
+    ++damaged;
+  }
+  EXPECT_GE(damaged, 9);
+  const Served damaged_run = serve(prompt, tier_from(spec));
+  EXPECT_EQ(damaged_run.tokens, before.tokens);
+  EXPECT_EQ(damaged_run.usage.reused_tokens, 0);
+  EXPECT_EQ(damaged_run.tiering.blocks_loaded, 0);
+  std::filesystem::remove_all(dir);
 }
 
 // The host tier keeps what the pool evicts: a prompt whose blocks were
