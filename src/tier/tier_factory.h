@@ -1,10 +1,15 @@
 // Tiers from their command-line specs (--kv-tier, docs/tiers.md):
 //
 //   host:SIZE                 this process's memory (memory_tier.h)
+//   redis://HOST:PORT[/PREFIX][?OPTIONS]
+//                             a Redis server several instances share
+//   redis-cluster://HOST:PORT[,HOST:PORT...][/PREFIX][?OPTIONS]
+//                             a Redis Cluster, from its seed nodes
 //
-// SIZE as for --kv-mem (e.g. 2GiB). A bad spec is kInvalidArgument naming
-// the valid forms; a backend that cannot start (a directory that cannot be
-// created) is the backend's error.
+// SIZE as for --kv-mem (e.g. 2GiB); PREFIX and OPTIONS in redis_tier.h. A
+// bad spec is kInvalidArgument naming the valid forms; a backend that cannot
+// start (a directory that cannot be created) is the backend's error. A Redis
+// server that is down is not an error: the tier starts unavailable.
 #pragma once
 
 #include <memory>
