@@ -1,6 +1,7 @@
 // Test helpers for the Redis tier: real redis-server processes on loopback
-// ports, a fake server that never answers or answers garbage, and raw
-// hiredis commands for checking what the tier wrote.
+// ports (one server, or a three-master cluster made by redis-cli), a fake
+// server that never answers or answers garbage, and raw hiredis commands
+// for checking what the tier wrote.
 //
 // Servers are child processes in their own temporary directories, killed
 // by the destructor and, should the test binary die first, by the kernel
@@ -206,6 +207,76 @@ class RedisServer {
   TempDir dir_;
   int port_ = 0;
   mutable pid_t pid_ = -1;
+};
+
+// Three masters, no replicas, all 16384 slots, made by
+// redis-cli --cluster create. Partial coverage keeps the survivors serving
+// when a node dies, as a cache deployment would want.
+class RedisCluster {
+ public:
+  static constexpr int kNodes = 3;
+
+  // An empty string when the cluster is up with every slot served, else why not.
+  std::string start() {
+    std::string create = "redis-cli --cluster create";
+    for (int i = 0; i < kNodes; ++i) {
+      nodes_.push_back(std::make_unique<RedisServer>(std::vector<std::string>{
+          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+          "--cluster-require-full-coverage", "no", "--cluster-node-timeout", "5000"}));
+      // The cluster bus listens on port + 10000.
+      int port = 0;
+      for (int attempt = 0; attempt < 50 && port == 0; ++attempt) {
+        port = free_port();
+        if (port > 55000 || !port_free(port + 10000)) port = 0;
+      }
+      if (port == 0 || !nodes_.back()->start(port))
+        return fmt::format("redis-server node {} did not start", i);
+      create += " " + nodes_.back()->address();
+    }
+    create += fmt::format(" --cluster-replicas 0 --cluster-yes >{}/create.log 2>&1",
+                          nodes_.front()->dir());
+    if (std::system(create.c_str()) != 0)
+      return "redis-cli --cluster create failed (see create.log)";
+    const auto deadline = Clock::now() + milliseconds(20000);
+    for (int i = 0; i < kNodes; ++i) {
+      for (;;) {
+        const std::string info = reply_text(raw_command(port(i), {"CLUSTER", "INFO"}));
+        if (info.find("cluster_state:ok") != std::string::npos &&
+            info.find("cluster_slots_ok:16384") != std::string::npos &&
+            info.find(fmt::format("cluster_known_nodes:{}", kNodes)) != std::string::npos) {
+          break;
+        }
+        if (Clock::now() > deadline)
+          return fmt::format("node {} never reached cluster_state:ok", i);
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+    }
+    return {};
+  }
+  [[nodiscard]] bool healthy() const {
+    for (const auto& node : nodes_)
+      if (!node->running()) return false;
+    return nodes_.size() == kNodes;
+  }
+  [[nodiscard]] RedisServer& node(int i) { return *nodes_[i]; }
+  [[nodiscard]] int port(int i) const { return nodes_[i]->port(); }
+  [[nodiscard]] std::string id(int i) const {
+    return reply_text(raw_command(port(i), {"CLUSTER", "MYID"}));
+  }
+
+ private:
+  static bool port_free(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    return free;
+  }
+
+  std::vector<std::unique_ptr<RedisServer>> nodes_;
 };
 
 // A loopback listener that accepts connections and either never answers

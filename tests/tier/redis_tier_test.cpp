@@ -1,6 +1,6 @@
-// RedisTier against real redis-server processes on loopback, a fake
-// server that never answers, and one that answers nonsense. Skipped, saying so, where redis-server
-// is missing.
+// RedisTier against real redis-server processes on loopback (one server,
+// and a three-master cluster), a fake server that never answers, and one
+// that answers nonsense. Skipped, saying so, where redis-server is missing.
 //
 // Servers start once per test suite; each test writes under its own
 // PREFIX, so tests sharing a server do not see each other's records.
@@ -420,6 +420,186 @@ TEST_F(RedisTierTest, RecoversFromAServerKilledAndRestarted) {
   EXPECT_EQ(get(*tier, block_key(1)).outcome, TierOutcome::kOk);
   EXPECT_TRUE(tier->stats().available);
   EXPECT_EQ(tier->stats().reconnects, 1);
+}
+
+// --- A three-master cluster ---
+
+// Seeds that do not answer: a working tier without a slot map, failing at
+// once until a seed answers CLUSTER SLOTS.
+TEST(RedisClusterDown, SeedsDownAtStartLeaveTheTierUnavailable) {
+  const int port_a = free_port();
+  int port_b = free_port();
+  while (port_b == port_a) port_b = free_port();
+  auto tier = tier_from(
+      fmt::format("redis-cluster://127.0.0.1:{},127.0.0.1:{}?backoff_ms=60000", port_a, port_b));
+  ASSERT_NE(tier, nullptr);
+  EXPECT_FALSE(tier->stats().available);
+  EXPECT_EQ(tier->stats().connection_failures, 2);
+  const TierResult r = get(*tier, block_key(1));
+  EXPECT_EQ(r.outcome, TierOutcome::kError);
+  EXPECT_LT(r.seconds, 0.1);
+  EXPECT_NE(r.error.find("no known node serves slot"), std::string::npos) << r.error;
+  EXPECT_EQ(tier->stats().connection_failures, 2);  // both seeds in back-off: no attempt
+}
+
+class RedisClusterTest : public ::testing::Test {
+ protected:
+  static void TearDownTestSuite() { cluster_.reset(); }
+  // One cluster for the suite; rebuilt if a test killed one of its nodes.
+  void SetUp() override {
+    if (!on_path("redis-server") || !on_path("redis-cli"))
+      GTEST_SKIP() << "Redis cluster tests skipped: redis-server or redis-cli is not installed "
+                      "(scripts/install-deps.sh installs them)";
+    if (cluster_ == nullptr || !cluster_->healthy()) {
+      cluster_ = std::make_unique<RedisCluster>();
+      const std::string why = cluster_->start();
+      if (!why.empty()) {
+        cluster_.reset();
+        FAIL() << why;
+      }
+    }
+  }
+  static std::string prefix() {
+    return fmt::format("t:{}:", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  static int64_t dbsize(int node) {
+    const Reply reply = raw_command(cluster_->port(node), {"DBSIZE"});
+    return reply != nullptr && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+  }
+  // Which node (0..2) serves each slot, from CLUSTER SLOTS on node 0.
+  static std::vector<int> slot_owners() {
+    std::vector<int> owners(kRedisClusterSlots, -1);
+    const Reply slots = raw_command(cluster_->port(0), {"CLUSTER", "SLOTS"});
+    if (slots == nullptr || slots->type != REDIS_REPLY_ARRAY) return owners;
+    for (size_t i = 0; i < slots->elements; ++i) {
+      const redisReply& range = *slots->element[i];
+      for (int node = 0; node < RedisCluster::kNodes; ++node) {
+        if (range.element[2]->element[1]->integer != cluster_->port(node)) continue;
+        std::fill(owners.begin() + range.element[0]->integer,
+                  owners.begin() + range.element[1]->integer + 1, node);
+      }
+    }
+    return owners;
+  }
+  static uint16_t slot_of(uint64_t k) {
+    return redis_key_slot(prefix() + block_key(k).to_string());
+  }
+
+  static inline std::unique_ptr<RedisCluster> cluster_;
+};
+
+TEST_F(RedisClusterTest, SpreadsKeysOverTheNodesAndFollowsAskAndMoved) {
+  const std::vector<int> owner = slot_owners();
+  ASSERT_EQ(std::count(owner.begin(), owner.end(), -1), 0);
+
+  const std::string seeds = fmt::format("127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}", cluster_->port(0),
+                                        cluster_->port(1), cluster_->port(2));
+  auto tier = tier_from(fmt::format("redis-cluster://{}/{}", seeds, prefix()));
+  ASSERT_NE(tier, nullptr);
+  EXPECT_TRUE(tier->stats().available);
+  constexpr int kKeys = 300;
+  int64_t expected[RedisCluster::kNodes] = {};
+  std::vector<int64_t> before(RedisCluster::kNodes);
+  for (int i = 0; i < RedisCluster::kNodes; ++i) before[i] = dbsize(i);
+  for (uint64_t k = 0; k < kKeys; ++k) {
+    ASSERT_EQ(put(*tier, block_key(k), bytes_record(1000, k)).outcome, TierOutcome::kOk) << k;
+    ++expected[owner[slot_of(k)]];
+  }
+  // Every key on the node its slot says, and all three nodes used.
+  for (int i = 0; i < RedisCluster::kNodes; ++i) {
+    EXPECT_GT(expected[i], kKeys / 5) << i;
+    EXPECT_EQ(dbsize(i) - before[i], expected[i]) << "node " << i;
+  }
+
+  // One seed is enough: the tier learns the rest from CLUSTER SLOTS.
+  auto one_seed =
+      tier_from(fmt::format("redis-cluster://127.0.0.1:{}/{}", cluster_->port(1), prefix()));
+  ASSERT_NE(one_seed, nullptr);
+  for (uint64_t k = 0; k < kKeys; ++k) {
+    const TierResult got = get(*one_seed, block_key(k));
+    ASSERT_EQ(got.outcome, TierOutcome::kOk) << k << ": " << got.error;
+    ASSERT_EQ(*got.record, *bytes_record(1000, k)) << k;
+  }
+  EXPECT_EQ(one_seed->stats().hits, kKeys);
+
+  // Move the slot of key 0 from its node (a) to the next (b) while the tier
+  // holds the old map: first half-way (ASK), then for good (MOVED).
+  const std::string name0 = prefix() + block_key(0).to_string();
+  const uint16_t slot = slot_of(0);
+  const int a = owner[slot], b = (a + 1) % RedisCluster::kNodes;
+  const std::string id_a = cluster_->id(a), id_b = cluster_->id(b);
+  const auto slot_text = std::to_string(slot);
+  ASSERT_EQ(reply_text(raw_command(cluster_->port(b),
+                                   {"CLUSTER", "SETSLOT", slot_text, "IMPORTING", id_a})),
+            "OK");
+  ASSERT_EQ(reply_text(raw_command(cluster_->port(a),
+                                   {"CLUSTER", "SETSLOT", slot_text, "MIGRATING", id_b})),
+            "OK");
+  // A new key in the same slot: a does not have it, so it answers ASK b.
+  uint64_t fresh = kKeys;
+  while (slot_of(fresh) != slot) ++fresh;
+  ASSERT_EQ(put(*tier, block_key(fresh), bytes_record(500, fresh)).outcome, TierOutcome::kOk);
+  EXPECT_EQ(reply_text(raw_command(cluster_->port(b), {"CLUSTER", "COUNTKEYSINSLOT", slot_text})),
+            "1");
+  TierResult got = get(*tier, block_key(fresh));
+  ASSERT_EQ(got.outcome, TierOutcome::kOk) << got.error;
+  EXPECT_EQ(*got.record, *bytes_record(500, fresh));
+  EXPECT_EQ(get(*tier, block_key(0)).outcome, TierOutcome::kOk);  // still on a
+
+  ASSERT_EQ(reply_text(raw_command(cluster_->port(a),
+                                   {"MIGRATE", "127.0.0.1", std::to_string(cluster_->port(b)), "",
+                                    "0", "5000", "KEYS", name0})),
+            "OK");
+  for (const int node : {b, a, 3 - a - b}) {
+    ASSERT_EQ(reply_text(raw_command(cluster_->port(node),
+                                     {"CLUSTER", "SETSLOT", slot_text, "NODE", id_b})),
+              "OK");
+  }
+  ASSERT_EQ(reply_text(raw_command(cluster_->port(a), {"CONFIG", "RESETSTAT"})), "OK");
+  for (const uint64_t k : {uint64_t{0}, fresh, uint64_t{0}}) {
+    got = get(*tier, block_key(k));
+    ASSERT_EQ(got.outcome, TierOutcome::kOk) << k << ": " << got.error;
+    EXPECT_EQ(*got.record, *bytes_record(k == 0 ? 1000 : 500, k));
+  }
+  // a saw one GET only, redirected: the tier noted the MOVED and went to b
+  // directly afterwards.
+  const std::string stats = reply_text(raw_command(cluster_->port(a), {"INFO", "commandstats"}));
+  const size_t at = stats.find("cmdstat_get:");
+  ASSERT_NE(at, std::string::npos) << stats;
+  const std::string line = stats.substr(at, stats.find('\r', at) - at);
+  EXPECT_NE(line.find("calls=0,"), std::string::npos) << line;
+  EXPECT_NE(line.find("rejected_calls=1,"), std::string::npos) << line;
+}
+
+TEST_F(RedisClusterTest, ADeadNodeCostsOnlyItsKeys) {
+  auto tier = tier_from(
+      fmt::format("redis-cluster://127.0.0.1:{}/{}?backoff_ms=50", cluster_->port(0), prefix()));
+  ASSERT_NE(tier, nullptr);
+  constexpr int kKeys = 90;
+  for (uint64_t k = 0; k < kKeys; ++k)
+    ASSERT_EQ(put(*tier, block_key(k), bytes_record(100, k)).outcome, TierOutcome::kOk);
+  constexpr int kDead = 2;
+  const std::vector<int> owner = slot_owners();
+  cluster_->node(kDead).kill();
+
+  const auto start = Clock::now();
+  int served = 0, failed = 0;
+  for (uint64_t k = 0; k < kKeys; ++k) {
+    const TierResult got = get(*tier, block_key(k));
+    if (owner[slot_of(k)] == kDead) {
+      EXPECT_EQ(got.outcome, TierOutcome::kError) << k;
+      EXPECT_NE(got.error.find(cluster_->node(kDead).address()), std::string::npos) << got.error;
+      ++failed;
+    } else {
+      EXPECT_EQ(got.outcome, TierOutcome::kOk) << k << ": " << got.error;
+      ++served;
+    }
+  }
+  EXPECT_GT(failed, 0);
+  EXPECT_GT(served, 0);
+  EXPECT_LT(seconds_since(start), 2.0);  // failing fast, not waiting on the dead node
+  EXPECT_TRUE(tier->stats().available);  // two of three nodes still serve
+  EXPECT_GE(tier->stats().connection_failures, 1);
 }
 
 }  // namespace
