@@ -97,6 +97,12 @@ struct TierStats {
   bool available = true;    // false while the backend is down or read-only
   double read_seconds = 0;  // backend time of all reads (hits and misses)
   double write_seconds = 0;
+  // Networked tiers (0 for the others): times a server came back after being
+  // down, and connection failures (failed connects, connections dropped
+  // after a timeout or an I/O error). Operations that fail fast while a
+  // server is down count in *_errors only.
+  int64_t reconnects = 0;
+  int64_t connection_failures = 0;
 };
 
 // When the cache writes a block to a tier. A tier that other processes read
