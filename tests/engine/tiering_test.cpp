@@ -4,6 +4,7 @@
 // generates cold; records that are corrupted, or a tier that fails, cost a
 // miss and never change the output; the cost model may decide to
 // recompute; "never" only writes.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "kv/paged_kv_cache.h"
 #include "model/model.h"
 #include "tier/memory_tier.h"
+#include "tier/redis_test_servers.h"
 #include "tier/tier_factory.h"
 
 namespace kvforge {
@@ -276,6 +278,82 @@ TEST(TieringDisk, ARestartedServerLoadsWhatItWroteBefore) {
   EXPECT_EQ(damaged_run.usage.reused_tokens, 0);
   EXPECT_EQ(damaged_run.tiering.blocks_loaded, 0);
   std::filesystem::remove_all(dir);
+}
+
+// Two instances (two schedulers with their own pools, as two servers) share
+// prefix blocks through one Redis server; what Redis returns is verified.
+class TieringRedis : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!redis_test::on_path("redis-server")) {
+      skip_why_ = "redis-server is not installed (scripts/install-deps.sh installs it)";
+      return;
+    }
+    server_ = new redis_test::RedisServer(std::vector<std::string>{});
+    if (!server_->start()) skip_why_ = "redis-server did not start";
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_why_.empty()) GTEST_SKIP() << "Redis tiering tests skipped: " << skip_why_;
+  }
+  static std::string spec() {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    return fmt::format("redis://127.0.0.1:{}/e:{}:", server_->port(), test->name());
+  }
+  static inline redis_test::RedisServer* server_ = nullptr;
+  static inline std::string skip_why_;
+};
+
+TEST_F(TieringRedis, ASecondInstanceLoadsWhatTheFirstComputed) {
+  const std::vector<int32_t> prompt = long_prompt(150);
+  const Served first = serve(prompt, tier_from(spec()));
+  const Served second = serve(prompt, tier_from(spec()));
+  EXPECT_EQ(second.tokens, first.tokens);
+  EXPECT_EQ(second.usage.reused_tokens, 144);
+  EXPECT_EQ(second.tiering.blocks_loaded, 9);
+  ASSERT_EQ(second.tiering.tiers.size(), 1u);
+  EXPECT_EQ(second.tiering.tiers[0].hits, 9);
+}
+
+// Values overwritten in Redis (another writer, a bug, bit rot) are refused
+// by the record check: the request recomputes and agrees.
+TEST_F(TieringRedis, OverwrittenValuesAreRefusedAndRecomputed) {
+  const std::vector<int32_t> prompt = long_prompt(150);
+  const Served first = serve(prompt, tier_from(spec()));
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string pattern = fmt::format("e:{}:b*", test->name());
+  redis_test::Reply keys = redis_test::raw_command(server_->port(), {"KEYS", pattern});
+  ASSERT_TRUE(keys && keys->type == REDIS_REPLY_ARRAY);
+  ASSERT_GE(keys->elements, 9u);
+  for (size_t i = 0; i < keys->elements; ++i) {
+    const std::string key(keys->element[i]->str, keys->element[i]->len);
+    redis_test::Reply value = redis_test::raw_command(server_->port(), {"GET", key});
+    ASSERT_TRUE(value && value->type == REDIS_REPLY_STRING);
+    std::string bytes(value->str, value->len);
+    bytes[bytes.size() / 2] ^= 0x40;
+    (void)redis_test::raw_command(server_->port(), {"SET", key, bytes});
+  }
+  const Served second = serve(prompt, tier_from(spec()));
+  EXPECT_EQ(second.tokens, first.tokens);
+  EXPECT_EQ(second.usage.reused_tokens, 0);
+  EXPECT_EQ(second.tiering.records_refused, 1);
+}
+
+// Redis down: requests complete at once, as without a tier.
+TEST_F(TieringRedis, RequestsCompleteWhileRedisIsDown) {
+  const std::string down = fmt::format("redis://127.0.0.1:{}/down:", redis_test::free_port());
+  const std::vector<int32_t> prompt = long_prompt(150);
+  const auto start = std::chrono::steady_clock::now();
+  const Served served = serve(prompt, tier_from(down));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_EQ(served.usage.reused_tokens, 0);
+  EXPECT_EQ(served.tokens.size(), 12u);
+  ASSERT_EQ(served.tiering.tiers.size(), 1u);
+  EXPECT_FALSE(served.tiering.tiers[0].available);
+  EXPECT_EQ(served.tiering.tiers[0].hits, 0);
 }
 
 // The host tier keeps what the pool evicts: a prompt whose blocks were
