@@ -36,6 +36,7 @@ void QueuedTier::stop() {
       for (Job& job : *queue) left.push_back(std::move(job));
       queue->clear();
     }
+    queued_write_bytes_ = 0;
   }
   for (Job& job : left) {
     if (job.done)
@@ -62,11 +63,14 @@ void QueuedTier::enqueue(Job job) {
     std::lock_guard lock(mutex_);
     const bool is_read = job.op == Op::kGet || job.op == Op::kContains;
     const auto waiting = static_cast<int32_t>(reads_.size() + writes_.size());
-    if (stopping_ || waiting >= options_.max_queued) {
+    const size_t record_bytes = job.record ? job.record->size() : 0;
+    if (stopping_ || waiting >= options_.max_queued ||
+        queued_write_bytes_ + record_bytes > options_.max_queued_write_bytes) {
       if (job.op == Op::kPut) ++counted_.put_rejected;
       // Rejections without a callback need no thread.
       if (job.done) rejected_.push_back(std::move(job));
     } else {
+      queued_write_bytes_ += record_bytes;
       (is_read ? reads_ : writes_).push_back(std::move(job));
     }
   }
@@ -94,6 +98,7 @@ void QueuedTier::worker() {
       } else {
         job = std::move(writes_.front());
         writes_.pop_front();
+        queued_write_bytes_ -= job.record ? job.record->size() : 0;
       }
       ++running_;
     }

@@ -4,8 +4,9 @@
 // ...) as if it were alone; QueuedTier gives them the KvTier contract:
 // operations are queued and run on the tier's own threads, reads before
 // writes, callbacks afterwards on the same thread; at most max_queued
-// operations wait, and one more is rejected (kRejected) instead of blocking
-// the caller. The statistics common to every tier are counted here.
+// operations (and max_queued_write_bytes of records to write) wait, and one
+// more is rejected (kRejected) instead of blocking the caller. The statistics common to every tier
+// are counted here.
 //
 // A derived class must call stop() at the start of its destructor, before
 // the members its do_* functions use are destroyed.
@@ -25,8 +26,13 @@
 namespace kvforge {
 
 struct QueuedTierOptions {
-  int32_t max_queued = 256;  // operations waiting (reads and writes together)
-  int32_t n_threads = 1;     // threads running operations
+  // Operations waiting (reads and writes together). A 4096-token prompt of
+  // a 16-token-block cache writes 256 records at once, so room for a few.
+  int32_t max_queued = 4096;
+  int32_t n_threads = 1;  // threads running operations
+  // Bytes of records waiting to be written: what write-behind may hold in
+  // memory beyond the pool.
+  size_t max_queued_write_bytes = size_t{512} << 20;
 };
 
 class QueuedTier : public KvTier {
@@ -82,6 +88,7 @@ class QueuedTier : public KvTier {
   std::deque<Job> writes_;
   std::deque<Job> rejected_;  // callbacks still to run with kRejected
   int32_t running_ = 0;
+  size_t queued_write_bytes_ = 0;  // records in writes_
   bool stopping_ = false;
   bool stopped_ = false;  // threads joined
   TierStats counted_;

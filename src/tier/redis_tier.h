@@ -13,7 +13,7 @@
 //   connect_timeout_ms  each connection attempt                    (200)
 //   ttl                 seconds a record lives; 0 = until evicted  (0)
 //   backoff_ms, backoff_max_ms  reconnect back-off, doubling  (100, 5000)
-//   threads, queue      QueuedTierOptions                          (2, 256)
+//   threads, queue      QueuedTierOptions                          (2, 4096)
 //
 // Redis decides what to drop (maxmemory with allkeys-lru is the intended
 // deployment), so stored_* and capacity_bytes stay -1 and evictions 0.
@@ -57,7 +57,7 @@ struct RedisTierOptions {
   std::string prefix = "kvforge:";
   int64_t ttl_seconds = 0;  // 0: no expiry
   RedisNodeOptions node;
-  QueuedTierOptions queue{256, 2};
+  QueuedTierOptions queue{4096, 2};
 };
 
 // The options of a redis:// or redis-cluster:// spec; kInvalidArgument

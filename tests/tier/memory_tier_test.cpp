@@ -115,6 +115,31 @@ TEST(QueuedTier, FullQueueRejectsWithoutBlocking) {
   EXPECT_EQ(tier.stats().stored_records, 2);
 }
 
+// Writes are bounded by their bytes too: write-behind never holds more
+// than max_queued_write_bytes of records.
+TEST(QueuedTier, QueuedWriteBytesAreBounded) {
+  QueuedTierOptions options;
+  options.max_queued_write_bytes = 25;
+  MemoryTier tier("host:1MiB", 1 << 20, options);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> holding;
+  tier.get(key_of(0), [&](TierResult) {
+    holding.set_value();
+    released.wait();
+  });
+  holding.get_future().wait();
+  for (uint64_t k = 1; k <= 3; ++k) tier.put(key_of(k), record_of(10, 1));
+  release.set_value();
+  tier.flush();
+  EXPECT_EQ(tier.stats().stored_records, 2);
+  EXPECT_EQ(tier.stats().put_rejected, 1);
+  // Written bytes leave the bound: more fit now.
+  tier.put(key_of(4), record_of(10, 1));
+  tier.flush();
+  EXPECT_EQ(tier.stats().stored_records, 3);
+}
+
 // Reads overtake queued writes: a read queued behind writes runs first.
 TEST(QueuedTier, ReadsBeforeWrites) {
   MemoryTier tier("host:1MiB", 1 << 20);
