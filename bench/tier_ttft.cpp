@@ -14,6 +14,7 @@
 //
 //   kvforge_tier_ttft -m MODEL --tier SPEC [--tier SPEC...] --text FILE
 //                     [--prefix-tokens 4096] [--load auto|always|never] [-t N]
+//                     [--kv-mem SIZE]
 //
 // The tiers must not hold this prefix yet (a new directory, a new Redis key
 // prefix): bench/tier_ttft.sh sets that up.
@@ -107,6 +108,9 @@ int main(int argc, char** argv) {
   app.add_option("--prefix-tokens", prefix_tokens, "Shared prefix length")->capture_default_str();
   app.add_option("--load", o.kv.tier_load, "auto, always or never")->capture_default_str();
   app.add_option("-t,--threads", o.n_threads, "Threads (0: all cores)");
+  app.add_option("--kv-mem", o.kv.memory,
+                 "KV pool budget (default: the engine's); one context makes the second engine "
+                 "load into blocks its warm-up used, as in a busy server");
   CLI11_PARSE(app, argc, argv);
   o.parallel = 1;
   o.n_batch = 512;

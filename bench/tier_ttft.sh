@@ -5,19 +5,21 @@
 # a fresh store: a new directory, a Redis server on a free loopback port
 # started here (skipped with a message when redis-server is missing).
 #
-# Usage: bench/tier_ttft.sh MODEL [PREFIX_TOKENS] [THREADS] [LOAD]
-# Defaults: 4096 tokens, all cores, load policy auto.
+# Usage: bench/tier_ttft.sh MODEL [PREFIX_TOKENS] [THREADS] [LOAD] [KV_MEM]
+# Defaults: 4096 tokens, all cores, load policy auto, the engine's budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,10p' "$0" >&2
   exit 2
 fi
 model=$1
 prefix=${2:-4096}
 threads=${3:-$(nproc)}
 load=${4:-auto}
+mem_args=()
+[[ -n ${5:-} ]] && mem_args=(--kv-mem "$5")
 bench=build/bench/kvforge_tier_ttft
 text=../shared/text/wikitext-2/$(ls ../shared/text/wikitext-2 | grep -v README | head -1)
 [[ -x $bench ]] || { echo "error: $bench is missing (build with benchmarks)" >&2; exit 2; }
@@ -33,7 +35,7 @@ trap cleanup EXIT
 
 echo "## disk"
 "$bench" -m "$model" --tier "disk:$work/disk:8GiB" --text "$text" --prefix-tokens "$prefix" \
-  -t "$threads" --load "$load"
+  -t "$threads" --load "$load" "${mem_args[@]}"
 
 echo
 echo "## redis"
@@ -50,4 +52,4 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 "$bench" -m "$model" --tier "redis://127.0.0.1:$port/bench-$$:" --text "$text" \
-  --prefix-tokens "$prefix" -t "$threads" --load "$load"
+  --prefix-tokens "$prefix" -t "$threads" --load "$load" "${mem_args[@]}"
