@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/stories_model.h"
 #include "engine/generator.h"
 #include "engine/scheduler.h"
 #include "kv/kv_codec_plan.h"
@@ -22,15 +23,7 @@ namespace {
 constexpr int32_t kCtx = 256;
 
 Model& sched_model() {
-  static std::unique_ptr<Model> m = [] {
-    ModelOptions o;
-    o.n_threads = 2;
-    o.max_batch = 64;
-    auto loaded = Model::load(std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf", o);
-    KVF_CHECK(loaded.ok());
-    return std::move(loaded).value();
-  }();
-  return *m;
+  return test_util::stories_model(2, 64);
 }
 
 std::unique_ptr<PagedKvCache> sched_cache(int32_t n_seq, size_t memory = 0,

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/stories_model.h"
 #include "engine/scheduler.h"
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_kv_cache.h"
@@ -31,15 +32,7 @@ namespace {
 constexpr int32_t kTierCtx = 256;
 
 Model& tier_model() {
-  static std::unique_ptr<Model> m = [] {
-    ModelOptions o;
-    o.n_threads = 2;
-    o.max_batch = 64;
-    auto loaded = Model::load(std::string(KVFORGE_SOURCE_DIR) + "/models/stories260K.gguf", o);
-    KVF_CHECK(loaded.ok());
-    return std::move(loaded).value();
-  }();
-  return *m;
+  return test_util::stories_model(2, 64);
 }
 
 std::unique_ptr<PagedKvCache> tier_cache(const std::string& codec = "f16", int32_t n_seq = 2,
@@ -111,40 +104,50 @@ struct Served {
   TieringStats tiering;
 };
 
+// One greedy request through the scheduler, stepped until it has finished
+// (a queued request may wait for its fetch while nothing runs).
+Served run_request(Scheduler& scheduler, const std::vector<int32_t>& prompt, int32_t max_tokens) {
+  RequestParams p;
+  p.prompt = prompt;
+  p.max_tokens = max_tokens;
+  p.sampling.temperature = 0;
+  p.stop_at_end_of_generation = false;
+  Served served;
+  bool finished = false;
+  auto id = scheduler.submit(p, [&](const RequestEvent& e) {
+    if (e.token >= 0) served.tokens.push_back(e.token);
+    if (e.finish != FinishReason::kNone) {
+      served.usage = e.usage;
+      finished = true;
+    }
+    return true;
+  });
+  KVF_CHECK(id.ok());
+  for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
+  KVF_CHECK(finished);
+  served.tiering = scheduler.stats().tiering;
+  return served;
+}
+
+SchedulerOptions scheduler_options(int32_t max_running) {
+  SchedulerOptions so;
+  so.max_running = max_running;
+  so.n_ctx = kTierCtx;
+  so.max_batch_tokens = 64;
+  so.admission_reserve_tokens = 0;
+  return so;
+}
+
 // One greedy request through a scheduler over its own fresh cache and the
 // given tiers.
 Served serve(const std::vector<int32_t>& prompt, std::vector<std::unique_ptr<KvTier>> tiers,
              TierLoadPolicy policy = TierLoadPolicy::kAlways, const std::string& codec = "f16") {
   auto kv = tier_cache(codec);
-  SchedulerOptions so;
-  so.max_running = 2;
-  so.n_ctx = kTierCtx;
-  so.max_batch_tokens = 64;
-  so.admission_reserve_tokens = 16;
   Served served;
   {
-    Scheduler scheduler(tier_model(), *kv, so);
+    Scheduler scheduler(tier_model(), *kv, scheduler_options(2));
     if (!tiers.empty()) scheduler.attach_tiers(std::move(tiers), policy);
-    RequestParams p;
-    p.prompt = prompt;
-    p.max_tokens = 12;
-    p.sampling.temperature = 0;
-    p.stop_at_end_of_generation = false;
-    bool finished = false;
-    auto id = scheduler.submit(p, [&](const RequestEvent& e) {
-      if (e.token >= 0) served.tokens.push_back(e.token);
-      if (e.finish != FinishReason::kNone) {
-        served.usage = e.usage;
-        finished = true;
-      }
-      return true;
-    });
-    KVF_CHECK(id.ok());
-    // A queued request may wait for its fetch while nothing runs: step until
-    // it has finished.
-    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
-    KVF_CHECK(finished);
-    served.tiering = scheduler.stats().tiering;
+    served = run_request(scheduler, prompt, 12);
   }
   kv->check_invariants();
   return served;
@@ -362,38 +365,12 @@ TEST(TieringHost, ThePoolsEvictedBlocksComeBackFromHostMemory) {
   const size_t block_bytes = tier_cache()->pool().bytes_per_block();
   auto kv = tier_cache("f16", 1, 16 * block_bytes);  // one context: 16 blocks
   ASSERT_EQ(kv->pool().n_blocks(), 16);
-  SchedulerOptions so;
-  so.max_running = 1;
-  so.n_ctx = kTierCtx;
-  so.max_batch_tokens = 64;
-  so.admission_reserve_tokens = 0;
-  Scheduler scheduler(tier_model(), *kv, so);
+  Scheduler scheduler(tier_model(), *kv, scheduler_options(1));
   std::vector<std::unique_ptr<KvTier>> tiers;
   tiers.push_back(std::make_unique<MemoryTier>("host:16MiB", 16 << 20));
   scheduler.attach_tiers(std::move(tiers), TierLoadPolicy::kAlways);
-  auto run = [&](const std::vector<int32_t>& prompt) {
-    RequestParams p;
-    p.prompt = prompt;
-    p.max_tokens = 12;
-    p.sampling.temperature = 0;
-    p.stop_at_end_of_generation = false;
-    Served served;
-    bool finished = false;
-    KVF_CHECK(scheduler
-                  .submit(p,
-                          [&](const RequestEvent& e) {
-                            if (e.token >= 0) served.tokens.push_back(e.token);
-                            if (e.finish != FinishReason::kNone) {
-                              served.usage = e.usage;
-                              finished = true;
-                            }
-                            return true;
-                          })
-                  .ok());
-    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
-    KVF_CHECK(finished);
-    return served;
-  };
+  auto run = [&](const std::vector<int32_t>& prompt) { return run_request(scheduler, prompt, 12); };
+
   const std::vector<int32_t> prompt = long_prompt(150);
   std::vector<int32_t> other = long_prompt(200);
   other[1] = 9;
@@ -449,36 +426,14 @@ TEST(TieringPolicy, AutoRecomputesWhenReadingIsSlowerThanPrefill) {
   store->flush();
 
   auto kv = tier_cache();
-  SchedulerOptions so;
-  so.max_running = 1;
-  so.n_ctx = kTierCtx;
-  so.max_batch_tokens = 64;
-  Scheduler scheduler(tier_model(), *kv, so);
+  Scheduler scheduler(tier_model(), *kv, scheduler_options(1));
   std::vector<std::unique_ptr<KvTier>> tiers;
   tiers.push_back(std::make_unique<SlowTier>(store));
   scheduler.attach_tiers(std::move(tiers), TierLoadPolicy::kAuto);
   auto run = [&](const std::vector<int32_t>& prompt) {
-    RequestParams p;
-    p.prompt = prompt;
-    p.max_tokens = 4;
-    p.sampling.temperature = 0;
-    p.stop_at_end_of_generation = false;
-    bool finished = false;
-    RequestUsage usage;
-    KVF_CHECK(scheduler
-                  .submit(p,
-                          [&](const RequestEvent& e) {
-                            if (e.finish != FinishReason::kNone) {
-                              usage = e.usage;
-                              finished = true;
-                            }
-                            return true;
-                          })
-                  .ok());
-    for (int i = 0; i < 2000000 && !finished; ++i) (void)scheduler.step();
-    KVF_CHECK(finished);
-    return usage;
+    return run_request(scheduler, prompt, 4).usage;
   };
+
   // Nothing measured yet: loads (9 reads of 20 ms), and measures the reads.
   EXPECT_GT(run(first).reused_tokens, 0);
   // A prompt the tier does not hold: prefilled, which measures the prefill.

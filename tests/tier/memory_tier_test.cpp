@@ -27,6 +27,26 @@ TierResult get_now(KvTier& tier, const TierKey& key) {
   return done.get_future().get();
 }
 
+// Keeps a one-thread tier's thread busy inside a callback until release(),
+// so that the operations queued meanwhile wait.
+class ThreadHold {
+ public:
+  explicit ThreadHold(KvTier& tier) {
+    std::shared_future<void> released = release_.get_future().share();
+    auto holding = std::make_shared<std::promise<void>>();
+    std::future<void> held = holding->get_future();
+    tier.get(key_of(0), [released, holding](TierResult) {
+      holding->set_value();
+      released.wait();
+    });
+    held.wait();
+  }
+  void release() { release_.set_value(); }
+
+ private:
+  std::promise<void> release_;
+};
+
 TEST(TierKey, NamesKindAndBothWords) {
   EXPECT_EQ(key_of(1).to_string(), "bfffffffffffffffe0000000000000001");
   EXPECT_EQ(TierKey({BlockHash{0xab, 0x12}, TierRecordKind::kStagedWindow}).to_string(),
@@ -94,20 +114,13 @@ TEST(QueuedTier, FullQueueRejectsWithoutBlocking) {
   options.max_queued = 2;
   MemoryTier tier("host:1MiB", 1 << 20, options);
   // Hold the tier's only thread inside a callback.
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> holding;
-  tier.get(key_of(0), [&](TierResult) {
-    holding.set_value();
-    released.wait();
-  });
-  holding.get_future().wait();
+  ThreadHold hold(tier);
   std::atomic<int> ok{0}, rejected{0};
   auto tally = [&](TierResult r) {
     (r.outcome == TierOutcome::kRejected ? rejected : ok).fetch_add(1);
   };
   for (uint64_t k = 1; k <= 5; ++k) tier.put(key_of(k), record_of(10, 1), tally);
-  release.set_value();
+  hold.release();
   tier.flush();
   EXPECT_EQ(ok.load(), 2);
   EXPECT_EQ(rejected.load(), 3);
@@ -121,16 +134,9 @@ TEST(QueuedTier, QueuedWriteBytesAreBounded) {
   QueuedTierOptions options;
   options.max_queued_write_bytes = 25;
   MemoryTier tier("host:1MiB", 1 << 20, options);
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> holding;
-  tier.get(key_of(0), [&](TierResult) {
-    holding.set_value();
-    released.wait();
-  });
-  holding.get_future().wait();
+  ThreadHold hold(tier);
   for (uint64_t k = 1; k <= 3; ++k) tier.put(key_of(k), record_of(10, 1));
-  release.set_value();
+  hold.release();
   tier.flush();
   EXPECT_EQ(tier.stats().stored_records, 2);
   EXPECT_EQ(tier.stats().put_rejected, 1);
@@ -143,14 +149,7 @@ TEST(QueuedTier, QueuedWriteBytesAreBounded) {
 // Reads overtake queued writes: a read queued behind writes runs first.
 TEST(QueuedTier, ReadsBeforeWrites) {
   MemoryTier tier("host:1MiB", 1 << 20);
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> holding;
-  tier.get(key_of(0), [&](TierResult) {
-    holding.set_value();
-    released.wait();
-  });
-  holding.get_future().wait();
+  ThreadHold hold(tier);
   std::mutex m;
   std::vector<std::string> order;
   auto note = [&](std::string what) {
@@ -161,7 +160,7 @@ TEST(QueuedTier, ReadsBeforeWrites) {
   };
   tier.put(key_of(1), record_of(10, 1), note("put"));
   tier.get(key_of(1), note("get"));
-  release.set_value();
+  hold.release();
   tier.flush();
   ASSERT_EQ(order.size(), 2u);
   EXPECT_EQ(order[0], "get");
