@@ -114,7 +114,7 @@ void KvTiering::spill(KvCache::RecordEvent event, const TierKey& key, TierRecord
     block_record_bytes_ = static_cast<int64_t>(record->size());
   }
   for (const auto& tier : tiers_) {
-    // Windows go wherever blocks go on caching: they are small, and a
+    // Windows go to every tier as they are kept: they are small, and a
     // block loaded without its window cannot serve a hit.
     const bool wanted = tier->writes() == when || (key.kind == TierRecordKind::kStagedWindow &&
                                                    event == KvCache::RecordEvent::kCached);

@@ -161,10 +161,11 @@ class KvCache {
   // Tiering (docs/tiers.md). With a sink, a cache with a prefix cache
   // encodes blocks as self-verifying records (kv/block_record.h) and hands
   // them to the sink on the caller's thread: with on_cache, every block
-  // that newly enters the prefix cache (from release() and prompt presses)
-  // and, under a residual window, the full-precision rows a hit ending there
-  // reads; with on_evict, every block the prefix cache evicts, just before
-  // its memory is reused. Null: none.
+  // that newly enters the prefix cache (from release() and prompt presses);
+  // with on_evict, every block the prefix cache evicts, just before its
+  // memory is reused; with either, under a residual window, the
+  // full-precision rows a hit ending at a kept block boundary reads. Null:
+  // none.
   enum class RecordEvent { kCached, kEvicted };
   using RecordSink = std::function<void(RecordEvent, const TierKey&, TierRecord)>;
   virtual void set_record_sink(RecordSink /*sink*/, bool /*on_cache*/, bool /*on_evict*/) {}

@@ -710,8 +710,8 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
     if (hit_staging_start(end) < first) continue;
     const BlockHash& chain_end = chain_hashes[static_cast<size_t>(end / bt - 1)];
     chain_ends.push_back(chain_end);
-    if (record_sink_) {
-      record_sink_(RecordEvent::kCached, TierKey{chain_end, TierRecordKind::kStagedWindow},
+    if (window_sink_) {
+      window_sink_(RecordEvent::kCached, TierKey{chain_end, TierRecordKind::kStagedWindow},
                    encode_window(s, end, chain_end));
     }
   }

@@ -289,6 +289,7 @@ class PagedKvCache final : public KvCache {
   std::string default_salt_;
   uint64_t layout_fingerprint_ = 0;  // block records' layout (kv/block_record.h)
   RecordSink record_sink_;           // null, or called for cached blocks (on_cache)
+  RecordSink window_sink_;           // null, or called for kept staged windows (any sink)
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixIndex> index_;          // null when prefix sharing is off
   std::unique_ptr<StagedWindowCache> windows_;  // with an index and some R > 0

@@ -64,6 +64,9 @@ CacheNamespace PagedKvCache::namespace_for(std::string_view salt) const {
 
 void PagedKvCache::set_record_sink(RecordSink sink, bool on_cache, bool on_evict) {
   record_sink_ = on_cache ? sink : nullptr;
+  // Windows go to every tier: a block loaded without its window cannot
+  // serve a hit under a residual window.
+  window_sink_ = on_cache || on_evict ? sink : nullptr;
   if (!index_) return;
   if (!on_evict || !sink) {
     index_->set_evict_observer(nullptr);
@@ -256,6 +259,7 @@ TierImport PagedKvCache::import_records(std::string_view salt, std::span<const i
         prompt.subspan(static_cast<size_t>(j) * block_tokens_, static_cast<size_t>(block_tokens_)));
   }
   if (static_cast<int32_t>(chain.size()) > cached) {
+    hashes.clear();  // insert() appends the whole chain's hashes
     index_->insert(ns, prompt.first(chain.size() * static_cast<size_t>(block_tokens_)), chain,
                    &hashes);
     for (size_t j = static_cast<size_t>(cached); j < chain.size(); ++j) {
@@ -264,8 +268,11 @@ TierImport PagedKvCache::import_records(std::string_view salt, std::span<const i
   }
   for (const BlockId b : chain) pool_->release(b);
   if (windows_) {
-    for (const TierRecord& record : windows) {
-      if (record == nullptr) continue;
+    for (size_t i = 0; i < windows.size(); ++i) {
+      const TierRecord& record = windows[i];
+      // windows[i] serves a hit ending after block first_block + i: useless
+      // (not wrong) when the chain stops before it.
+      if (record == nullptr || static_cast<size_t>(first_block) + i + 1 > hashes.size()) continue;
       const Status loaded = load_window(ns, prompt, hashes, record);
       if (loaded.ok()) {
         ++result.windows;

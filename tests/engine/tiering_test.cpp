@@ -361,9 +361,12 @@ TEST_F(TieringRedis, RequestsCompleteWhileRedisIsDown) {
 
 // The host tier keeps what the pool evicts: a prompt whose blocks were
 // pushed out of a small pool by another one is loaded back from it.
-TEST(TieringHost, ThePoolsEvictedBlocksComeBackFromHostMemory) {
-  const size_t block_bytes = tier_cache()->pool().bytes_per_block();
-  auto kv = tier_cache("f16", 1, 16 * block_bytes);  // one context: 16 blocks
+class TieringHost : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TieringHost, ThePoolsEvictedBlocksComeBackFromHostMemory) {
+  const std::string codec = GetParam();
+  const size_t block_bytes = tier_cache(codec)->pool().bytes_per_block();
+  auto kv = tier_cache(codec, 1, 16 * block_bytes);  // one context: 16 blocks
   ASSERT_EQ(kv->pool().n_blocks(), 16);
   Scheduler scheduler(tier_model(), *kv, scheduler_options(1));
   std::vector<std::unique_ptr<KvTier>> tiers;
@@ -385,8 +388,15 @@ TEST(TieringHost, ThePoolsEvictedBlocksComeBackFromHostMemory) {
   EXPECT_EQ(again.tokens, first.tokens);
   EXPECT_EQ(again.usage.reused_tokens, 144);
   EXPECT_GT(scheduler.stats().tiering.blocks_loaded, 0);
+  // Under a residual window the hit also needed the window's rows.
+  EXPECT_EQ(scheduler.stats().tiering.windows_loaded > 0, codec.starts_with("kivi"));
   kv->check_invariants();
 }
+
+INSTANTIATE_TEST_SUITE_P(Codecs, TieringHost, ::testing::Values("f16", "kivi2:r=32"),
+                         [](const auto& info) {
+                           return std::string(info.param == "f16" ? "f16" : "kivi2_r32");
+                         });
 
 // A tier whose reads take 20 ms each: slower than recomputing a block of
 // this small model.
