@@ -73,5 +73,35 @@ TEST(MetricsTest, PrometheusTextForKnownStats) {
   }
 }
 
+// Tier metrics: decisions, estimates and one labelled line per tier, the
+// label escaped as Prometheus text asks (backslash, quote, newline).
+TEST(MetricsTest, TierMetricsWithEscapedLabels) {
+  ServingStats s;
+  s.tiering.decided_load = 3;
+  s.tiering.decided_recompute = 1;
+  s.tiering.blocks_loaded = 256;
+  s.tiering.estimated_load_seconds = 0.5;
+  s.tiering.actual_load_seconds = 0.75;
+  TierUsage disk;
+  disk.name = "disk:/tmp/a\"b\\c:1GiB";
+  disk.available = false;
+  disk.hits = 7;
+  disk.seconds_per_record = 0.003;
+  TierUsage redis;
+  redis.name = "redis://127.0.0.1:6379";
+  redis.hits = 2;
+  s.tiering.tiers = {disk, redis};
+  const std::string text = render_metrics(s, ServerMetrics().snapshot());
+  EXPECT_TRUE(has_line(text, "kvforge_tier_decisions_total{decision=\"load\"} 3"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_decisions_total{decision=\"recompute\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_blocks_loaded_total 256"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_load_seconds_total{kind=\"actual\"} 0.75"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_up{tier=\"disk:/tmp/a\\\"b\\\\c:1GiB\"} 0")) << text;
+  EXPECT_TRUE(has_line(text, "kvforge_tier_up{tier=\"redis://127.0.0.1:6379\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_hits_total{tier=\"redis://127.0.0.1:6379\"} 2"));
+  EXPECT_TRUE(
+      has_line(text, "kvforge_tier_block_read_seconds{tier=\"disk:/tmp/a\\\"b\\\\c:1GiB\"} 0.003"));
+}
+
 }  // namespace
 }  // namespace kvforge::server
