@@ -16,6 +16,10 @@
 // workflow (relay) gets the output's KV re-rotated into place, with a share
 // of it recomputed, when its prefill reaches the quoted run; its finished
 // output is kept the same way for the agents after it.
+// With KV tiers (attach_tiers, docs/tiers.md), a queued request's prefix
+// blocks are fetched from the tiers while it waits and loaded into the
+// prefix cache before it is admitted, when that is expected to beat
+// prefilling them; blocks entering the prefix cache are written to them.
 // When the cache runs out of memory mid-step, the most recently admitted
 // running request is preempted: its sequence is released and it goes back to
 // the front of the queue with the tokens it generated so far appended to its
