@@ -738,24 +738,15 @@ void PagedKvCache::keep_staged_window(const Sequence& s, std::span<const BlockHa
 
 void PagedKvCache::offer_full_blocks(const Sequence& s, int32_t n_blocks) {
   const auto n = static_cast<size_t>(n_blocks);
+  const auto bt = static_cast<size_t>(block_tokens_);
   const std::span<const BlockId> blocks = std::span<const BlockId>(s.blocks).first(n);
-  // Which blocks the index records now (not those it already held).
-  std::vector<bool> was_cached;
-  if (record_sink_) {
-    for (const BlockId b : blocks) was_cached.push_back(pool_->is_cached(b));
-  }
   std::vector<BlockHash> chain_hashes;
-  index_->insert(s.cache_namespace,
-                 std::span<const int32_t>(s.tokens).first(n * static_cast<size_t>(block_tokens_)),
-                 blocks, (windows_ || record_sink_) ? &chain_hashes : nullptr, s.next_use_steps);
+  std::vector<size_t> recorded;
+  index_->insert(s.cache_namespace, std::span<const int32_t>(s.tokens).first(n * bt), blocks,
+                 (windows_ || record_sink_) ? &chain_hashes : nullptr, s.next_use_steps,
+                 record_sink_ ? &recorded : nullptr);
   if (windows_) keep_staged_window(s, chain_hashes);
-  if (!record_sink_) return;
-  for (size_t j = 0; j < chain_hashes.size(); ++j) {
-    if (was_cached[j] || !pool_->is_cached(blocks[j]) ||
-        pool_->chain_hash(blocks[j]) != chain_hashes[j]) {
-      continue;
-    }
-    const auto bt = static_cast<size_t>(block_tokens_);
+  for (const size_t j : recorded) {
     record_sink_(
         RecordEvent::kCached, TierKey{chain_hashes[j], TierRecordKind::kBlock},
         encode_block(blocks[j], chain_hashes[j], j > 0 ? chain_hashes[j - 1] : kRootChainHash,

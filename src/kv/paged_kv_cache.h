@@ -226,9 +226,11 @@ class PagedKvCache final : public KvCache {
                                         int32_t index, std::span<const int32_t> tokens) const;
   [[nodiscard]] TierRecord encode_window(const Sequence& s, int32_t end,
                                          const BlockHash& chain_end) const;
-  [[nodiscard]] Status load_block(const CacheNamespace& ns, std::span<const int32_t> prompt,
-                                  int32_t block, const BlockHash& parent, const TierRecord& record,
-                                  std::vector<BlockId>& chain);
+  // Verifies the record of block `block` (its tokens, parent and expected
+  // chain hash given) and appends a pool block holding it to chain.
+  [[nodiscard]] Status load_block(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                  int32_t block, const BlockHash& parent, const BlockHash& key,
+                                  const TierRecord& record, std::vector<BlockId>& chain);
   [[nodiscard]] Status load_window(const CacheNamespace& ns, std::span<const int32_t> prompt,
                                    std::span<const BlockHash> chain_hashes,
                                    const TierRecord& record);

@@ -148,13 +148,10 @@ TierLookup PagedKvCache::tier_lookup(std::string_view salt, std::span<const int3
   return lookup;
 }
 
-Status PagedKvCache::load_block(const CacheNamespace& ns, std::span<const int32_t> prompt,
-                                int32_t block, const BlockHash& parent, const TierRecord& record,
-                                std::vector<BlockId>& chain) {
+Status PagedKvCache::load_block(const CacheNamespace& ns, std::span<const int32_t> tokens,
+                                int32_t block, const BlockHash& parent, const BlockHash& key,
+                                const TierRecord& record, std::vector<BlockId>& chain) {
   KVF_ASSIGN_OR_RETURN(DecodedBlockRecord d, decode_block_record(*record));
-  const auto bt = static_cast<size_t>(block_tokens_);
-  const std::span<const int32_t> tokens = prompt.subspan(static_cast<size_t>(block) * bt, bt);
-  const BlockHash key = chain_block_hash(parent, ns, tokens);
   if (d.header.kind != TierRecordKind::kBlock || d.header.key != key ||
       d.header.cache_namespace != ns || d.header.parent != parent ||
       d.header.first_position != block * block_tokens_ ||
@@ -244,27 +241,25 @@ TierImport PagedKvCache::import_records(std::string_view salt, std::span<const i
   if (cached < first_block) return result;
   // References keep the cached chain from being evicted to make room.
   for (const BlockId b : chain) pool_->add_ref(b);
-  BlockHash parent = hashes.empty() ? kRootChainHash : hashes.back();
+  const auto bt = static_cast<size_t>(block_tokens_);
   const int32_t end = std::min(max_blocks, first_block + static_cast<int32_t>(blocks.size()));
   for (int32_t j = cached; j < end; ++j) {
     const TierRecord& record = blocks[static_cast<size_t>(j - first_block)];
     if (record == nullptr) break;
-    const Status loaded = load_block(ns, prompt, j, parent, record, chain);
+    const std::span<const int32_t> tokens = prompt.subspan(static_cast<size_t>(j) * bt, bt);
+    const BlockHash parent = hashes.empty() ? kRootChainHash : hashes.back();
+    const BlockHash key = chain_block_hash(parent, ns, tokens);
+    const Status loaded = load_block(ns, tokens, j, parent, key, record, chain);
     if (!loaded.ok()) {
       if (loaded.code() == StatusCode::kCorrupt) refuse(loaded);
       break;
     }
-    parent = chain_block_hash(
-        parent, ns,
-        prompt.subspan(static_cast<size_t>(j) * block_tokens_, static_cast<size_t>(block_tokens_)));
+    hashes.push_back(key);
   }
   if (static_cast<int32_t>(chain.size()) > cached) {
-    hashes.clear();  // insert() appends the whole chain's hashes
-    index_->insert(ns, prompt.first(chain.size() * static_cast<size_t>(block_tokens_)), chain,
-                   &hashes);
-    for (size_t j = static_cast<size_t>(cached); j < chain.size(); ++j) {
-      if (pool_->is_cached(chain[j])) ++result.blocks;
-    }
+    std::vector<size_t> recorded;
+    index_->insert(ns, prompt.first(chain.size() * bt), chain, nullptr, -1, &recorded);
+    result.blocks = static_cast<int32_t>(recorded.size());
   }
   for (const BlockId b : chain) pool_->release(b);
   if (windows_) {

@@ -70,7 +70,7 @@ std::vector<BlockId> PrefixIndex::match(const CacheNamespace& ns, std::span<cons
 
 void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
                          std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes,
-                         int32_t next_use_steps) {
+                         int32_t next_use_steps, std::vector<size_t>* recorded) {
   const size_t block_size = static_cast<size_t>(block_tokens_);
   KVF_CHECK(tokens.size() >= blocks.size() * block_size);
 
@@ -98,6 +98,7 @@ void PrefixIndex::insert(const CacheNamespace& ns, std::span<const int32_t> toke
       block_by_hash_.emplace(hash, block);
       pool_.cache(block, parent, hash);
       parent = block;
+      if (recorded != nullptr) recorded->push_back(i);
     }
     if (next_use_steps >= 0) {
       int64_t& due = due_[static_cast<size_t>(parent->value)];

@@ -86,10 +86,12 @@ class PrefixIndex {
   // hash of every block walked (all of them unless a hash collision ends the
   // walk early).
   // next_use_steps >= 0 hints every block of the chain (offered or already
-  // cached) as needed again after that many advance_clock() calls.
+  // cached) as needed again after that many advance_clock() calls. If
+  // given, recorded receives the indices (into blocks) of the offered blocks
+  // the index newly recorded.
   void insert(const CacheNamespace& ns, std::span<const int32_t> tokens,
               std::span<const BlockId> blocks, std::vector<BlockHash>* chain_hashes = nullptr,
-              int32_t next_use_steps = -1);
+              int32_t next_use_steps = -1, std::vector<size_t>* recorded = nullptr);
   // One workflow step done (a workflow request finished): hints count down.
   void advance_clock() { ++clock_; }
 

@@ -91,6 +91,21 @@ std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& 
   return a;
 }
 
+// insert() names the offered blocks it recorded: not those whose chain was
+// cached already (the existing blocks are kept).
+TEST_F(PrefixIndexTest, InsertReportsTheBlocksItRecorded) {
+  const std::vector<int32_t> tokens = iota_tokens(8, 100);
+  (void)cache_sequence(ns_, tokens);
+  const std::vector<int32_t> longer = concat(tokens, iota_tokens(8, 300));
+  const std::vector<BlockId> blocks = compute(longer);
+  std::vector<size_t> recorded;
+  index_->insert(ns_, longer, blocks, nullptr, -1, &recorded);
+  check();
+  EXPECT_EQ(recorded, (std::vector<size_t>{2, 3}));
+  for (const size_t i : {size_t{0}, size_t{1}}) EXPECT_FALSE(pool_->is_cached(blocks[i]));
+  release(blocks);
+}
+
 TEST_F(PrefixIndexTest, MatchReturnsTheLongestCachedRunOfFullBlocks) {
   const std::vector<int32_t> tokens = iota_tokens(12, 100);
   const std::vector<BlockId> cached = compute(tokens);
