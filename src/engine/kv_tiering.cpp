@@ -24,6 +24,12 @@ double prior_seconds_per_record(const std::string& tier_name, int64_t record_byt
   return 300e-6 + bytes / 0.8e9;  // a server over the network
 }
 
+// Exponentially weighted mean; the first observation (mean <= 0) is taken
+// as it is.
+void update_mean(double& mean, double observed) {
+  mean = mean <= 0 ? observed : (1 - kEwmaWeight) * mean + kEwmaWeight * observed;
+}
+
 double seconds_since(KvTiering::Clock::time_point t) {
   return std::chrono::duration<double>(KvTiering::Clock::now() - t).count();
 }
@@ -40,29 +46,35 @@ Result<TierLoadPolicy> parse_tier_load_policy(const std::string& text) {
 
 struct KvTiering::Fetch {
   enum class Slot : uint8_t { kPending, kHit, kMiss };
+  // The reads of one record kind: records[i] for lookup.blocks[i].
+  struct Reads {
+    std::vector<TierRecord> records;
+    std::vector<Slot> slots;
+  };
   TierLookup lookup;
   Clock::time_point started;
   double estimated_load = 0;       // seconds
   double estimated_recompute = 0;  // seconds; +inf: not measured yet
   double wait_limit = 0;           // seconds a request waits for it at most
   std::mutex mutex;                // the fields below
-  std::vector<TierRecord> blocks;
-  std::vector<TierRecord> windows;
-  std::vector<Slot> block_slots;
-  std::vector<Slot> window_slots;
+  Reads reads[2];                  // by TierRecordKind: blocks, staged windows
   int32_t pending = 0;
   bool resolved = false;    // the usable run is known (see is_resolved)
   double load_seconds = 0;  // start to resolution
+
+  Reads& of(TierRecordKind kind) { return reads[static_cast<size_t>(kind)]; }
 
   // Only the run of hits from the first block can be loaded: the fetch is
   // resolved once that run and the windows inside it are all known, even
   // while reads past a miss are still out.
   [[nodiscard]] bool is_resolved() const {
+    const std::vector<Slot>& blocks = reads[0].slots;
+    const std::vector<Slot>& windows = reads[1].slots;
     size_t run = 0;
-    while (run < block_slots.size() && block_slots[run] == Slot::kHit) ++run;
-    if (run < block_slots.size() && block_slots[run] == Slot::kPending) return false;
-    for (size_t i = 0; i < run && i < window_slots.size(); ++i) {
-      if (window_slots[i] == Slot::kPending) return false;
+    while (run < blocks.size() && blocks[run] == Slot::kHit) ++run;
+    if (run < blocks.size() && blocks[run] == Slot::kPending) return false;
+    for (size_t i = 0; i < run && i < windows.size(); ++i) {
+      if (windows[i] == Slot::kPending) return false;
     }
     return true;
   }
@@ -111,7 +123,6 @@ void KvTiering::spill(KvCache::RecordEvent event, const TierKey& key, TierRecord
   if (key.kind == TierRecordKind::kBlock) {
     std::lock_guard lock(mutex_);
     ++counters_.records_spilled;
-    block_record_bytes_ = static_cast<int64_t>(record->size());
   }
   for (const auto& tier : tiers_) {
     // Windows go to every tier as they are kept: they are small, and a
@@ -137,10 +148,7 @@ void KvTiering::note_prefill(int64_t tokens, double seconds) {
   if (tokens < 16 || seconds <= 0) return;
   const double rate = static_cast<double>(tokens) / seconds;
   std::lock_guard lock(mutex_);
-  prefill_tokens_per_second_ =
-      prefill_tokens_per_second_ <= 0
-          ? rate
-          : (1 - kEwmaWeight) * prefill_tokens_per_second_ + kEwmaWeight * rate;
+  update_mean(prefill_tokens_per_second_, rate);
 }
 
 void KvTiering::submitted(RequestId id, const std::string& salt, std::span<const int32_t> prompt) {
@@ -152,7 +160,7 @@ void KvTiering::submitted(RequestId id, const std::string& salt, std::span<const
   {
     std::lock_guard lock(mutex_);
     ++counters_.lookups;
-    if (block_record_bytes_ == 0) block_record_bytes_ = lookup.block_record_bytes;
+    block_record_bytes_ = lookup.block_record_bytes;
     // One tier thread reads the blocks one after another; the first tier is
     // assumed to hold them (a miss there costs its latency on top).
     fetch->estimated_load = static_cast<double>(n) * seconds_per_record(0);
@@ -167,45 +175,46 @@ void KvTiering::submitted(RequestId id, const std::string& salt, std::span<const
                           ? fetch->estimated_recompute
                           : std::max(0.5, 4 * fetch->estimated_load);
   fetch->lookup = std::move(lookup);
-  fetch->blocks.resize(fetch->lookup.blocks.size());
-  fetch->windows.resize(fetch->lookup.windows.size());
-  fetch->block_slots.assign(fetch->blocks.size(), Fetch::Slot::kPending);
-  fetch->window_slots.assign(fetch->windows.size(), Fetch::Slot::kPending);
-  fetch->pending = static_cast<int32_t>(fetch->blocks.size() + fetch->windows.size());
+  const size_t n_blocks = fetch->lookup.blocks.size();
+  const size_t n_windows = fetch->lookup.windows ? n_blocks : 0;
+  fetch->of(TierRecordKind::kBlock).records.resize(n_blocks);
+  fetch->of(TierRecordKind::kBlock).slots.assign(n_blocks, Fetch::Slot::kPending);
+  fetch->of(TierRecordKind::kStagedWindow).records.resize(n_windows);
+  fetch->of(TierRecordKind::kStagedWindow).slots.assign(n_windows, Fetch::Slot::kPending);
+  fetch->pending = static_cast<int32_t>(n_blocks + n_windows);
   fetch->started = Clock::now();
   in_flight_.fetch_add(1);
   fetches_[id] = fetch;
-  for (size_t i = 0; i < fetch->blocks.size(); ++i) fetch_from(fetch, false, i, 0);
-  for (size_t i = 0; i < fetch->windows.size(); ++i) fetch_from(fetch, true, i, 0);
+  for (size_t i = 0; i < n_blocks; ++i) fetch_from(fetch, TierRecordKind::kBlock, i, 0);
+  for (size_t i = 0; i < n_windows; ++i) fetch_from(fetch, TierRecordKind::kStagedWindow, i, 0);
 }
 
-void KvTiering::fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+void KvTiering::fetch_from(const std::shared_ptr<Fetch>& fetch, TierRecordKind kind, size_t index,
                            size_t tier) {
-  const TierKey& key = window ? fetch->lookup.windows[index] : fetch->lookup.blocks[index];
-  tiers_[tier]->get(key, [this, fetch, window, index, tier](TierResult result) {
+  const TierKey key{fetch->lookup.blocks[index], kind};
+  tiers_[tier]->get(key, [this, fetch, kind, index, tier](TierResult result) {
     const bool hit = result.outcome == TierOutcome::kOk && result.record != nullptr;
-    if (hit && !window) {
+    if (hit && kind == TierRecordKind::kBlock) {
       std::lock_guard lock(mutex_);
-      double& mean = record_seconds_[tier];
-      mean = mean <= 0 ? result.seconds : (1 - kEwmaWeight) * mean + kEwmaWeight * result.seconds;
+      update_mean(record_seconds_[tier], result.seconds);
     }
     if (!hit && tier + 1 < tiers_.size() && !closing_) {
-      fetch_from(fetch, window, index, tier + 1);  // the next tier may have it
+      fetch_from(fetch, kind, index, tier + 1);  // the next tier may have it
       return;
     }
-    record_done(fetch, window, index, hit ? std::move(result.record) : nullptr);
+    record_done(fetch, kind, index, hit ? std::move(result.record) : nullptr);
   });
 }
 
-void KvTiering::record_done(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+void KvTiering::record_done(const std::shared_ptr<Fetch>& fetch, TierRecordKind kind, size_t index,
                             TierRecord record) {
   bool now_resolved = false;
   bool last = false;
   {
     std::lock_guard lock(fetch->mutex);
-    (window ? fetch->window_slots : fetch->block_slots)[index] =
-        record ? Fetch::Slot::kHit : Fetch::Slot::kMiss;
-    (window ? fetch->windows : fetch->blocks)[index] = std::move(record);
+    Fetch::Reads& reads = fetch->of(kind);
+    reads.slots[index] = record ? Fetch::Slot::kHit : Fetch::Slot::kMiss;
+    reads.records[index] = std::move(record);
     last = --fetch->pending == 0;
     if (!fetch->resolved && fetch->is_resolved()) {
       fetch->resolved = now_resolved = true;
@@ -230,8 +239,8 @@ bool KvTiering::ready_to_admit(RequestId id, const std::string& salt,
   {
     std::lock_guard lock(f.mutex);
     if (!f.resolved && seconds_since(f.started) < f.wait_limit) return false;
-    blocks = f.blocks;
-    windows = f.windows;
+    blocks = f.of(TierRecordKind::kBlock).records;
+    windows = f.of(TierRecordKind::kStagedWindow).records;
     load_seconds = f.resolved ? f.load_seconds : -1;
   }
   const TierImport imported =

@@ -80,8 +80,9 @@ class KvTiering {
  private:
   struct Fetch;
   void spill(KvCache::RecordEvent event, const TierKey& key, TierRecord record);
-  void fetch_from(const std::shared_ptr<Fetch>& fetch, bool window, size_t index, size_t tier);
-  void record_done(const std::shared_ptr<Fetch>& fetch, bool window, size_t index,
+  void fetch_from(const std::shared_ptr<Fetch>& fetch, TierRecordKind kind, size_t index,
+                  size_t tier);
+  void record_done(const std::shared_ptr<Fetch>& fetch, TierRecordKind kind, size_t index,
                    TierRecord record);
   [[nodiscard]] double seconds_per_record(size_t tier) const;    // mutex_ held
   [[nodiscard]] double recompute_seconds(int64_t tokens) const;  // mutex_ held
@@ -95,7 +96,7 @@ class KvTiering {
   mutable std::mutex mutex_;              // the cost model and counters
   std::vector<double> record_seconds_;    // per tier: EWMA of one block read
   double prefill_tokens_per_second_ = 0;  // 0: not measured yet
-  int64_t block_record_bytes_ = 0;
+  int64_t block_record_bytes_ = 0;        // the cache's, from its lookups (for the priors)
   TieringStats counters_;
 
   // Scheduler thread only.

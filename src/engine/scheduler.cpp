@@ -101,7 +101,6 @@ Scheduler::Scheduler(Model& model, KvCache& kv, const SchedulerOptions& options)
 
 Scheduler::~Scheduler() {
   for (auto& r : running_) kv_.release(SeqId{r->slot});
-  tiering_.reset();
 }
 
 void Scheduler::attach_tiers(std::vector<std::unique_ptr<KvTier>> tiers, TierLoadPolicy policy) {
@@ -180,7 +179,6 @@ void Scheduler::take_incoming() {
       incoming_.pop_front();
     }
     cancels.swap(cancels_);
-    tier_event_ = false;
   }
   if (tiering_) {
     for (size_t i = first_new; i < waiting_.size(); ++i) {

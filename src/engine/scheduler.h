@@ -131,7 +131,9 @@ class Scheduler {
   std::vector<bool> slot_used_;
   std::vector<float> logits_;  // [max_running][n_vocab]
   std::unique_ptr<RelayStore> relay_;
-  // Last: destroyed first, while the wake-up it may call still exists.
+  // Last: destroyed first of the members (after ~Scheduler has released the
+  // running sequences, whose blocks it still writes), while the mutex and
+  // condition variable its wake-up uses still exist.
   std::unique_ptr<KvTiering> tiering_;
 };
 

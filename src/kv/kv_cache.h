@@ -35,11 +35,12 @@ class ThreadPool;
 
 // Tiering: what a prompt could load from the tiers below the pool.
 struct TierLookup {
-  int32_t cached_blocks = 0;    // full blocks of the prompt the prefix cache holds now
-  std::vector<TierKey> blocks;  // the records of the full blocks after them, in order
-  // With a residual window (KIVI r > 0): the window record for a hit ending
-  // after blocks[i], for every i; empty otherwise.
-  std::vector<TierKey> windows;
+  int32_t cached_blocks = 0;  // full blocks of the prompt the prefix cache holds now
+  // The chain hashes of the full blocks after them, in order: each names the
+  // block's record (TierRecordKind::kBlock) and, with windows, the record of
+  // the staged window a hit ending after that block reads (kStagedWindow).
+  std::vector<BlockHash> blocks;
+  bool windows = false;            // the cache has a residual window (KIVI r > 0)
   int64_t block_record_bytes = 0;  // the size of one block record
   int32_t block_tokens = 0;
 };

@@ -139,9 +139,9 @@ TierLookup PagedKvCache::tier_lookup(std::string_view salt, std::span<const int3
   const auto bt = static_cast<size_t>(block_tokens_);
   for (int32_t j = lookup.cached_blocks; j < max_blocks; ++j) {
     parent = chain_block_hash(parent, ns, prompt.subspan(static_cast<size_t>(j) * bt, bt));
-    lookup.blocks.push_back(TierKey{parent, TierRecordKind::kBlock});
-    if (windows_) lookup.windows.push_back(TierKey{parent, TierRecordKind::kStagedWindow});
+    lookup.blocks.push_back(parent);
   }
+  lookup.windows = windows_ != nullptr;
   lookup.block_tokens = block_tokens_;
   lookup.block_record_bytes = static_cast<int64_t>(kBlockRecordHeaderBytes + bt * sizeof(int32_t) +
                                                    pool_->bytes_per_block());
