@@ -118,7 +118,10 @@ struct TierUsage {
   int64_t misses = 0;
   int64_t get_errors = 0;
   int64_t get_bytes = 0;
-  int64_t evictions = 0;        // records the tier dropped for room
+  int64_t evictions = 0;   // records the tier dropped for room
+  int64_t corrupt = 0;     // stored records the tier found damaged and dropped
+  int64_t reconnects = 0;  // a server came back after being down (Redis)
+  int64_t connection_failures = 0;
   int64_t stored_bytes = -1;    // -1: unknown (a shared server)
   int64_t capacity_bytes = -1;  // -1: unknown
   int32_t queued = 0;

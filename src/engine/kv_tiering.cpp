@@ -295,6 +295,9 @@ TieringStats KvTiering::stats() const {
     u.get_errors = ts.get_errors;
     u.get_bytes = ts.get_bytes;
     u.evictions = ts.evictions;
+    u.corrupt = ts.corrupt;
+    u.reconnects = ts.reconnects;
+    u.connection_failures = ts.connection_failures;
     u.stored_bytes = ts.stored_bytes;
     u.capacity_bytes = ts.capacity_bytes;
     u.queued = ts.queued;

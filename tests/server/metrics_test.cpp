@@ -87,9 +87,11 @@ TEST(MetricsTest, TierMetricsWithEscapedLabels) {
   disk.available = false;
   disk.hits = 7;
   disk.seconds_per_record = 0.003;
+  disk.corrupt = 4;
   TierUsage redis;
   redis.name = "redis://127.0.0.1:6379";
   redis.hits = 2;
+  redis.reconnects = 1;
   s.tiering.tiers = {disk, redis};
   const std::string text = render_metrics(s, ServerMetrics().snapshot());
   EXPECT_TRUE(has_line(text, "kvforge_tier_decisions_total{decision=\"load\"} 3"));
@@ -99,6 +101,8 @@ TEST(MetricsTest, TierMetricsWithEscapedLabels) {
   EXPECT_TRUE(has_line(text, "kvforge_tier_up{tier=\"disk:/tmp/a\\\"b\\\\c:1GiB\"} 0")) << text;
   EXPECT_TRUE(has_line(text, "kvforge_tier_up{tier=\"redis://127.0.0.1:6379\"} 1"));
   EXPECT_TRUE(has_line(text, "kvforge_tier_hits_total{tier=\"redis://127.0.0.1:6379\"} 2"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_reconnects_total{tier=\"redis://127.0.0.1:6379\"} 1"));
+  EXPECT_TRUE(has_line(text, "kvforge_tier_corrupt_total{tier=\"disk:/tmp/a\\\"b\\\\c:1GiB\"} 4"));
   EXPECT_TRUE(
       has_line(text, "kvforge_tier_block_read_seconds{tier=\"disk:/tmp/a\\\"b\\\\c:1GiB\"} 0.003"));
 }
