@@ -121,5 +121,39 @@ TEST(Stories260K, PrefillEqualsDecodeAndThreadCountsAgree) {
   }
 }
 
+// Many sequences' last rows go through the output matrix in groups
+// (Model::last_token_logits): 41 decoding sequences make a group of 32 and
+// one of 9, next to an item that wants every row's logits. Each item's
+// logits must equal, bit for bit, those of the same tokens run alone
+// (this also holds the element-wise kernels to it: n_ff = 172 puts rows'
+// elements at every position of a vector, swiglu's tail included).
+TEST(Stories260K, BatchedLogitsEqualEachSequenceAlone) {
+  constexpr int kSeqs = 42;
+  auto batched = load(2, 64);
+  auto alone = load(2, 64);
+  ASSERT_TRUE(batched && alone);
+  const int32_t vocab = batched->config().n_vocab;
+  ContiguousKvCache kv(batched->kv_shape(), kSeqs, 64, ContiguousKvType::kF32);
+  std::vector<std::vector<int32_t>> tokens(kSeqs);
+  std::vector<std::vector<float>> logits(kSeqs);
+  std::vector<ForwardItem> items(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) {
+    const bool all_rows = s == kSeqs - 1;
+    tokens[s] =
+        all_rows ? std::vector<int32_t>{1, 403, 75} : std::vector<int32_t>{(s * 37) % vocab};
+    logits[s].assign(tokens[s].size() * static_cast<size_t>(vocab), 0.0f);
+    items[s] =
+        ForwardItem{SeqId{s}, 0, tokens[s],
+                    all_rows ? LogitsFor::kAllTokens : LogitsFor::kLastToken, logits[s].data()};
+  }
+  ASSERT_TRUE(batched->forward_batch(items, kv).ok());
+  for (int s = 0; s < kSeqs; ++s) {
+    ContiguousKvCache one(alone->kv_shape(), 1, 64, ContiguousKvType::kF32);
+    std::vector<float> expected(logits[s].size());
+    ASSERT_TRUE(alone->forward(tokens[s], 0, one, SeqId{0}, items[s].which, expected.data()).ok());
+    EXPECT_EQ(logits[s], expected) << "sequence " << s;
+  }
+}
+
 }  // namespace
 }  // namespace kvforge
