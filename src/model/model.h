@@ -142,6 +142,11 @@ class Model {
                 KvCache& kv);
   std::vector<int32_t> positions_;  // prefill_reused: the recomputed rows' positions
   void output_logits(int32_t first_row, int32_t n, float* logits);
+  // The last row's logits of every kLastToken item, grouped (model.cpp).
+  void last_token_logits(std::span<const ForwardItem> items);
+  static constexpr int64_t kLogitGroup = 32;
+  int32_t logit_group_rows_ = 1;
+  std::unique_ptr<float[]> group_logits_;  // [logit_group_rows_, n_vocab]
   void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
 
   std::unique_ptr<gguf::GgufFile> file_;
