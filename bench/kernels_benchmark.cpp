@@ -188,22 +188,48 @@ void BM_Prefill(benchmark::State& state, TensorType type) {
       benchmark::Counter::kIsRate);
 }
 
-#define KVF_TYPE_BENCHMARKS(Type)                            \
-  BENCHMARK_CAPTURE(BM_Decode, Type, TensorType::k##Type)    \
-      ->Arg(1)                                               \
-      ->Arg(2)                                               \
-      ->UseRealTime()                                        \
-      ->Unit(benchmark::kMicrosecond);                       \
-  BENCHMARK_CAPTURE(BM_DecodeHot, Type, TensorType::k##Type) \
-      ->Arg(1)                                               \
-      ->UseRealTime()                                        \
-      ->Unit(benchmark::kMicrosecond);                       \
-  BENCHMARK_CAPTURE(BM_Prefill, Type, TensorType::k##Type)   \
-      ->Args({1, 128})                                       \
-      ->Args({2, 128})                                       \
-      ->Args({1, 512})                                       \
-      ->Args({2, 512})                                       \
-      ->UseRealTime()                                        \
+// A few tokens at once over cold weights: the weight products of a decode
+// step that batches several sequences (docs/kernels.md, "Small batches").
+void BM_SmallBatch(benchmark::State& state, TensorType type) {
+  const int n_threads = static_cast<int>(state.range(0));
+  const int64_t n_tokens = state.range(1);
+  constexpr int64_t kRows = 2048, kCols = 8192;
+  const ColdMatrices m = make_matrices(type, kRows, kCols, kColdBytes);
+  ThreadPool pool(n_threads);
+  MatmulScratch scratch(n_threads, n_tokens, kCols);
+  std::vector<float> x(static_cast<size_t>(n_tokens * kCols), 0.5f);
+  std::vector<float> y(static_cast<size_t>(n_tokens * kRows));
+  size_t next = 0;
+  for (auto _ : state) {
+    matmul(m.views[next], x.data(), n_tokens, y.data(), pool, scratch);
+    next = (next + 1) % m.views.size();
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(n_tokens) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
+#define KVF_TYPE_BENCHMARKS(Type)                             \
+  BENCHMARK_CAPTURE(BM_Decode, Type, TensorType::k##Type)     \
+      ->Arg(1)                                                \
+      ->Arg(2)                                                \
+      ->UseRealTime()                                         \
+      ->Unit(benchmark::kMicrosecond);                        \
+  BENCHMARK_CAPTURE(BM_DecodeHot, Type, TensorType::k##Type)  \
+      ->Arg(1)                                                \
+      ->UseRealTime()                                         \
+      ->Unit(benchmark::kMicrosecond);                        \
+  BENCHMARK_CAPTURE(BM_SmallBatch, Type, TensorType::k##Type) \
+      ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32}})            \
+      ->UseRealTime()                                         \
+      ->Unit(benchmark::kMicrosecond);                        \
+  BENCHMARK_CAPTURE(BM_Prefill, Type, TensorType::k##Type)    \
+      ->Args({1, 128})                                        \
+      ->Args({2, 128})                                        \
+      ->Args({1, 512})                                        \
+      ->Args({2, 512})                                        \
+      ->UseRealTime()                                         \
       ->Unit(benchmark::kMillisecond)
 
 KVF_TYPE_BENCHMARKS(F32);

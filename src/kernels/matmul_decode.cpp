@@ -192,12 +192,34 @@ class GroupPrefetch {
 #include "kernels/matmul_decode_256-inl.h"
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
-// Rows [row_begin, row_end) in groups of kGroup; the last group repeats its
-// last row in the lanes past the range (computed, not stored).
+// One pass over a group of rows for kT tokens starting at token t0.
 template <class Format, int kT>
+HWY_INLINE void group_pass(const MatmulArgs& a, const uint8_t* const* rows, int64_t r0,
+                           int64_t n_live, int64_t t0, GroupPrefetch& pf) {
+  const MatrixView& w = *a.w;
+  const int64_t n_blocks = w.n_cols / kActivationBlock;
+  const Acts x{a.xq.q == nullptr ? nullptr : a.xq.q + t0 * w.n_cols,
+               a.xq.d == nullptr ? nullptr : a.xq.d + t0 * n_blocks,
+               a.xq.sum == nullptr ? nullptr : a.xq.sum + t0 * n_blocks,
+               a.xq.qsum16 == nullptr ? nullptr : a.xq.qsum16 + t0 * 2 * n_blocks,
+               a.x + t0 * w.n_cols,
+               w.n_cols,
+               n_blocks};
+  VOut out[kT];
+#pragma GCC unroll 4
+  for (int t = 0; t < kT; ++t) out[t] = zero_out();
+  Format::template run<kT>(rows, x, pf, out);
+#pragma GCC unroll 4
+  for (int t = 0; t < kT; ++t) store_rows(a.y + (t0 + t) * w.n_rows + r0, out[t], n_live);
+}
+
+// Rows [row_begin, row_end) in groups of kGroup; the last group repeats its
+// last row in the lanes past the range (computed, not stored). Tokens go
+// kDecodePassTokens at a time; only the last pass over a group prefetches
+// the next group's rows.
+template <class Format>
 void group_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, ThreadScratch) {
   const MatrixView& w = *a.w;
-  const Acts x{a.xq.q, a.xq.d, a.xq.sum, a.xq.qsum16, a.x, w.n_cols, w.n_cols / kActivationBlock};
   const auto* data = static_cast<const uint8_t*>(w.data);
   const int64_t n_steps = (w.n_cols + Format::kStepCols - 1) / Format::kStepCols;
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kGroup) {
@@ -206,31 +228,42 @@ void group_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, ThreadS
     for (int64_t i = 0; i < kGroup; ++i) {
       rows[i] = data + static_cast<size_t>(r0 + std::min(i, n_live - 1)) * w.row_bytes;
     }
-    GroupPrefetch pf(rows[0], w.row_bytes, n_live,
-                     std::clamp<int64_t>(row_end - r0 - kGroup, 0, kGroup), n_steps,
-                     r0 == row_begin);
-    VOut out[kT];
-#pragma GCC unroll 4
-    for (int t = 0; t < kT; ++t) out[t] = zero_out();
-    Format::template run<kT>(rows, x, pf, out);
-#pragma GCC unroll 4
-    for (int t = 0; t < kT; ++t) store_rows(a.y + t * w.n_rows + r0, out[t], n_live);
+    const int64_t n_next = std::clamp<int64_t>(row_end - r0 - kGroup, 0, kGroup);
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kDecodePassTokens) {
+      const int64_t n_pass = std::min<int64_t>(kDecodePassTokens, a.n_tokens - t0);
+      const bool last = t0 + n_pass == a.n_tokens;
+      GroupPrefetch pf(rows[0], w.row_bytes, n_live, last ? n_next : 0, n_steps,
+                       r0 == row_begin && t0 == 0);
+      switch (n_pass) {
+        case 1:
+          group_pass<Format, 1>(a, rows, r0, n_live, t0, pf);
+          break;
+        case 2:
+          group_pass<Format, 2>(a, rows, r0, n_live, t0, pf);
+          break;
+        case 3:
+          group_pass<Format, 3>(a, rows, r0, n_live, t0, pf);
+          break;
+        default:
+          group_pass<Format, 4>(a, rows, r0, n_live, t0, pf);
+          break;
+      }
+    }
   }
 }
+static_assert(kDecodePassTokens == 4, "group_rows dispatches passes of 1 to 4 tokens");
 
 using RowsFn = void (*)(const MatmulArgs&, int64_t, int64_t, ThreadScratch);
 
-// Kernels for token counts 1..kMaxDecodeTokens, by weight type.
+// The kernel of each weight type.
 struct DecodeKernels {
   TensorType type;
-  RowsFn by_tokens[kMaxDecodeTokens];
+  RowsFn rows;
 };
 
-#define KVF_DECODE_KERNELS(type, Format)                                                         \
-  DecodeKernels {                                                                                \
-    type, {                                                                                      \
-      group_rows<Format, 1>, group_rows<Format, 2>, group_rows<Format, 3>, group_rows<Format, 4> \
-    }                                                                                            \
+#define KVF_DECODE_KERNELS(type, Format) \
+  DecodeKernels {                        \
+    type, group_rows<Format>             \
   }
 
 const DecodeKernels kDecodeKernels[] = {
@@ -258,7 +291,7 @@ void decode_rows_impl(const MatmulArgs& a, int64_t row_begin, int64_t row_end,
                       ThreadScratch scratch) {
   const DecodeKernels* kernels = find_kernels(a.w->type);
   KVF_CHECK(kernels != nullptr && a.n_tokens >= 1 && a.n_tokens <= kMaxDecodeTokens);
-  kernels->by_tokens[a.n_tokens - 1](a, row_begin, row_end, scratch);
+  kernels->rows(a, row_begin, row_end, scratch);
 }
 
 bool decode_has_kernel_impl(TensorType type) {

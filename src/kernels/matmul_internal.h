@@ -39,9 +39,14 @@ constexpr int64_t kColumnChunk = 256;
 // lanes), and tokens per register tile.
 constexpr int64_t kMaxPanelRows = 64;
 constexpr int64_t kMaxTileTokens = 6;
-// Up to this many tokens use the integer decode kernels (weights streamed
-// once, each decoded weight reused from registers for every token).
-constexpr int64_t kMaxDecodeTokens = 4;
+// Up to this many tokens use the decode kernels (weights streamed once).
+// They hold kDecodePassTokens tokens' sums in registers; a call for more
+// tokens makes several passes over each group of rows, which the first
+// pass has brought into L1, so the weights still come from memory once.
+// Past about 8 tokens the prefill kernels' register tiles win despite
+// unpacking every panel (docs/kernels.md, "Small batches").
+constexpr int64_t kDecodePassTokens = 4;
+constexpr int64_t kMaxDecodeTokens = 8;
 
 // Per-thread scratch for one kernel call, all 64-byte aligned:
 //   rows   [kMaxPanelRows][kColumnChunk]  dequantized weight rows
