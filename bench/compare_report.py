@@ -34,7 +34,9 @@ def llama_runs(path, cache, meta):
     with open(path) as f:
         runs = json.load(f)
     for t in runs:
-        meta["weight_type"] = t["model_type"].split()[-1]
+        # "llama 1B Q4_K - Small": the file type after the size.
+        words = t["model_type"].split()
+        meta["weight_type"] = " ".join(words[2:]) if len(words) > 2 else t["model_type"]
         if t["n_prompt"] > 0:
             name = f"pp{t['n_prompt']}"
         else:
