@@ -71,6 +71,17 @@ void QueuedTier::enqueue(Job job) {
       if (job.done) rejected_.push_back(std::move(job));
     } else {
       queued_write_bytes_ += record_bytes;
+      if (is_read) {
+        // A record still waiting to be written is answered from the queue:
+        // reads overtake writes, and a block evicted a moment ago must not
+        // read as a miss. The key's latest queued write decides.
+        for (auto it = writes_.rbegin(); it != writes_.rend(); ++it) {
+          if (it->key == job.key) {
+            if (it->op == Op::kPut) job.record = it->record;
+            break;
+          }
+        }
+      }
       (is_read ? reads_ : writes_).push_back(std::move(job));
     }
   }
@@ -120,6 +131,19 @@ void QueuedTier::worker() {
 void QueuedTier::run(Job& job) {
   const auto start = std::chrono::steady_clock::now();
   TierResult result;
+  const bool from_queue = (job.op == Op::kGet || job.op == Op::kContains) && job.record;
+  if (from_queue) {
+    result = TierResult{TierOutcome::kOk, job.record, "", 0};
+  } else {
+    run_backend(job, result);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (job.op != Op::kGet) result.record = nullptr;
+  count(job.op, result, job.op == Op::kPut && job.record ? job.record->size() : 0);
+  if (job.done) job.done(std::move(result));
+}
+
+void QueuedTier::run_backend(Job& job, TierResult& result) {
   switch (job.op) {
     case Op::kPut:
       result = do_put(job.key, job.record);
@@ -134,10 +158,6 @@ void QueuedTier::run(Job& job) {
       result = do_evict(job.key);
       break;
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (job.op != Op::kGet) result.record = nullptr;
-  count(job.op, result, job.record ? job.record->size() : 0);
-  if (job.done) job.done(std::move(result));
 }
 
 void QueuedTier::count(Op op, const TierResult& result, size_t put_bytes) {

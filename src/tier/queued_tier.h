@@ -3,10 +3,12 @@
 // A backend implements the four operations synchronously (do_get, do_put,
 // ...) as if it were alone; QueuedTier gives them the KvTier contract:
 // operations are queued and run on the tier's own threads, reads before
-// writes, callbacks afterwards on the same thread; at most max_queued
-// operations (and max_queued_write_bytes of records to write) wait, and one
-// more is rejected (kRejected) instead of blocking the caller. The statistics common to every tier
-// are counted here.
+// writes, callbacks afterwards on the same thread; a read of a key whose
+// latest queued write is a put is answered with that put's record (a block
+// written a moment ago is not a miss because the write has not run yet);
+// at most max_queued operations (and max_queued_write_bytes of records to
+// write) wait, and one more is rejected (kRejected) instead of blocking the
+// caller. The statistics common to every tier are counted here.
 //
 // A derived class must call stop() at the start of its destructor, before
 // the members its do_* functions use are destroyed.
@@ -70,12 +72,13 @@ class QueuedTier : public KvTier {
   struct Job {
     Op op;
     TierKey key;
-    TierRecord record;
+    TierRecord record;  // put: the bytes; get/contains: the queued put's, if any
     TierCallback done;
   };
   void enqueue(Job job);
   void worker();
   void run(Job& job);
+  void run_backend(Job& job, TierResult& result);
   void count(Op op, const TierResult& result, size_t put_bytes);
   [[nodiscard]] bool idle() const;  // nothing queued or running; mutex_ held
 

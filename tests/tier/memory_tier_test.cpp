@@ -167,6 +167,48 @@ TEST(QueuedTier, ReadsBeforeWrites) {
   EXPECT_EQ(order[1], "put");
 }
 
+// A read that overtakes a queued put of its key gets that put's record; a
+// queued evict after the put means the queue has no answer (the backend
+// decides), and an unrelated key is still a miss.
+TEST(QueuedTier, ReadsSeeTheirKeysQueuedWrite) {
+  MemoryTier tier("host:1MiB", 1 << 20);
+  ThreadHold hold(tier);
+  std::mutex m;
+  std::vector<std::pair<std::string, TierResult>> results;
+  auto keep = [&](std::string what) {
+    return [&, what](TierResult r) {
+      std::lock_guard lock(m);
+      results.emplace_back(what, std::move(r));
+    };
+  };
+  tier.put(key_of(1), record_of(10, 1), nullptr);
+  tier.put(key_of(1), record_of(12, 2), nullptr);  // the latest put wins
+  tier.put(key_of(3), record_of(10, 3), nullptr);
+  tier.evict(key_of(3), nullptr);
+  tier.get(key_of(1), keep("get 1"));
+  tier.contains(key_of(1), keep("contains 1"));
+  tier.get(key_of(2), keep("get 2"));
+  tier.get(key_of(3), keep("get 3"));
+  hold.release();
+  tier.flush();
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& [what, r] : results) {
+    if (what == "get 1") {
+      ASSERT_EQ(r.outcome, TierOutcome::kOk);
+      ASSERT_TRUE(r.record);
+      EXPECT_EQ(*r.record, std::vector<uint8_t>(12, 2));
+    } else if (what == "contains 1") {
+      EXPECT_EQ(r.outcome, TierOutcome::kOk);
+    } else {
+      // Reads run before the writes: key 3's put and evict have not run.
+      EXPECT_EQ(r.outcome, TierOutcome::kMiss) << what;
+    }
+  }
+  EXPECT_EQ(tier.stats().hits, 1);
+  EXPECT_EQ(get_now(tier, key_of(1)).record->size(), 12u);
+  EXPECT_EQ(get_now(tier, key_of(3)).outcome, TierOutcome::kMiss);
+}
+
 TEST(TierFactory, ParsesHostAndRefusesTheRest) {
   auto host = make_kv_tier("host:64MiB");
   ASSERT_TRUE(host.ok()) << host.status().to_string();
