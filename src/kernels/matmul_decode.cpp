@@ -145,10 +145,12 @@ constexpr int kGroupRows = HWY_TARGET == HWY_AVX3_DL ? 16 : 8;
 class GroupPrefetch {
  public:
   // first: the group's first row; n_rows, n_next: rows of this group and of
-  // the next one in the task's range (0: none).
+  // the next one in the task's range (0: none), which starts stride_rows
+  // rows after this one.
   GroupPrefetch(const uint8_t* first, size_t row_bytes, int64_t n_rows, int64_t n_next,
-                int64_t n_steps, bool warm_up)
+                int64_t n_steps, bool warm_up, int64_t stride_rows = kGroupRows)
       : first_(first),
+        stride_rows_(stride_rows),
         row_bytes_(row_bytes),
         n_rows_(n_rows),
         n_next_(n_next),
@@ -165,7 +167,7 @@ class GroupPrefetch {
     if (s < n_steps_) {
       request(first_, n_rows_, s);
     } else if (s - n_steps_ < n_steps_) {
-      request(first_ + static_cast<size_t>(kGroupRows) * row_bytes_, n_next_, s - n_steps_);
+      request(first_ + static_cast<size_t>(stride_rows_) * row_bytes_, n_next_, s - n_steps_);
     }
   }
 
@@ -179,6 +181,7 @@ class GroupPrefetch {
     }
   }
   const uint8_t* first_;
+  int64_t stride_rows_;
   size_t row_bytes_;
   int64_t n_rows_, n_next_, n_steps_;
   size_t step_q16_;
@@ -192,10 +195,22 @@ class GroupPrefetch {
 #include "kernels/matmul_decode_256-inl.h"
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
-// One pass over a group of rows for kT tokens starting at token t0.
+// Groups of rows a format's kernel takes per pass (Format::kGroupsPerPass,
+// default 1): a float kernel runs two groups' FMA chains side by side.
+template <class Format>
+constexpr int groups_per_pass() {
+  if constexpr (requires { Format::kGroupsPerPass; }) {
+    return Format::kGroupsPerPass;
+  } else {
+    return 1;
+  }
+}
+
+// One pass over kG groups of rows for kT tokens starting at token t0.
 template <class Format, int kT>
 HWY_INLINE void group_pass(const MatmulArgs& a, const uint8_t* const* rows, int64_t r0,
                            int64_t n_live, int64_t t0, GroupPrefetch& pf) {
+  constexpr int kG = groups_per_pass<Format>();
   const MatrixView& w = *a.w;
   const int64_t n_blocks = w.n_cols / kActivationBlock;
   const Acts x{a.xq.q == nullptr ? nullptr : a.xq.q + t0 * w.n_cols,
@@ -205,35 +220,52 @@ HWY_INLINE void group_pass(const MatmulArgs& a, const uint8_t* const* rows, int6
                a.x + t0 * w.n_cols,
                w.n_cols,
                n_blocks};
-  VOut out[kT];
+  if constexpr (kG == 1) {
+    VOut out[kT];
 #pragma GCC unroll 4
-  for (int t = 0; t < kT; ++t) out[t] = zero_out();
-  Format::template run<kT>(rows, x, pf, out);
+    for (int t = 0; t < kT; ++t) out[t] = zero_out();
+    Format::template run<kT>(rows, x, pf, out);
 #pragma GCC unroll 4
-  for (int t = 0; t < kT; ++t) store_rows(a.y + (t0 + t) * w.n_rows + r0, out[t], n_live);
+    for (int t = 0; t < kT; ++t) store_rows(a.y + (t0 + t) * w.n_rows + r0, out[t], n_live);
+  } else {
+    VOut out[kG][kT];
+    for (int g = 0; g < kG; ++g) {
+#pragma GCC unroll 4
+      for (int t = 0; t < kT; ++t) out[g][t] = zero_out();
+    }
+    Format::template run<kT>(rows, x, pf, out);
+    for (int g = 0; g < kG; ++g) {
+      const int64_t live = std::min<int64_t>(kGroup, n_live - g * kGroup);
+      if (live <= 0) break;
+      for (int t = 0; t < kT; ++t) {
+        store_rows(a.y + (t0 + t) * w.n_rows + r0 + g * kGroup, out[g][t], live);
+      }
+    }
+  }
 }
 
-// Rows [row_begin, row_end) in groups of kGroup; the last group repeats its
-// last row in the lanes past the range (computed, not stored). Tokens go
-// kDecodePassTokens at a time; only the last pass over a group prefetches
-// the next group's rows.
+// Rows [row_begin, row_end) in passes of kG groups of kGroup rows; the last
+// pass repeats its last row in the lanes past the range (computed, not
+// stored). Tokens go kDecodePassTokens at a time; only the last pass over
+// a set of rows prefetches the next one's.
 template <class Format>
 void group_rows(const MatmulArgs& a, int64_t row_begin, int64_t row_end, ThreadScratch) {
+  constexpr int kRows = kGroup * groups_per_pass<Format>();
   const MatrixView& w = *a.w;
   const auto* data = static_cast<const uint8_t*>(w.data);
   const int64_t n_steps = (w.n_cols + Format::kStepCols - 1) / Format::kStepCols;
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kGroup) {
-    const int64_t n_live = std::min<int64_t>(kGroup, row_end - r0);
-    const uint8_t* rows[kGroup];
-    for (int64_t i = 0; i < kGroup; ++i) {
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kRows) {
+    const int64_t n_live = std::min<int64_t>(kRows, row_end - r0);
+    const uint8_t* rows[kRows];
+    for (int64_t i = 0; i < kRows; ++i) {
       rows[i] = data + static_cast<size_t>(r0 + std::min(i, n_live - 1)) * w.row_bytes;
     }
-    const int64_t n_next = std::clamp<int64_t>(row_end - r0 - kGroup, 0, kGroup);
+    const int64_t n_next = std::clamp<int64_t>(row_end - r0 - kRows, 0, kRows);
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kDecodePassTokens) {
       const int64_t n_pass = std::min<int64_t>(kDecodePassTokens, a.n_tokens - t0);
       const bool last = t0 + n_pass == a.n_tokens;
       GroupPrefetch pf(rows[0], w.row_bytes, n_live, last ? n_next : 0, n_steps,
-                       r0 == row_begin && t0 == 0);
+                       r0 == row_begin && t0 == 0, kRows);
       switch (n_pass) {
         case 1:
           group_pass<Format, 1>(a, rows, r0, n_live, t0, pf);

@@ -353,24 +353,37 @@ HWY_INLINE void transpose8(__m256 (&v)[8]) {
 template <class Load>
 struct GroupFloat {
   static constexpr int64_t kStepCols = 64 / static_cast<int64_t>(Load::kBytes);
-  // Columns [c, c + 8) into out.
+  // Two groups of rows per pass: each output is one FMA chain over the
+  // columns (the canonical f32 order), so a group alone, for one token, is
+  // one dependent chain running at the FMA latency; the second group's
+  // chain runs beside it (2x the F16 decode rate on AVX2, docs/kernels.md).
+  static constexpr int kGroupsPerPass = 2;
+  // Columns [c, c + 8) of both groups into out[0] and out[1].
   template <int kT>
   static HWY_INLINE void block(const uint8_t* const* rows, const Acts& x, int64_t c,
-                               VOut (&out)[kT]) {
-    __m256 v[8];
+                               VOut (&out)[2][kT]) {
+    __m256 a[8], b[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) v[i] = Load::load(rows[i], c);
-    transpose8(v);
+    for (int i = 0; i < 8; ++i) a[i] = Load::load(rows[i], c);
+    transpose8(a);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) b[i] = Load::load(rows[8 + i], c);
+    transpose8(b);
 #pragma GCC unroll 4
     for (int t = 0; t < kT; ++t) {
       const float* xt = x.xf + t * x.n_cols + c;
 #pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) out[t] = _mm256_fmadd_ps(v[k], _mm256_set1_ps(xt[k]), out[t]);
+      for (int k = 0; k < 8; ++k) {
+        const __m256 xk = _mm256_set1_ps(xt[k]);
+        out[0][t] = _mm256_fmadd_ps(a[k], xk, out[0][t]);
+        out[1][t] = _mm256_fmadd_ps(b[k], xk, out[1][t]);
+      }
     }
   }
+  // rows: 16 row pointers (group 0, then group 1).
   template <int kT>
   static HWY_INLINE void run(const uint8_t* const* rows, const Acts& x, GroupPrefetch& pf,
-                             VOut (&out)[kT]) {
+                             VOut (&out)[2][kT]) {
     int64_t c = 0;
     for (; c + kStepCols <= x.n_cols; c += kStepCols) {
       pf.step();
@@ -383,17 +396,21 @@ struct GroupFloat {
     if (c == x.n_cols) return;
     // The last n < 8 columns through a zero-padded copy.
     const int64_t n = x.n_cols - c;
-    alignas(32) uint8_t part[8][8 * Load::kBytes] = {};
-    __m256 v[8];
-    for (int i = 0; i < 8; ++i) {
-      std::memcpy(part[i], rows[i] + static_cast<size_t>(c) * Load::kBytes,
-                  static_cast<size_t>(n) * Load::kBytes);
-      v[i] = Load::load(part[i], 0);
-    }
-    transpose8(v);
-    for (int t = 0; t < kT; ++t) {
-      const float* xt = x.xf + t * x.n_cols + c;
-      for (int64_t k = 0; k < n; ++k) out[t] = _mm256_fmadd_ps(v[k], _mm256_set1_ps(xt[k]), out[t]);
+    for (int g = 0; g < 2; ++g) {
+      alignas(32) uint8_t part[8][8 * Load::kBytes] = {};
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) {
+        std::memcpy(part[i], rows[8 * g + i] + static_cast<size_t>(c) * Load::kBytes,
+                    static_cast<size_t>(n) * Load::kBytes);
+        v[i] = Load::load(part[i], 0);
+      }
+      transpose8(v);
+      for (int t = 0; t < kT; ++t) {
+        const float* xt = x.xf + t * x.n_cols + c;
+        for (int64_t k = 0; k < n; ++k) {
+          out[g][t] = _mm256_fmadd_ps(v[k], _mm256_set1_ps(xt[k]), out[g][t]);
+        }
+      }
     }
   }
 };
