@@ -68,9 +68,8 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::GgufFile> 
   m->row0_.resize(static_cast<size_t>(b));
   // Not value-initialized: pages are touched only when several sequences
   // decode together.
-  m->logit_group_rows_ = static_cast<int32_t>(std::min<int64_t>(b, kLogitGroup));
   m->group_logits_ = std::make_unique_for_overwrite<float[]>(
-      static_cast<size_t>(m->logit_group_rows_) * static_cast<size_t>(c.n_vocab));
+      static_cast<size_t>(m->logit_group_rows()) * static_cast<size_t>(c.n_vocab));
   m->chunk_item_.resize(1);
   return m;
 }
@@ -228,47 +227,43 @@ Status Model::forward_batch(std::span<const ForwardItem> items, KvCache& kv) {
   }
   batch.row0 = std::span<const int32_t>(row0_).first(items.size());
   forward_rows(batch, kv);
-  int32_t n_last = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const ForwardItem& item = items[i];
-    const auto n = static_cast<int32_t>(item.tokens.size());
     if (item.which == LogitsFor::kAllTokens) {
-      output_logits(row0_[i], n, item.logits);
-    } else if (item.which == LogitsFor::kLastToken) {
-      ++n_last;
+      output_logits(row0_[i], static_cast<int32_t>(item.tokens.size()), item.logits);
     }
   }
-  if (n_last == 1) {
-    for (size_t i = 0; i < items.size(); ++i) {
-      const ForwardItem& item = items[i];
-      if (item.which != LogitsFor::kLastToken) continue;
-      output_logits(row0_[i] + static_cast<int32_t>(item.tokens.size()) - 1, 1, item.logits);
-    }
-  } else if (n_last > 1) {
-    last_token_logits(items);
-  }
+  last_token_logits(items);
   return Status();
 }
 
-// Several items' last rows go through the output matrix together, up to
-// kLogitGroup rows per product: the matrix (the largest in the model) is
-// then read once per group instead of once per item, and the products run
-// on the many-token kernels. Rows are computed alike for any group
-// (matmul_internal.h), so an item's logits do not depend on its neighbours.
+// The items' last rows go through the output matrix together, up to
+// logit_group_rows() rows per product: the matrix (the largest in the
+// model) is then read once per group instead of once per item, and the
+// products run on the many-token kernels. Rows are computed alike for any
+// group (matmul_internal.h), so an item's logits do not depend on its
+// neighbours. A group of one row is written in place.
 void Model::last_token_logits(std::span<const ForwardItem> items) {
   const ModelConfig& c = config_;
   const auto vocab = static_cast<size_t>(c.n_vocab);
+  const int32_t group_rows = logit_group_rows();
   size_t i = 0;
   while (i < items.size()) {
     int32_t n = 0;
     const size_t group_begin = i;
-    for (; i < items.size() && n < logit_group_rows_; ++i) {
+    float* only = nullptr;  // the logits of a group's first row
+    for (; i < items.size() && n < group_rows; ++i) {
       const ForwardItem& item = items[i];
       if (item.which != LogitsFor::kLastToken) continue;
       const int32_t row = row0_[i] + static_cast<int32_t>(item.tokens.size()) - 1;
       kernels::rms_norm(x_.data() + static_cast<size_t>(row) * c.n_embd, weights_.output_norm,
                         h_.data() + static_cast<size_t>(n) * c.n_embd, c.n_embd, c.rms_eps);
-      ++n;
+      if (n++ == 0) only = item.logits;
+    }
+    if (n == 0) break;
+    if (n == 1) {
+      matmul(weights_.output, h_.data(), 1, only);
+      continue;
     }
     matmul(weights_.output, h_.data(), n, group_logits_.get());
     int32_t k = 0;

@@ -8,6 +8,7 @@
 // Thread-safety: forward() must not run concurrently on one Model.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -144,9 +145,8 @@ class Model {
   void output_logits(int32_t first_row, int32_t n, float* logits);
   // The last row's logits of every kLastToken item, grouped (model.cpp).
   void last_token_logits(std::span<const ForwardItem> items);
-  static constexpr int64_t kLogitGroup = 32;
-  int32_t logit_group_rows_ = 1;
-  std::unique_ptr<float[]> group_logits_;  // [logit_group_rows_, n_vocab]
+  [[nodiscard]] int32_t logit_group_rows() const { return std::min(options_.max_batch, 32); }
+  std::unique_ptr<float[]> group_logits_;  // [logit_group_rows(), n_vocab]
   void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
 
   std::unique_ptr<gguf::GgufFile> file_;
