@@ -220,26 +220,22 @@ HWY_INLINE void group_pass(const MatmulArgs& a, const uint8_t* const* rows, int6
                a.x + t0 * w.n_cols,
                w.n_cols,
                n_blocks};
+  VOut out[kG][kT];
+  for (int g = 0; g < kG; ++g) {
+#pragma GCC unroll 4
+    for (int t = 0; t < kT; ++t) out[g][t] = zero_out();
+  }
   if constexpr (kG == 1) {
-    VOut out[kT];
-#pragma GCC unroll 4
-    for (int t = 0; t < kT; ++t) out[t] = zero_out();
-    Format::template run<kT>(rows, x, pf, out);
-#pragma GCC unroll 4
-    for (int t = 0; t < kT; ++t) store_rows(a.y + (t0 + t) * w.n_rows + r0, out[t], n_live);
+    Format::template run<kT>(rows, x, pf, out[0]);
   } else {
-    VOut out[kG][kT];
-    for (int g = 0; g < kG; ++g) {
-#pragma GCC unroll 4
-      for (int t = 0; t < kT; ++t) out[g][t] = zero_out();
-    }
     Format::template run<kT>(rows, x, pf, out);
-    for (int g = 0; g < kG; ++g) {
-      const int64_t live = std::min<int64_t>(kGroup, n_live - g * kGroup);
-      if (live <= 0) break;
-      for (int t = 0; t < kT; ++t) {
-        store_rows(a.y + (t0 + t) * w.n_rows + r0 + g * kGroup, out[g][t], live);
-      }
+  }
+  for (int g = 0; g < kG; ++g) {
+    const int64_t live = std::min<int64_t>(kGroup, n_live - g * kGroup);
+    if (live <= 0) break;
+#pragma GCC unroll 4
+    for (int t = 0; t < kT; ++t) {
+      store_rows(a.y + (t0 + t) * w.n_rows + r0 + g * kGroup, out[g][t], live);
     }
   }
 }
