@@ -63,13 +63,14 @@ struct KvTiering::Fetch {
   double load_seconds = 0;  // start to resolution
 
   Reads& of(TierRecordKind kind) { return reads[static_cast<size_t>(kind)]; }
+  const Reads& of(TierRecordKind kind) const { return reads[static_cast<size_t>(kind)]; }
 
   // Only the run of hits from the first block can be loaded: the fetch is
   // resolved once that run and the windows inside it are all known, even
   // while reads past a miss are still out.
   [[nodiscard]] bool is_resolved() const {
-    const std::vector<Slot>& blocks = reads[0].slots;
-    const std::vector<Slot>& windows = reads[1].slots;
+    const std::vector<Slot>& blocks = of(TierRecordKind::kBlock).slots;
+    const std::vector<Slot>& windows = of(TierRecordKind::kStagedWindow).slots;
     size_t run = 0;
     while (run < blocks.size() && blocks[run] == Slot::kHit) ++run;
     if (run < blocks.size() && blocks[run] == Slot::kPending) return false;
