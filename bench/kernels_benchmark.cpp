@@ -136,21 +136,28 @@ ColdMatrices make_matrices(TensorType type, int64_t n_rows, int64_t n_cols, size
   return m;
 }
 
-void BM_Decode(benchmark::State& state, TensorType type) {
-  const int n_threads = static_cast<int>(state.range(0));
+// n_tokens rows of activations times a 2048 x 8192 matrix whose copies are
+// cycled, so that each call reads its weights from DRAM. Returns the bytes
+// of one copy.
+size_t run_cold_matmul(benchmark::State& state, TensorType type, int n_threads, int64_t n_tokens) {
   constexpr int64_t kRows = 2048, kCols = 8192;
   const ColdMatrices m = make_matrices(type, kRows, kCols, kColdBytes);
   ThreadPool pool(n_threads);
-  MatmulScratch scratch(n_threads, 1, kCols);
-  std::vector<float> x(kCols, 0.5f), y(kRows);
+  MatmulScratch scratch(n_threads, n_tokens, kCols);
+  std::vector<float> x(static_cast<size_t>(n_tokens * kCols), 0.5f);
+  std::vector<float> y(static_cast<size_t>(n_tokens * kRows));
   size_t next = 0;
   for (auto _ : state) {
-    matmul(m.views[next], x.data(), 1, y.data(), pool, scratch);
+    matmul(m.views[next], x.data(), n_tokens, y.data(), pool, scratch);
     next = (next + 1) % m.views.size();
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
-                          static_cast<int64_t>(m.copies[0].size()));
+  return m.copies[0].size();
+}
+
+void BM_Decode(benchmark::State& state, TensorType type) {
+  const size_t bytes = run_cold_matmul(state, type, static_cast<int>(state.range(0)), 1);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes));
 }
 
 // The same kernel on a 64 x 4096 matrix that stays in L2: what the decode
@@ -191,20 +198,8 @@ void BM_Prefill(benchmark::State& state, TensorType type) {
 // A few tokens at once over cold weights: the weight products of a decode
 // step that batches several sequences (docs/kernels.md, "Small batches").
 void BM_SmallBatch(benchmark::State& state, TensorType type) {
-  const int n_threads = static_cast<int>(state.range(0));
   const int64_t n_tokens = state.range(1);
-  constexpr int64_t kRows = 2048, kCols = 8192;
-  const ColdMatrices m = make_matrices(type, kRows, kCols, kColdBytes);
-  ThreadPool pool(n_threads);
-  MatmulScratch scratch(n_threads, n_tokens, kCols);
-  std::vector<float> x(static_cast<size_t>(n_tokens * kCols), 0.5f);
-  std::vector<float> y(static_cast<size_t>(n_tokens * kRows));
-  size_t next = 0;
-  for (auto _ : state) {
-    matmul(m.views[next], x.data(), n_tokens, y.data(), pool, scratch);
-    next = (next + 1) % m.views.size();
-    benchmark::DoNotOptimize(y.data());
-  }
+  (void)run_cold_matmul(state, type, static_cast<int>(state.range(0)), n_tokens);
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(n_tokens) * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate);
