@@ -21,7 +21,9 @@
 #include <immintrin.h>
 #endif
 
+#include "hwy/aligned_allocator.h"
 #include "kernels/matmul.h"
+#include "kernels/q4_0_strips.h"
 #include "kernels/quant.h"
 #include "kernels/simd_target_select.h"
 #include "util/tensor_type.h"
@@ -114,12 +116,16 @@ BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMilliseco
 
 // Several copies of one random matrix, cycled so that each call reads
 // weights from DRAM rather than from cache.
+// With `strips`, each copy's views also carry the Q4_0 strips the model
+// repacks at load (q4_0_strips.h), which matmul then reads instead.
 struct ColdMatrices {
   std::vector<std::vector<uint8_t>> copies;
+  std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> strips;
   std::vector<MatrixView> views;
 };
 
-ColdMatrices make_matrices(TensorType type, int64_t n_rows, int64_t n_cols, size_t min_total) {
+ColdMatrices make_matrices(TensorType type, int64_t n_rows, int64_t n_cols, size_t min_total,
+                           bool strips = false) {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(n_cols));
@@ -132,16 +138,25 @@ ColdMatrices make_matrices(TensorType type, int64_t n_rows, int64_t n_cols, size
   ColdMatrices m;
   const size_t n_copies = min_total / bytes.size() + 1;
   for (size_t i = 0; i < n_copies; ++i) m.copies.push_back(bytes);
-  for (auto& c : m.copies) m.views.push_back({type, c.data(), n_rows, n_cols, row_bytes});
+  for (auto& c : m.copies) {
+    MatrixView view{type, c.data(), n_rows, n_cols, row_bytes};
+    if (strips) {
+      m.strips.push_back(hwy::AllocateAligned<uint8_t>(q4_0_strips_bytes(n_rows, n_cols)));
+      repack_q4_0_strips(view, 0, (n_rows + kStripRows - 1) / kStripRows, m.strips.back().get());
+      view.strips = m.strips.back().get();
+    }
+    m.views.push_back(view);
+  }
   return m;
 }
 
 // n_tokens rows of activations times a 2048 x 8192 matrix whose copies are
 // cycled, so that each call reads its weights from DRAM. Returns the bytes
 // of one copy.
-size_t run_cold_matmul(benchmark::State& state, TensorType type, int n_threads, int64_t n_tokens) {
+size_t run_cold_matmul(benchmark::State& state, TensorType type, int n_threads, int64_t n_tokens,
+                       bool strips) {
   constexpr int64_t kRows = 2048, kCols = 8192;
-  const ColdMatrices m = make_matrices(type, kRows, kCols, kColdBytes);
+  const ColdMatrices m = make_matrices(type, kRows, kCols, kColdBytes, strips);
   ThreadPool pool(n_threads);
   MatmulScratch scratch(n_threads, n_tokens, kCols);
   std::vector<float> x(static_cast<size_t>(n_tokens * kCols), 0.5f);
@@ -155,8 +170,8 @@ size_t run_cold_matmul(benchmark::State& state, TensorType type, int n_threads, 
   return m.copies[0].size();
 }
 
-void BM_Decode(benchmark::State& state, TensorType type) {
-  const size_t bytes = run_cold_matmul(state, type, static_cast<int>(state.range(0)), 1);
+void BM_Decode(benchmark::State& state, TensorType type, bool strips = false) {
+  const size_t bytes = run_cold_matmul(state, type, static_cast<int>(state.range(0)), 1, strips);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes));
 }
 
@@ -177,11 +192,11 @@ void BM_DecodeHot(benchmark::State& state, TensorType type) {
                           static_cast<int64_t>(m.copies[0].size()));
 }
 
-void BM_Prefill(benchmark::State& state, TensorType type) {
+void BM_Prefill(benchmark::State& state, TensorType type, bool strips = false) {
   const int n_threads = static_cast<int>(state.range(0));
   const int64_t n_tokens = state.range(1);
   constexpr int64_t kRows = 2048, kCols = 2048;
-  const ColdMatrices m = make_matrices(type, kRows, kCols, 0);
+  const ColdMatrices m = make_matrices(type, kRows, kCols, 0, strips);
   ThreadPool pool(n_threads);
   MatmulScratch scratch(n_threads, n_tokens, kCols);
   std::vector<float> x(static_cast<size_t>(n_tokens * kCols), 0.5f);
@@ -197,9 +212,9 @@ void BM_Prefill(benchmark::State& state, TensorType type) {
 
 // A few tokens at once over cold weights: the weight products of a decode
 // step that batches several sequences (docs/kernels.md, "Small batches").
-void BM_SmallBatch(benchmark::State& state, TensorType type) {
+void BM_SmallBatch(benchmark::State& state, TensorType type, bool strips = false) {
   const int64_t n_tokens = state.range(1);
-  (void)run_cold_matmul(state, type, static_cast<int>(state.range(0)), n_tokens);
+  (void)run_cold_matmul(state, type, static_cast<int>(state.range(0)), n_tokens, strips);
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(n_tokens) * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate);
@@ -236,6 +251,23 @@ KVF_TYPE_BENCHMARKS(Q4_1);
 KVF_TYPE_BENCHMARKS(Q4_K);
 KVF_TYPE_BENCHMARKS(Q5_K);
 KVF_TYPE_BENCHMARKS(Q6_K);
+
+// Q4_0 repacked into strips at load, as models are where the target has the
+// strip kernel.
+BENCHMARK_CAPTURE(BM_Decode, Q4_0_strips, TensorType::kQ4_0, true)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SmallBatch, Q4_0_strips, TensorType::kQ4_0, true)
+    ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Prefill, Q4_0_strips, TensorType::kQ4_0, true)
+    ->Args({1, 512})
+    ->Args({2, 512})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace kvforge::kernels

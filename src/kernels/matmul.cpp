@@ -5,6 +5,7 @@
 
 #include "hwy/aligned_allocator.h"
 #include "kernels/matmul_internal.h"
+#include "kernels/q4_0_strips.h"
 #include "kernels/weight_format.h"
 #include "kvforge/status.h"
 #include "util/thread_pool.h"
@@ -24,8 +25,8 @@ struct MatmulScratch::Impl {
   // threads: up to max_tokens rows of max_cols.
   hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
   hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
-  // Decode's sums of every 16 codes (QuantizedActivations::qsum16) for up
-  // to kMaxDecodeTokens rows.
+  // Sums of every 16 codes (QuantizedActivations::qsum16) for up to
+  // max_tokens rows (decode, and Q4_0 strips at any token count).
   hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16;
 
   size_t thread_floats() const {
@@ -58,8 +59,7 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->act_d = hwy::AllocateAligned<float>(act_rows * act_blocks);
   impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
-  impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(
-      static_cast<size_t>(std::min(max_tokens, kMaxDecodeTokens)) * act_blocks * 2);
+  impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(act_rows * act_blocks * 2);
   KVF_CHECK(impl_->act_qsum16 != nullptr);
 }
 
@@ -107,6 +107,42 @@ int64_t prefill_token_splits(int64_t n_panels, int64_t n_tokens, int n_threads) 
   }
 }
 
+namespace {
+
+// Q4_0 in strips: one kernel for every token count, its panels split over
+// the threads like the prefill panels (decode: one token, many panels).
+void strip_matmul(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s) {
+  const MatrixView& w = *args.w;
+  const int64_t n_tokens = args.n_tokens;
+  const int64_t n_blocks = w.n_cols / kActivationBlock;
+  auto quantize = [&](int64_t begin, int64_t end) {
+    quantize_activations(args.x + begin * w.n_cols, (end - begin) * w.n_cols,
+                         s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
+                         s.act_sum.get() + begin * n_blocks,
+                         s.act_qsum16.get() + 2 * begin * n_blocks,
+                         /*biased=*/false);
+  };
+  if (n_tokens <= kMaxDecodeTokens) {
+    quantize(0, n_tokens);
+  } else {
+    const int64_t n_tasks = std::min<int64_t>(n_tokens, pool.n_threads());
+    pool.parallel_for(n_tasks, [&](int64_t task, int) {
+      quantize(n_tokens * task / n_tasks, n_tokens * (task + 1) / n_tasks);
+    });
+  }
+  args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), s.act_qsum16.get()};
+  const int64_t panel_rows = q4_0_strip_panel_rows();
+  const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
+  const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
+  pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
+    const int64_t panel = task / n_splits, split = task % n_splits;
+    q4_0_strip_panel(args, panel * panel_rows, n_tokens * split / n_splits,
+                     n_tokens * (split + 1) / n_splits, s.for_thread(thread));
+  });
+}
+
+}  // namespace
+
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch) {
   const WeightFormat& format = checked_format(w);
@@ -118,6 +154,10 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   // Decode and prefill kernels compute each output with the same
   // operations (matmul_internal.h), so a row's result does not depend on
   // n_tokens or on the other rows of x.
+  if (w.strips != nullptr && q4_0_strips_supported()) {
+    strip_matmul(args, pool, s);
+    return;
+  }
   const bool integer = decode_uses_quantized_activations(w.type);
   if (n_tokens <= kMaxDecodeTokens && decode_has_kernel(w.type)) {
     if (integer) {

@@ -27,6 +27,10 @@ struct MatrixView {
   int64_t n_rows = 0;
   int64_t n_cols = 0;
   size_t row_bytes = 0;  // tensor_row_bytes(type, n_cols)
+  // Optional: the same Q4_0 matrix repacked by repack_q4_0_strips
+  // (q4_0_strips.h), which matmul then reads instead of `data` where the
+  // SIMD target has the strip kernel. Results are identical either way.
+  const uint8_t* strips = nullptr;
 };
 
 // Per-thread scratch for activation conversion and weight-panel unpacking.

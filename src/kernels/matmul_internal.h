@@ -103,7 +103,7 @@ struct QuantizedActivations {
   const int8_t* q;        // [n_tokens, n_cols]
   const float* d;         // [n_tokens, n_cols / 32]
   const float* sum;       // [n_tokens, n_cols / 32]
-  const int32_t* qsum16;  // [n_tokens, n_cols / 16], decode only
+  const int32_t* qsum16;  // [n_tokens, n_cols / 16], decode and Q4_0 strips only
 };
 
 struct MatmulArgs {
@@ -162,5 +162,13 @@ int64_t prefill_panel_rows();
 void prefill_int8_panel(const MatmulArgs& args, int64_t row_begin, int64_t token_begin,
                         int64_t token_end, ThreadScratch scratch);
 int64_t prefill_int8_panel_rows();
+
+// The integer kernel of Q4_0 matrices repacked into strips (w.strips), for
+// any number of tokens (decode-layout activations, with qsum16): rows
+// [row_begin, min(row_begin + q4_0_strip_panel_rows(), n_rows)) of tokens
+// [token_begin, token_end). Exists where q4_0_strips_supported().
+void q4_0_strip_panel(const MatmulArgs& args, int64_t row_begin, int64_t token_begin,
+                      int64_t token_end, ThreadScratch scratch);
+int64_t q4_0_strip_panel_rows();
 
 }  // namespace kvforge::kernels

@@ -13,10 +13,13 @@
 #include <vector>
 
 #include "common/simd_targets_for_test.h"
+#include "hwy/aligned_allocator.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
+#include "kernels/q4_0_strips.h"
 #include "kernels/quant.h"
 #include "kernels/simd_target_select.h"
+#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 namespace kvforge::kernels {
@@ -225,6 +228,109 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest,
                          [](const auto& info) {
                            return std::string(tensor_type_name(info.param));
                          });
+
+// A Q4_0 matrix repacked into strips (q4_0_strips.h), in a 64-byte aligned
+// buffer as the model allocates it.
+struct Strips {
+  hwy::AlignedFreeUniquePtr<uint8_t[]> bytes;
+  MatrixView view;
+};
+
+Strips make_strips(const Weights& w) {
+  Strips out;
+  const size_t n = q4_0_strips_bytes(w.view.n_rows, w.view.n_cols);
+  out.bytes = hwy::AllocateAligned<uint8_t>(n);
+  const int64_t n_strips = (w.view.n_rows + kStripRows - 1) / kStripRows;
+  // In two calls, as the model repacks strips in parallel ranges.
+  repack_q4_0_strips(w.view, 0, n_strips / 2, out.bytes.get());
+  repack_q4_0_strips(w.view, n_strips / 2, n_strips, out.bytes.get());
+  out.view = w.view;
+  out.view.strips = out.bytes.get();
+  return out;
+}
+
+// Reads weight (r, c) back from the strips by the layout the header
+// documents, byte by byte.
+float strip_weight(const MatrixView& w, int64_t r, int64_t c) {
+  const uint8_t* strip = w.strips + static_cast<size_t>(r / 16) * q4_0_strip_bytes(w.n_cols);
+  const int64_t b = c / 32, i = r % 16, col = c % 32;
+  const uint8_t* pair = strip + static_cast<size_t>(b / 2) * 576;
+  uint16_t half;
+  std::memcpy(&half, pair + 32 * (b % 2) + 2 * i, 2);
+  const uint8_t byte = pair[64 + 256 * (b % 2) + 64 * (col / 8) + 4 * i + col % 4];
+  const int code = col % 8 < 4 ? byte & 0x0f : byte >> 4;
+  return fp16_to_fp32(half) * static_cast<float>(code - 8);
+}
+
+TEST(Q4_0Strips, HoldEveryWeightWhereTheLayoutSays) {
+  // Rows: a partial last strip; columns: an odd number of blocks.
+  const Weights w = make_weights(TensorType::kQ4_0, Shape{37, 96}, 31);
+  const Strips s = make_strips(w);
+  for (int64_t r = 0; r < 37; ++r) {
+    for (int64_t c = 0; c < 96; ++c) {
+      ASSERT_EQ(strip_weight(s.view, r, c), w.dequantized[r * 96 + c]) << "r " << r << " c " << c;
+    }
+  }
+  // Rows past the matrix are zero (scales and codes).
+  const uint8_t* last = s.view.strips + 2 * q4_0_strip_bytes(96);
+  for (size_t k = 0; k < q4_0_strip_bytes(96); ++k) {
+    const bool scale = k % 576 < 64;
+    const size_t row = scale ? (k % 32) / 2 : (k % 576 - 64) % 64 / 4;
+    if (row >= 5) {
+      ASSERT_EQ(last[k], 0) << "byte " << k;
+    }
+  }
+}
+
+// Embedding lookups of a tied output read rows from the strips.
+TEST(Q4_0Strips, RowsReadBackAsTheFileRowsDequantized) {
+  const Weights w = make_weights(TensorType::kQ4_0, Shape{37, 96}, 32);
+  const Strips s = make_strips(w);
+  std::vector<float> row(96);
+  for (int64_t r = 0; r < 37; ++r) {
+    dequantize_q4_0_strip_row(s.view, r, row.data());
+    for (int64_t c = 0; c < 96; ++c) {
+      ASSERT_EQ(row[static_cast<size_t>(c)], w.dequantized[r * 96 + c]) << "r " << r << " c " << c;
+    }
+  }
+}
+
+// The strip kernel gives the same bits as the kernels reading the file's
+// blocks (themselves checked against the reference above and batch
+// invariant), for every token count from decode to several prefill tiles,
+// 1 and 2 threads, on every matmul target (those without the strip kernel
+// read the blocks).
+TEST(Q4_0Strips, MatmulEqualsTheBlockKernelsBitForBit) {
+  ThreadPool pool1(1), pool2(2);
+  for (const Shape shape : {Shape{7, 96}, Shape{67, 288}, Shape{100, 2080}}) {
+    const Weights w = make_weights(TensorType::kQ4_0, shape, 41);
+    const Strips s = make_strips(w);
+    constexpr int64_t kMaxTokens = 40;
+    const std::vector<float> x = make_activations(kMaxTokens, shape.n_cols, 42);
+    MatmulScratch scratch(2, kMaxTokens, shape.n_cols);
+    test_util::on_every_simd_target(
+        [&](int64_t) {
+          for (const int64_t n : {1, 2, 3, 4, 5, 8, 9, 13, 17, 33, 40}) {
+            for (ThreadPool* pool : {&pool1, &pool2}) {
+              std::vector<float> blocks(static_cast<size_t>(n * shape.n_rows), NAN);
+              std::vector<float> strips(blocks.size(), NAN);
+              matmul(w.view, x.data(), n, blocks.data(), *pool, scratch);
+              matmul(s.view, x.data(), n, strips.data(), *pool, scratch);
+              for (size_t i = 0; i < blocks.size(); ++i) {
+                uint32_t a, b;
+                std::memcpy(&a, &blocks[i], sizeof a);
+                std::memcpy(&b, &strips[i], sizeof b);
+                ASSERT_EQ(a, b) << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens "
+                                << n << " threads " << pool->n_threads() << " output " << i << ": "
+                                << blocks[i] << " from blocks, " << strips[i] << " from strips";
+              }
+            }
+          }
+        },
+        test_util::matmul_targets_for_test());
+    if (HasFatalFailure()) return;
+  }
+}
 
 TEST(MatmulReference, ComputesTheDefinitionOnASmallF32Matrix) {
   // W = [[1, 2], [3, 4], [5, 6]] (3 rows, 2 cols), x = [[1, -1], [0.5, 2]].

@@ -1,0 +1,274 @@
+// Integer kernel for Q4_0 weights repacked into strips (q4_0_strips.h), for
+// any number of tokens: nothing is unpacked per call.
+//
+// The 4-bit codes q (0..15) are the unsigned operand of the u8 x s8 dot
+// products and the activations the signed one (the decode layout of
+// QuantizedActivations, with qsum16), so that a row's integer sum over a
+// block of 32 columns is
+//
+//   I = sum q * x - 8 * sum x = sum (q - 8) * x,
+//
+// the same exact integer as the decode and panel kernels, followed by the
+// same f32 step out = fma(f32(I), scale * d_x, out) block by block
+// (matmul_internal.h, batch invariance): the strips change where the bytes
+// are, not one bit of any result.
+//
+// A register tile holds kV vectors of kLanes rows (one strip per vector on
+// AVX-512, half a strip on AVX2) and up to kT tokens; per unit of 8 columns
+// one load per vector gives columns 8p..8p+3 (low nibbles) and 8p+4..8p+7
+// (high nibbles) of its rows, each met by a broadcast of 4 activation bytes.
+#define KVFORGE_SIMD_WITH_AVX3_DL
+#include "kernels/simd_targets.h"
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul_q4_0_strips.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// clang-format on
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "kernels/matmul_internal.h"
+#include "kernels/q4_0_strips.h"
+#include "kvforge/status.h"
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#include <immintrin.h>
+#endif
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway's AVX3_DL target string names AVX-VNNI but not AVX512-VNNI, which
+// its run-time check for the target requires.
+#pragma GCC target("avx512vnni")
+#endif
+namespace kvforge::kernels {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+
+#include "kernels/int8_tile_ops-inl.h"
+
+static_assert(kStripRows % kLanes == 0 && kPanelRows % kStripRows == 0);
+
+#if HWY_TARGET == HWY_AVX2
+// kLanes f16 scales as f32.
+HWY_INLINE VF load_scales(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+}
+HWY_INLINE VI low_nibbles(VI v) {
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+HWY_INLINE VI high_nibbles(VI v) {
+  return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f));
+}
+#else
+HWY_INLINE VF load_scales(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+}
+HWY_INLINE VI low_nibbles(VI v) {
+  return _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+}
+HWY_INLINE VI high_nibbles(VI v) {
+  return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f));
+}
+#endif
+
+// Where vector v of a panel finds its rows: its strip, and which kLanes of
+// the strip's 16 rows it holds.
+struct StripRows {
+  const uint8_t* strip[kV];
+  size_t part[kV];  // rows [kLanes * part, kLanes * (part + 1)) of the strip
+};
+
+// Activations of a tile's first token, from column 0 (decode layout).
+struct StripActs {
+  const int8_t* q;        // token t at q + t * n_cols
+  const float* d;         // token t at d + t * n_blocks
+  const int32_t* qsum16;  // token t at qsum16 + 2 * t * n_blocks
+  int64_t n_cols, n_blocks;
+};
+
+// out[t][0..kPanelRows) (+)= the panel's rows times tokens [0, kTokens) over
+// blocks [b0, b1); `first` overwrites.
+template <int kTokens>
+void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& x, float* acc_out,
+                bool first) {
+  const VI ones16 = set1_i16(1);
+  const uint8_t* u[kTokens];
+  const float* dx[kTokens];
+  const int32_t* qs[kTokens];
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t) {
+    u[t] = reinterpret_cast<const uint8_t*>(x.q) + t * x.n_cols;
+    dx[t] = x.d + t * x.n_blocks;
+    qs[t] = x.qsum16 + 2 * t * x.n_blocks;
+  }
+  VF out[kTokens][kV];
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kV; ++v) {
+      out[t][v] = first ? zero_f() : load_f(acc_out + t * kPanelRows + v * kLanes);
+    }
+  }
+  for (int64_t b = b0; b < b1; ++b) {
+    const size_t pair = static_cast<size_t>(b / 2) * kStripPairBytes;
+    const size_t odd = static_cast<size_t>(b & 1);
+    VI acc[kV][kTokens];
+#pragma GCC unroll 8
+    for (int t = 0; t < kTokens; ++t) {
+      const VI zero_point = set1_i(-8 * (qs[t][2 * b] + qs[t][2 * b + 1]));
+#pragma GCC unroll 4
+      for (int v = 0; v < kV; ++v) acc[v][t] = zero_point;
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      const uint8_t* codes[kV];
+#pragma GCC unroll 4
+      for (int v = 0; v < kV; ++v) {
+        codes[v] = rows.strip[v] + pair + 64 + 256 * odd + 64 * p + 4 * kLanes * rows.part[v];
+      }
+      const int64_t col = 32 * b + 8 * p;
+      // Loaded again for the high nibbles (from L1) rather than kept: the
+      // tile's accumulators need the registers.
+      VI w[kV];
+#pragma GCC unroll 4
+      for (int v = 0; v < kV; ++v) w[v] = low_nibbles(load_i(codes[v]));
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t) {
+        const VI xb = broadcast4(u[t] + col);
+#pragma GCC unroll 4
+        for (int v = 0; v < kV; ++v) acc[v][t] = dot4(acc[v][t], w[v], xb, ones16);
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < kV; ++v) w[v] = high_nibbles(load_i(codes[v]));
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t) {
+        const VI xb = broadcast4(u[t] + col + 4);
+#pragma GCC unroll 4
+        for (int v = 0; v < kV; ++v) acc[v][t] = dot4(acc[v][t], w[v], xb, ones16);
+      }
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < kV; ++v) {
+      const VF scale = load_scales(rows.strip[v] + pair + 32 * odd + 2 * kLanes * rows.part[v]);
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t) {
+        out[t][v] = fmadd_f(cvt_f(acc[v][t]), mul_f(scale, set1_f(dx[t][b])), out[t][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kV; ++v) store_f(acc_out + t * kPanelRows + v * kLanes, out[t][v]);
+  }
+}
+
+using StripTile = void (*)(const StripRows&, int64_t, int64_t, const StripActs&, float*, bool);
+
+template <int... kTokens>
+constexpr auto make_strip_tiles(std::integer_sequence<int, kTokens...>) {
+  return std::array<StripTile, sizeof...(kTokens)>{strip_tile<kTokens + 1>...};
+}
+constexpr auto kStripTiles = make_strip_tiles(std::make_integer_sequence<int, kT>());
+
+void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token_begin,
+                           int64_t token_end, ThreadScratch scratch) {
+  const MatrixView& w = *a.w;
+  KVF_CHECK(w.strips != nullptr && row_begin % kPanelRows == 0);
+  const size_t strip_bytes = q4_0_strip_bytes(w.n_cols);
+  StripRows rows;
+  for (int v = 0; v < kV; ++v) {
+    const int64_t r = row_begin + v * kLanes;
+    // Rows past the last strip read the last one (their outputs are dropped).
+    const int64_t strip = std::min(r / kStripRows, (w.n_rows - 1) / kStripRows);
+    rows.strip[v] = w.strips + static_cast<size_t>(strip) * strip_bytes;
+    rows.part[v] = static_cast<size_t>(r % kStripRows / kLanes);
+  }
+  const int64_t n_blocks = w.n_cols / 32;
+  const int64_t n_live = std::min<int64_t>(kPanelRows, w.n_rows - row_begin);
+  constexpr int64_t kChunkBlocks = kColumnChunk / 32;
+  float* acc = scratch.acc;
+  // Chunks of kColumnChunk columns: the chunk's strips stay in L1 while
+  // every token tile passes over them; chunks add up in column order. The
+  // next chunk's lines are requested first, so that memory delivers them
+  // while this one is multiplied.
+  const size_t chunk_bytes = kChunkBlocks / 2 * kStripPairBytes;
+  const size_t last_byte = (static_cast<size_t>(n_blocks) + 1) / 2 * kStripPairBytes;
+  for (int64_t b0 = 0; b0 < n_blocks; b0 += kChunkBlocks) {
+    const int64_t b1 = std::min(b0 + kChunkBlocks, n_blocks);
+    const size_t ahead = static_cast<size_t>(b1 / 2) * kStripPairBytes;
+    for (int v = 0; v < kV; v += kStripRows / kLanes) {
+      for (size_t at = ahead; at < std::min(ahead + chunk_bytes, last_byte); at += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows.strip[v] + at), _MM_HINT_T0);
+      }
+    }
+    for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
+      const int64_t n_tile = std::min<int64_t>(kT, token_end - t0);
+      const StripActs x{a.xq.q + t0 * w.n_cols, a.xq.d + t0 * n_blocks,
+                        a.xq.qsum16 + 2 * t0 * n_blocks, w.n_cols, n_blocks};
+      kStripTiles[static_cast<size_t>(n_tile - 1)](rows, b0, b1, x,
+                                                   acc + (t0 - token_begin) * kPanelRows, b0 == 0);
+    }
+  }
+  for (int64_t t = token_begin; t < token_end; ++t) {
+    std::memcpy(a.y + t * w.n_rows + row_begin, acc + (t - token_begin) * kPanelRows,
+                static_cast<size_t>(n_live) * sizeof(float));
+  }
+}
+
+bool q4_0_strips_supported_impl() {
+  return true;
+}
+
+int64_t q4_0_strip_panel_rows_impl() {
+  return kPanelRows;
+}
+
+#else  // no integer kernel on this target
+
+void q4_0_strip_panel_impl(const MatmulArgs&, int64_t, int64_t, int64_t, ThreadScratch) {
+  KVF_CHECK(false);
+}
+
+bool q4_0_strips_supported_impl() {
+  return false;
+}
+
+int64_t q4_0_strip_panel_rows_impl() {
+  return kStripRows;
+}
+
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvforge::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvforge::kernels {
+
+HWY_EXPORT(q4_0_strip_panel_impl);
+HWY_EXPORT(q4_0_strips_supported_impl);
+HWY_EXPORT(q4_0_strip_panel_rows_impl);
+
+bool q4_0_strips_supported() {
+  return HWY_DYNAMIC_DISPATCH(q4_0_strips_supported_impl)();
+}
+
+int64_t q4_0_strip_panel_rows() {
+  return HWY_DYNAMIC_DISPATCH(q4_0_strip_panel_rows_impl)();
+}
+
+void q4_0_strip_panel(const MatmulArgs& args, int64_t row_begin, int64_t token_begin,
+                      int64_t token_end, ThreadScratch scratch) {
+  HWY_DYNAMIC_DISPATCH(q4_0_strip_panel_impl)(args, row_begin, token_begin, token_end, scratch);
+}
+
+}  // namespace kvforge::kernels
+#endif
