@@ -10,11 +10,12 @@
 #       [LEVELS] [MAX_TOKENS] [THREADS]
 # Defaults: LEVELS 1,4,16,64; MAX_TOKENS 64; THREADS all cores.
 # The concurrency-1 row is the engine serving requests one by one.
+# KVFORGE_SERVE_ARGS adds flags to kvforge serve (e.g. --no-repack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 fi
 model=$1
@@ -67,7 +68,7 @@ echo
 port=$(free_port)
 build/kvforge serve -m "$model" --port "$port" -t "$threads" -c "$ctx" --parallel "$max_level" \
   --http-threads $((max_level + 8)) --read-timeout 600 --write-timeout 600 \
-  >"${TMPDIR:-/tmp}/kvforge-serve-compare.log" 2>&1 &
+  ${KVFORGE_SERVE_ARGS:-} >"${TMPDIR:-/tmp}/kvforge-serve-compare.log" 2>&1 &
 server_pid=$!
 measure "kvforge serve" "$port"
 

@@ -21,6 +21,9 @@ void add_model_options(CLI::App& app, ModelArgs& args) {
       ->check(CLI::Range(0, 1 << 24));
   app.add_option("-b,--batch-size", args.n_batch, "Tokens per prefill batch")
       ->check(CLI::Range(1, 1 << 16));
+  app.add_flag("!--no-repack", args.repack_weights,
+               "Read Q4_0 weights in the file's block order instead of repacking them at load "
+               "(same results and memory; slower batched products, docs/kernels.md)");
   app.add_option("--kv-codec", args.kv_codec,
                  "KV codec: f32, f16, bf16, int8, int4, int4h, kivi2, kivi4 (with :g=G:r=R), "
                  "or k=CODEC,v=CODEC")
@@ -51,6 +54,7 @@ Result<LoadedModel> load_model(const ModelArgs& args) {
   ModelOptions options;
   options.n_threads = args.n_threads;
   options.max_batch = args.n_batch;
+  options.repack_weights = args.repack_weights;
   KVF_ASSIGN_OR_RETURN(out.model, Model::load(args.model_path, options));
   auto tok = Tokenizer::from_gguf(out.model->file());
   if (!tok.ok()) return tok.status().with_context(args.model_path);

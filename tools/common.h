@@ -27,9 +27,10 @@ struct ModelArgs {
   int32_t kv_block = 0;
   std::string kv_mem;  // "" : enough for the context
   std::string cache_salt;
-  std::string press;         // --press
-  std::string press_layers;  // --press-layers
-  std::string select;        // --select
+  std::string press;           // --press
+  std::string press_layers;    // --press-layers
+  std::string select;          // --select
+  bool repack_weights = true;  // off with --no-repack
 
   // Not an option: the evaluations turn it off (they never reuse prompts).
   bool prefix_sharing = true;

@@ -12,6 +12,9 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
   app.add_option("-b,--batch-size", o.n_batch, "Tokens per forward step (all sequences together)")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
+  app.add_flag("!--no-repack", o.repack_weights,
+               "Read Q4_0 weights in the file's block order instead of repacking them at load "
+               "(same results and memory; slower batched products, docs/kernels.md)");
   app.add_option("--parallel", o.parallel, "Sequences served at once")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

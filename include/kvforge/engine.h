@@ -67,7 +67,10 @@ struct EngineOptions {
   int32_t n_threads = 0;   // 0: all cores
   int32_t n_ctx = 0;       // positions per sequence; 0: the model's, at most 4096
   int32_t n_batch = 256;   // tokens per forward step
-  int32_t parallel = 4;    // sequences served at once
+  // Q4_0 weights repacked at load for the matmul kernels (same memory and
+  // results, faster batched products); false reads the file's blocks.
+  bool repack_weights = true;
+  int32_t parallel = 4;  // sequences served at once
   KvCacheConfig kv;
   RelayConfig relay;
 };

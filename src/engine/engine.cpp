@@ -69,6 +69,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& o) {
   ModelOptions mo;
   mo.n_threads = o.n_threads;
   mo.max_batch = o.n_batch;
+  mo.repack_weights = o.repack_weights;
   KVF_ASSIGN_OR_RETURN(impl->model, Model::load(o.model_path, mo));
   auto tok = tokenizer::Tokenizer::from_gguf(impl->model->file());
   if (!tok.ok()) return tok.status().with_context(o.model_path);

@@ -110,6 +110,12 @@ class GgufFile {
   [[nodiscard]] const Value* find(std::string_view key) const;
   [[nodiscard]] const TensorInfo* find_tensor(std::string_view name) const;
 
+  // Says that the process will not read the whole pages inside [data, data
+  // + n_bytes) of a mapped file for now: they leave its memory (the file
+  // keeps them, and a later read maps them again). No effect on an
+  // in-memory image.
+  void release_pages(const void* data, size_t n_bytes) const;
+
   // Typed getters. They fail with kNotFound if the key is absent and with
   // kCorrupt if it has the wrong type; integer getters accept any integer
   // type whose value fits.

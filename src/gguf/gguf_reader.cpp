@@ -290,6 +290,10 @@ uint64_t TensorInfo::n_elements() const {
 
 GgufFile::~GgufFile() = default;
 
+void GgufFile::release_pages(const void* data, size_t n_bytes) const {
+  if (mapping_ != nullptr) mapping_->release_pages(data, n_bytes);
+}
+
 Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   KVF_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> mapping, MappedFile::open(path));
   std::unique_ptr<GgufFile> file(new GgufFile());

@@ -56,6 +56,15 @@ Result<std::unique_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   return std::unique_ptr<MappedFile>(new MappedFile(static_cast<const uint8_t*>(data), size_bytes));
 }
 
+void MappedFile::release_pages(const void* data, size_t n_bytes) const {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + n_bytes) / page * page;
+  if (first >= last) return;
+  // Advice only: a failure leaves the pages mapped, which is still correct.
+  (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   // const_cast: munmap takes void*, the pages were mapped read-only by us.
   ::munmap(const_cast<uint8_t*>(data_), size_bytes_);

@@ -27,6 +27,8 @@ class MappedFile {
   ~MappedFile();
 
   [[nodiscard]] std::span<const uint8_t> bytes() const { return {data_, size_bytes_}; }
+  // GgufFile::release_pages, for a range inside bytes().
+  void release_pages(const void* data, size_t n_bytes) const;
 
  private:
   MappedFile(const uint8_t* data, size_t size_bytes) : data_(data), size_bytes_(size_bytes) {}

@@ -9,6 +9,7 @@
 #include "gguf/gguf.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/q4_0_strips.h"
 #include "kernels/quant.h"
 #include "util/thread_pool.h"
 
@@ -39,6 +40,9 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::GgufFile> 
   const int32_t n_threads =
       options.n_threads > 0 ? options.n_threads : ThreadPool::hardware_threads();
   m->pool_ = std::make_unique<ThreadPool>(n_threads);
+  if (options.repack_weights) {
+    m->weight_strips_ = repack_q4_0_matrices(m->weights_, *m->file_, *m->pool_);
+  }
   const int64_t b = options.max_batch;
   const int64_t max_cols = std::max({c.n_embd, c.n_ff, c.q_dim()});
   m->scratch_ = std::make_unique<kernels::MatmulScratch>(n_threads, b, max_cols);
@@ -274,16 +278,24 @@ void Model::last_token_logits(std::span<const ForwardItem> items) {
   }
 }
 
+void Model::embed(int32_t token, float* out) const {
+  const kernels::MatrixView& embd = weights_.token_embd;
+  if (embd.strips != nullptr) {
+    kernels::dequantize_q4_0_strip_row(embd, token, out);
+    return;
+  }
+  const auto* row =
+      static_cast<const uint8_t*>(embd.data) + static_cast<size_t>(token) * embd.row_bytes;
+  kernels::dequantize_row(embd.type, row, out, config_.n_embd);
+}
+
 void Model::forward_rows(const BatchRows& batch, KvCache& kv) {
   const ModelConfig& c = config_;
-  const kernels::MatrixView& embd = weights_.token_embd;
   for (size_t i = 0; i < batch.items.size(); ++i) {
     const ForwardItem& item = batch.items[i];
     for (size_t t = 0; t < item.tokens.size(); ++t) {
       const auto row = static_cast<size_t>(batch.row0[i]) + t;
-      const auto* weights = static_cast<const uint8_t*>(embd.data) +
-                            static_cast<size_t>(item.tokens[t]) * embd.row_bytes;
-      kernels::dequantize_row(embd.type, weights, x_.data() + row * c.n_embd, c.n_embd);
+      embed(item.tokens[t], x_.data() + row * c.n_embd);
       kernels::rope_cos_sin(item.pos0 + static_cast<int32_t>(t), inv_freq_.data(), c.rope_dim / 2,
                             cos_sin_.data() + row * c.rope_dim);
     }
@@ -418,12 +430,8 @@ Result<int32_t> Model::prefill_reused(const ReusedSpan& span, KvCache& kv) {
     rows.items = std::span<const ForwardItem>(&item, 1);
     rows.row0 = row0;
     rows.n_rows = n;
-    const kernels::MatrixView& embd = weights_.token_embd;
     for (int32_t t = 0; t < n; ++t) {
-      const auto* w = static_cast<const uint8_t*>(embd.data) +
-                      static_cast<size_t>(item.tokens[static_cast<size_t>(t)]) * embd.row_bytes;
-      kernels::dequantize_row(embd.type, w, x_.data() + static_cast<size_t>(t) * c.n_embd,
-                              c.n_embd);
+      embed(item.tokens[static_cast<size_t>(t)], x_.data() + static_cast<size_t>(t) * c.n_embd);
       kernels::rope_cos_sin(first + t, inv_freq_.data(), c.rope_dim / 2,
                             cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim);
     }

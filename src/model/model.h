@@ -33,6 +33,10 @@ class MatmulScratch;
 struct ModelOptions {
   int32_t n_threads = 0;    // 0: all cores available to the process
   int32_t max_batch = 256;  // tokens per internal forward chunk (prefill batch)
+  // Q4_0 matrices repacked at load into strips that the matmul kernels read
+  // in place (repack_q4_0_matrices): same memory, same results, faster
+  // batched products. Off: the kernels read the file's blocks.
+  bool repack_weights = true;
 };
 
 enum class LogitsFor {
@@ -64,6 +68,7 @@ class Model {
 
   [[nodiscard]] const ModelConfig& config() const { return config_; }
   [[nodiscard]] const gguf::GgufFile& file() const { return *file_; }
+  [[nodiscard]] const ModelWeights& weights() const { return weights_; }
   [[nodiscard]] KvShape kv_shape() const;
   [[nodiscard]] ThreadPool& pool() { return *pool_; }
   [[nodiscard]] int32_t n_threads() const;
@@ -133,6 +138,8 @@ class Model {
   };
   [[nodiscard]] Status check_items(std::span<const ForwardItem> items) const;
   void forward_rows(const BatchRows& batch, KvCache& kv);
+  // The embedding of `token` (a valid id) into out[n_embd].
+  void embed(int32_t token, float* out) const;
   void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
   void feed_forward_block(const LayerWeights& l, int32_t n);
   // q, k, v of the n rows of x_ (RoPE by cos_sin_ rows), the first part of
@@ -152,6 +159,7 @@ class Model {
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;
   ModelWeights weights_;
+  HugePageBuffer weight_strips_;  // views in weights_ point into it
   ModelOptions options_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<kernels::MatmulScratch> scratch_;

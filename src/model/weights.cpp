@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 
 #include "gguf/gguf.h"
+#include "kernels/q4_0_strips.h"
+#include "util/thread_pool.h"
 
 namespace kvforge {
 namespace {
@@ -105,6 +107,45 @@ Result<ModelWeights> bind_weights(const gguf::GgufFile& f, const ModelConfig& c)
     KVF_ASSIGN_OR_RETURN(l.w_down, b.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd));
   }
   return w;
+}
+
+HugePageBuffer repack_q4_0_matrices(ModelWeights& weights, const gguf::GgufFile& file,
+                                    ThreadPool& pool) {
+  if (!kernels::q4_0_strips_supported()) return {};
+  std::vector<kernels::MatrixView*> matrices = {&weights.output};
+  for (LayerWeights& l : weights.layers) {
+    for (kernels::MatrixView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      matrices.push_back(m);
+    }
+  }
+  std::erase_if(matrices,
+                [](const kernels::MatrixView* m) { return m->type != TensorType::kQ4_0; });
+  // One buffer for all (a huge page is resident whole: one per matrix would
+  // round each up to 2 MiB), each matrix's strips 64-byte aligned in it.
+  auto strips_bytes = [](const kernels::MatrixView* m) {
+    return (kernels::q4_0_strips_bytes(m->n_rows, m->n_cols) + 63) / 64 * 64;
+  };
+  size_t total = 0;
+  for (const kernels::MatrixView* m : matrices) total += strips_bytes(m);
+  HugePageBuffer buffer(total);
+  if (buffer.data() == nullptr) return buffer;  // the kernels read the file's blocks
+  uint8_t* strips = buffer.data();
+  for (kernels::MatrixView* m : matrices) {
+    // Tasks of 64 strips (1024 rows) keep every thread busy on large matrices.
+    constexpr int64_t kStripsPerTask = 64;
+    const int64_t n_strips = (m->n_rows + kernels::kStripRows - 1) / kernels::kStripRows;
+    pool.parallel_for((n_strips + kStripsPerTask - 1) / kStripsPerTask, [&](int64_t task, int) {
+      const int64_t begin = task * kStripsPerTask;
+      kernels::repack_q4_0_strips(*m, begin, std::min(begin + kStripsPerTask, n_strips), strips);
+    });
+    m->strips = strips;
+    strips += strips_bytes(m);
+    file.release_pages(m->data, static_cast<size_t>(m->n_rows) * m->row_bytes);
+  }
+  // A tied output is the embedding matrix: its rows are looked up in the
+  // strips too (dequantize_q4_0_strip_row), so the file's copy is not kept.
+  if (weights.output_tied) weights.token_embd.strips = weights.output.strips;
+  return buffer;
 }
 
 }  // namespace kvforge

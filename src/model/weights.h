@@ -8,12 +8,14 @@
 #include "kernels/matmul.h"
 #include "kvforge/status.h"
 #include "model/model_config.h"
+#include "util/huge_page_buffer.h"
 
 namespace kvforge {
 
 namespace gguf {
 class GgufFile;
 }
+class ThreadPool;
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [n_embd]
@@ -38,5 +40,16 @@ struct ModelWeights {
 
 [[nodiscard]] Result<ModelWeights> bind_weights(const gguf::GgufFile& file,
                                                 const ModelConfig& config);
+
+// Repacks every Q4_0 matrix the forward pass multiplies by into strips
+// (kernels/q4_0_strips.h) and points its view at them: the matmul kernels
+// then read the strips (the same bytes, so the same memory, in an order
+// that needs no unpacking per call; identical results). The file's pages
+// of those matrices are released; a tied output's embedding rows are then
+// looked up in its strips (token_embd.strips). Does nothing where the SIMD
+// target has no strip kernel or the memory cannot be mapped (the kernels
+// then read the file's blocks). The returned buffer must outlive the views.
+[[nodiscard]] HugePageBuffer repack_q4_0_matrices(ModelWeights& weights, const gguf::GgufFile& file,
+                                                  ThreadPool& pool);
 
 }  // namespace kvforge

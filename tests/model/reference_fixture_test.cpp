@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -36,6 +37,7 @@
 #include "gguf/gguf.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
+#include "kernels/q4_0_strips.h"
 #include "kernels/simd_target_select.h"
 #include "kv/contiguous_kv_cache.h"
 #include "model/model.h"
@@ -199,6 +201,13 @@ std::vector<std::string> fixture_paths() {
     }
   }
   std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// The fixtures whose models are Q4_0 (named "...-q4_0.json").
+std::vector<std::string> q4_0_fixture_paths() {
+  std::vector<std::string> paths = fixture_paths();
+  std::erase_if(paths, [](const std::string& p) { return !p.ends_with("-q4_0.json"); });
   return paths;
 }
 
@@ -439,9 +448,10 @@ size_t min_int8_greedy_matches(const std::string& fixture) {
 // ---------------------------------------------------------------------------
 // Engine runs.
 
-std::unique_ptr<Model> load_model(const std::string& path) {
+std::unique_ptr<Model> load_model(const std::string& path, bool repack_weights = true) {
   ModelOptions o;
   o.n_threads = 1;
+  o.repack_weights = repack_weights;
   auto m = Model::load(path, o);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
   return m.ok() ? std::move(m).value() : nullptr;
@@ -588,6 +598,7 @@ class ReferenceFixtureTest : public ::testing::TestWithParam<std::string> {
         << " was computed on; regenerate the fixtures (tests/reference/README.md)";
     model_ = load_model(generated.path);
     ASSERT_TRUE(model_);
+    model_path_ = generated.path;
     const int32_t n_vocab = model_->config().n_vocab;
     for (const PositionExpectation& p : fixture_.positions) {
       ASSERT_EQ(p.indices.size(), p.logits.size());
@@ -674,6 +685,7 @@ class ReferenceFixtureTest : public ::testing::TestWithParam<std::string> {
 
   Fixture fixture_;
   std::unique_ptr<Model> model_;
+  std::string model_path_;
 };
 
 std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
@@ -684,8 +696,13 @@ std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info)
   return name;
 }
 
+// The Q4_0 fixtures again, for the checks of repacked weights.
+class RepackedFixtureTest : public ReferenceFixtureTest {};
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceFixtureTest, ::testing::ValuesIn(fixture_paths()),
                          fixture_test_name);
+INSTANTIATE_TEST_SUITE_P(Q4_0Fixtures, RepackedFixtureTest,
+                         ::testing::ValuesIn(q4_0_fixture_paths()), fixture_test_name);
 
 // SetUp() regenerates the model and checks its sha256 and that it loads; the
 // loaded model must have the fixture's architecture and a vocabulary that
@@ -710,6 +727,32 @@ TEST_P(ReferenceFixtureTest, PromptLogitsMatchReference) {
     for (PromptPath path : {PromptPath::kPrefill, PromptPath::kTokenByToken}) {
       ContiguousKvCache kv = make_cache(*model_, fixture_);
       compare_prompt_logits(run_prompt(*model_, kv, fixture_, path), path, target);
+    }
+  }
+}
+
+// Q4_0 matrices are repacked at load into strips (kernels/q4_0_strips.h)
+// where the target has the strip kernel; the same model read from the
+// file's blocks must give the same bits, prefilled and token by token (the
+// model above also runs the targets without strips, reading the file's
+// pages it released after repacking).
+TEST_P(RepackedFixtureTest, RepackedWeightsGiveTheSameLogitBits) {
+  ASSERT_EQ(fixture_.type, TensorType::kQ4_0);
+  const std::unique_ptr<Model> blocks = load_model(model_path_, /*repack_weights=*/false);
+  ASSERT_TRUE(blocks);
+  ASSERT_EQ(model_->weights().layers[0].w_up.strips != nullptr, kernels::q4_0_strips_supported());
+  ASSERT_EQ(blocks->weights().layers[0].w_up.strips, nullptr);
+  for (PromptPath path : {PromptPath::kPrefill, PromptPath::kTokenByToken}) {
+    ContiguousKvCache kv_strips = make_cache(*model_, fixture_);
+    ContiguousKvCache kv_blocks = make_cache(*blocks, fixture_);
+    const PromptLogits strips = run_prompt(*model_, kv_strips, fixture_, path);
+    const PromptLogits file_order = run_prompt(*blocks, kv_blocks, fixture_, path);
+    ASSERT_EQ(strips.rows.size(), file_order.rows.size());
+    for (size_t i = 0; i < strips.rows.size(); ++i) {
+      ASSERT_EQ(0, std::memcmp(strips.rows[i].data(), file_order.rows[i].data(),
+                               strips.rows[i].size() * sizeof(float)))
+          << "position " << i
+          << (path == PromptPath::kPrefill ? " (prefill)" : " (token by token)");
     }
   }
 }
