@@ -109,18 +109,20 @@ int64_t prefill_token_splits(int64_t n_panels, int64_t n_tokens, int n_threads) 
 
 namespace {
 
-// Q4_0 in strips: one kernel for every token count, its panels split over
-// the threads like the prefill panels (decode: one token, many panels).
-void strip_matmul(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s) {
-  const MatrixView& w = *args.w;
-  const int64_t n_tokens = args.n_tokens;
-  const int64_t n_blocks = w.n_cols / kActivationBlock;
+// Rounds every token's activations to int8 blocks into the scratch and
+// points args.xq at them: the decode layout (signed codes and qsum16) or
+// the prefill one (biased codes). Calls for more than kMaxDecodeTokens
+// tokens split the tokens over the threads.
+void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
+                     bool decode_layout) {
+  const int64_t n_cols = args.w->n_cols, n_tokens = args.n_tokens;
+  const int64_t n_blocks = n_cols / kActivationBlock;
+  int32_t* qsum16 = decode_layout ? s.act_qsum16.get() : nullptr;
   auto quantize = [&](int64_t begin, int64_t end) {
-    quantize_activations(args.x + begin * w.n_cols, (end - begin) * w.n_cols,
-                         s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
+    quantize_activations(args.x + begin * n_cols, (end - begin) * n_cols,
+                         s.act_q.get() + begin * n_cols, s.act_d.get() + begin * n_blocks,
                          s.act_sum.get() + begin * n_blocks,
-                         s.act_qsum16.get() + 2 * begin * n_blocks,
-                         /*biased=*/false);
+                         qsum16 ? qsum16 + 2 * begin * n_blocks : nullptr, !decode_layout);
   };
   if (n_tokens <= kMaxDecodeTokens) {
     quantize(0, n_tokens);
@@ -130,14 +132,21 @@ void strip_matmul(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s) {
       quantize(n_tokens * task / n_tasks, n_tokens * (task + 1) / n_tasks);
     });
   }
-  args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), s.act_qsum16.get()};
-  const int64_t panel_rows = q4_0_strip_panel_rows();
-  const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
+  args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), qsum16};
+}
+
+// panel(args, row_begin, token_begin, token_end, scratch) over every panel
+// of panel_rows rows, the tokens split where prefill_token_splits says.
+template <class PanelFn>
+void run_panels(const MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
+                int64_t panel_rows, PanelFn panel_fn) {
+  const int64_t n_tokens = args.n_tokens;
+  const int64_t n_panels = (args.w->n_rows + panel_rows - 1) / panel_rows;
   const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
   pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
     const int64_t panel = task / n_splits, split = task % n_splits;
-    q4_0_strip_panel(args, panel * panel_rows, n_tokens * split / n_splits,
-                     n_tokens * (split + 1) / n_splits, s.for_thread(thread));
+    panel_fn(args, panel * panel_rows, n_tokens * split / n_splits,
+             n_tokens * (split + 1) / n_splits, s.for_thread(thread));
   });
 }
 
@@ -155,16 +164,15 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   // operations (matmul_internal.h), so a row's result does not depend on
   // n_tokens or on the other rows of x.
   if (w.strips != nullptr && q4_0_strips_supported()) {
-    strip_matmul(args, pool, s);
+    // Q4_0 in strips: one kernel for every token count, its panels split
+    // over the threads (decode: one token, many panels).
+    quantize_tokens(args, pool, s, /*decode_layout=*/true);
+    run_panels(args, pool, s, q4_0_strip_panel_rows(), q4_0_strip_panel);
     return;
   }
   const bool integer = decode_uses_quantized_activations(w.type);
   if (n_tokens <= kMaxDecodeTokens && decode_has_kernel(w.type)) {
-    if (integer) {
-      quantize_activations(x, n_tokens * w.n_cols, s.act_q.get(), s.act_d.get(), s.act_sum.get(),
-                           s.act_qsum16.get(), /*biased=*/false);
-      args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), s.act_qsum16.get()};
-    }
+    if (integer) quantize_tokens(args, pool, s, /*decode_layout=*/true);
     const int64_t group = decode_group_rows();
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
     const int64_t n_groups = (w.n_rows + group - 1) / group;
@@ -179,25 +187,9 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     return;
   }
   if (integer) {
-    // Rounded once per call (tokens split over the threads), read by every
-    // panel.
-    const int64_t n_blocks = w.n_cols / kActivationBlock;
-    const int64_t n_tasks = std::min<int64_t>(n_tokens, pool.n_threads());
-    pool.parallel_for(n_tasks, [&](int64_t task, int) {
-      const int64_t begin = n_tokens * task / n_tasks, end = n_tokens * (task + 1) / n_tasks;
-      quantize_activations(x + begin * w.n_cols, (end - begin) * w.n_cols,
-                           s.act_q.get() + begin * w.n_cols, s.act_d.get() + begin * n_blocks,
-                           s.act_sum.get() + begin * n_blocks, nullptr, /*biased=*/true);
-    });
-    args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), nullptr};
-    const int64_t panel_rows = prefill_int8_panel_rows();
-    const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
-    const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
-    pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
-      const int64_t panel = task / n_splits, split = task % n_splits;
-      prefill_int8_panel(args, panel * panel_rows, n_tokens * split / n_splits,
-                         n_tokens * (split + 1) / n_splits, s.for_thread(thread));
-    });
+    // Rounded once per call, read by every panel.
+    quantize_tokens(args, pool, s, /*decode_layout=*/false);
+    run_panels(args, pool, s, prefill_int8_panel_rows(), prefill_int8_panel);
     return;
   }
   // f32 activations (prefill, and decode without a decode kernel): one FMA
