@@ -109,6 +109,14 @@ int64_t prefill_token_splits(int64_t n_panels, int64_t n_tokens, int n_threads) 
 
 namespace {
 
+// How many tasks a decode-sized call over n_units units (row groups,
+// panels) of total_bytes of weights gets: about kDecodeTasksPerThread per
+// thread, none under kMinDecodeTaskBytes.
+int64_t decode_task_count(int64_t total_bytes, int64_t n_units, int n_threads) {
+  const int64_t max_tasks = std::min<int64_t>(n_units, kDecodeTasksPerThread * n_threads);
+  return std::clamp<int64_t>(total_bytes / kMinDecodeTaskBytes, 1, max_tasks);
+}
+
 // Rounds every token's activations to int8 blocks into the scratch and
 // points args.xq at them: the decode layout (signed codes and qsum16) or
 // the prefill one (biased codes). Calls for more than kMaxDecodeTokens
@@ -137,11 +145,26 @@ void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
 
 // panel(args, row_begin, token_begin, token_end, scratch) over every panel
 // of panel_rows rows, the tokens split where prefill_token_splits says.
+// With `decode_tasks`, decode-sized calls (up to kMaxDecodeTokens tokens)
+// instead give each task a contiguous run of panels, sized like the decode
+// kernels' tasks, so that each thread streams its share of the weights
+// front to back rather than a few KiB at a time.
 template <class PanelFn>
 void run_panels(const MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
-                int64_t panel_rows, PanelFn panel_fn) {
+                int64_t panel_rows, PanelFn panel_fn, bool decode_tasks = false) {
   const int64_t n_tokens = args.n_tokens;
   const int64_t n_panels = (args.w->n_rows + panel_rows - 1) / panel_rows;
+  if (decode_tasks && n_tokens <= kMaxDecodeTokens) {
+    const int64_t total_bytes = args.w->n_rows * static_cast<int64_t>(args.w->row_bytes);
+    const int64_t wanted = decode_task_count(total_bytes, n_panels, pool.n_threads());
+    const int64_t per_task = (n_panels + wanted - 1) / wanted;
+    pool.parallel_for((n_panels + per_task - 1) / per_task, [&](int64_t task, int thread) {
+      for (int64_t p = task * per_task; p < std::min(n_panels, (task + 1) * per_task); ++p) {
+        panel_fn(args, p * panel_rows, 0, n_tokens, s.for_thread(thread));
+      }
+    });
+    return;
+  }
   const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
   pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
     const int64_t panel = task / n_splits, split = task % n_splits;
@@ -167,7 +190,7 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     // Q4_0 in strips: one kernel for every token count, its panels split
     // over the threads (decode: one token, many panels).
     quantize_tokens(args, pool, s, /*decode_layout=*/true);
-    run_panels(args, pool, s, q4_0_strip_panel_rows(), q4_0_strip_panel);
+    run_panels(args, pool, s, q4_0_strip_panel_rows(), q4_0_strip_panel, /*decode_tasks=*/true);
     return;
   }
   const bool integer = decode_uses_quantized_activations(w.type);
@@ -176,8 +199,7 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
     const int64_t group = decode_group_rows();
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
     const int64_t n_groups = (w.n_rows + group - 1) / group;
-    const int64_t max_tasks = std::min<int64_t>(n_groups, kDecodeTasksPerThread * pool.n_threads());
-    const int64_t wanted = std::clamp<int64_t>(total_bytes / kMinDecodeTaskBytes, 1, max_tasks);
+    const int64_t wanted = decode_task_count(total_bytes, n_groups, pool.n_threads());
     const int64_t rows_per_task = (n_groups + wanted - 1) / wanted * group;
     const int64_t n_tasks = (w.n_rows + rows_per_task - 1) / rows_per_task;
     pool.parallel_for(n_tasks, [&](int64_t task, int thread) {

@@ -197,15 +197,24 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   // Chunks of kColumnChunk columns: the chunk's strips stay in L1 while
   // every token tile passes over them; chunks add up in column order. The
   // next chunk's lines are requested first, so that memory delivers them
-  // while this one is multiplied.
+  // while this one is multiplied; during the last chunk, the first chunk of
+  // the next panel's strips (which follow in memory), for a task that runs
+  // several panels.
   const size_t chunk_bytes = kChunkBlocks / 2 * kStripPairBytes;
-  const size_t last_byte = (static_cast<size_t>(n_blocks) + 1) / 2 * kStripPairBytes;
+  const size_t pairs_bytes = (static_cast<size_t>(n_blocks) + 1) / 2 * kStripPairBytes;
+  const size_t strips_total =
+      static_cast<size_t>((w.n_rows + kStripRows - 1) / kStripRows) * strip_bytes;
+  const size_t panel_bytes = static_cast<size_t>(kPanelRows / kStripRows) * strip_bytes;
   for (int64_t b0 = 0; b0 < n_blocks; b0 += kChunkBlocks) {
     const int64_t b1 = std::min(b0 + kChunkBlocks, n_blocks);
-    const size_t ahead = static_cast<size_t>(b1 / 2) * kStripPairBytes;
+    const bool last = b1 == n_blocks;
+    const size_t ahead = last ? 0 : static_cast<size_t>(b1 / 2) * kStripPairBytes;
     for (int v = 0; v < kV; v += kStripRows / kLanes) {
-      for (size_t at = ahead; at < std::min(ahead + chunk_bytes, last_byte); at += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(rows.strip[v] + at), _MM_HINT_T0);
+      // Offsets from w.strips, so that no pointer is formed past the end.
+      const size_t strip = static_cast<size_t>(rows.strip[v] - w.strips) + (last ? panel_bytes : 0);
+      const size_t end = std::min(strip + std::min(ahead + chunk_bytes, pairs_bytes), strips_total);
+      for (size_t at = strip + ahead; at < end; at += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(w.strips + at), _MM_HINT_T0);
       }
     }
     for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
