@@ -26,11 +26,11 @@
 namespace kvforge::kernels {
 
 constexpr int64_t kStripRows = 16;
+constexpr size_t kStripPairBytes = 576;
 
 // Whether this machine's SIMD target has the strip kernel (the x86 vector
 // targets: AVX2, AVX-512); elsewhere matmul reads MatrixView::data.
 [[nodiscard]] bool q4_0_strips_supported();
-constexpr size_t kStripPairBytes = 576;
 
 // Bytes of one strip of a matrix of n_cols columns (a multiple of 32).
 [[nodiscard]] size_t q4_0_strip_bytes(int64_t n_cols);
