@@ -35,6 +35,9 @@ HWY_INLINE VI maddubs(VI u, VI s) {
 HWY_INLINE VI madd(VI a, VI b) {
   return _mm256_madd_epi16(a, b);
 }
+HWY_INLINE VI add_i16(VI a, VI b) {
+  return _mm256_add_epi16(a, b);
+}
 HWY_INLINE VI set1_i16(int16_t v) {
   return _mm256_set1_epi16(v);
 }
@@ -100,6 +103,9 @@ HWY_INLINE VI maddubs(VI u, VI s) {
 }
 HWY_INLINE VI madd(VI a, VI b) {
   return _mm512_madd_epi16(a, b);
+}
+HWY_INLINE VI add_i16(VI a, VI b) {
+  return _mm512_add_epi16(a, b);
 }
 HWY_INLINE VI set1_i16(int16_t v) {
   return _mm512_set1_epi16(v);
