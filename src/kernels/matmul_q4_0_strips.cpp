@@ -253,10 +253,10 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   float* acc = scratch.acc;
   // Chunks of kColumnChunk columns: the chunk's strips stay in L1 while
   // every token tile passes over them; chunks add up in column order. One
-  // tile of a chunk requests the next chunk's lines, so that memory
-  // delivers them while this one is multiplied; during the last chunk, the
-  // first chunk of the next panel's strips (which follow in memory), for a
-  // task that runs several panels. Offsets from w.strips, so that no
+  // tile of a chunk requests the lines of a later chunk (chunks_ahead), so
+  // that memory delivers them while this one is multiplied; past the
+  // strips' end, those of the next panel's strips (which follow in memory),
+  // for a task that runs several panels. Offsets from w.strips, so that no
   // pointer is formed past the end.
   const size_t panel_bytes = static_cast<size_t>(kPanelRows / kStripRows) * strip_bytes;
   StripPrefetch prefetch;
@@ -268,12 +268,22 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   constexpr int64_t kPrefetchTiles = 4;
   const int64_t n_tiles = (token_end - token_begin + kT - 1) / kT;
   const int64_t prefetch_t0 = token_begin + std::max<int64_t>(0, n_tiles - kPrefetchTiles) * kT;
+  // How far ahead: the next chunk when the tiles of several tokens take
+  // long enough over this one for the lines to arrive. Without VNNI one
+  // token passes a chunk in about the time memory takes to answer, so it
+  // requests the fourth chunk on (one-token decode 1.2-1.6x faster on AVX2;
+  // with VNNI, where two threads already read at the bandwidth, it measured
+  // no better and maybe 5% worse: docs/kernels.md).
+  const int64_t chunks_ahead = !kHasVnni && token_end - token_begin == 1 ? 4 : 1;
   for (int64_t b0 = 0; b0 < n_blocks; b0 += kChunkBlocks) {
     const int64_t b1 = std::min(b0 + kChunkBlocks, n_blocks);
-    const bool last = b1 == n_blocks;
+    // Past a strip's end (an odd last block rounds up to its pair), the
+    // same vector's strip in the next panel.
+    size_t ahead =
+        static_cast<size_t>((b1 + 1) / 2 + (chunks_ahead - 1) * kChunkBlocks / 2) * kStripPairBytes;
+    if (ahead >= strip_bytes) ahead += panel_bytes - strip_bytes;
     for (int v = 0; v < kV; ++v) {
-      prefetch.ahead[v] = static_cast<size_t>(rows.strip[v] - w.strips) +
-                          (last ? panel_bytes : static_cast<size_t>(b1 / 2) * kStripPairBytes);
+      prefetch.ahead[v] = static_cast<size_t>(rows.strip[v] - w.strips) + ahead;
     }
     for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
       const int64_t n_tile = std::min<int64_t>(kT, token_end - t0);
