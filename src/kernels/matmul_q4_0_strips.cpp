@@ -111,8 +111,8 @@ struct StripActs {
 // it the block's 8 byte multiply-adds (2 products per i16 lane each) are
 // summed in i16 lanes, 16 products of at most 15 * 128 in magnitude: at most
 // 30720, so exactly. They are widened once per block (block_sum) instead of
-// once per multiply-add (measured 1.1-1.3x faster at 8-32 tokens on AVX2 and
-// AVX3, docs/kernels.md).
+// once per multiply-add (measured 1.03-1.28x faster at 4-32 tokens on AVX2
+// and AVX3, docs/kernels.md).
 HWY_INLINE VI block_dot(VI acc, VI codes, VI acts, VI ones16) {
   if constexpr (kHasVnni) {
     return dot4(acc, codes, acts, ones16);
