@@ -87,7 +87,8 @@ struct StripRows {
 
 // What a tile requests from memory while it multiplies: for block b0 + i of
 // its chunk, the i-th kPrefetchStep bytes from ahead[v] (offsets from
-// `base`, below `end`) for every strip of the panel. Spread over the blocks
+// `base`, below `end`) for every strip of the panel (the first vector of
+// each strip; the others' entries are unused). Spread over the blocks
 // so that the requests never fill the line-fill buffers at once: issued as
 // one burst per chunk, the prefetches stalled the core for a fifth of the
 // kernel's time at 16 tokens (perf).
@@ -261,7 +262,7 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   const size_t panel_bytes = static_cast<size_t>(kPanelRows / kStripRows) * strip_bytes;
   StripPrefetch prefetch;
   prefetch.base = w.strips;
-  prefetch.end = static_cast<size_t>((w.n_rows + kStripRows - 1) / kStripRows) * strip_bytes;
+  prefetch.end = q4_0_strips_bytes(w.n_rows, w.n_cols);
   // The tile that requests them: kPrefetchTiles tiles before the chunk's
   // last (the first with few tokens), so that the lines arrive in time but
   // are not evicted by the activations of many tiles before they are read.
@@ -282,7 +283,7 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
     size_t ahead =
         static_cast<size_t>((b1 + 1) / 2 + (chunks_ahead - 1) * kChunkBlocks / 2) * kStripPairBytes;
     if (ahead >= strip_bytes) ahead += panel_bytes - strip_bytes;
-    for (int v = 0; v < kV; ++v) {
+    for (int v = 0; v < kV; v += kStripRows / kLanes) {  // the vectors strip_tile reads
       prefetch.ahead[v] = static_cast<size_t>(rows.strip[v] - w.strips) + ahead;
     }
     for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
