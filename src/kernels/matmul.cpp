@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -143,33 +144,63 @@ void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
   args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), qsum16};
 }
 
-// panel(args, row_begin, token_begin, token_end, scratch) over every panel
-// of panel_rows rows, the tokens split where prefill_token_splits says.
-// With `decode_tasks`, decode-sized calls (up to kMaxDecodeTokens tokens)
-// instead give each task a contiguous run of panels, sized like the decode
-// kernels' tasks, so that each thread streams its share of the weights
-// front to back rather than a few KiB at a time.
+// How one matrix's panels are divided into tasks: decode-sized calls (up
+// to kMaxDecodeTokens tokens, with `decode_tasks`) give each task a
+// contiguous run of panels, sized like the decode kernels' tasks, so that
+// each thread streams its share of the weights front to back rather than a
+// few KiB at a time; other calls give each task one panel over all tokens,
+// or over a share of them where prefill_token_splits says (judged on all
+// `region_panels` panels that run in the same parallel region).
+struct PanelTasks {
+  int64_t n_panels = 0;
+  int64_t panels_per_task = 1;
+  int64_t n_splits = 1;
+  int64_t n_tasks = 0;
+};
+
+int64_t panel_count(const MatrixView& w, int64_t panel_rows) {
+  return (w.n_rows + panel_rows - 1) / panel_rows;
+}
+
+PanelTasks plan_panel_tasks(const MatmulArgs& args, int n_threads, int64_t panel_rows,
+                            bool decode_tasks, int64_t region_panels) {
+  PanelTasks plan;
+  plan.n_panels = panel_count(*args.w, panel_rows);
+  if (decode_tasks && args.n_tokens <= kMaxDecodeTokens) {
+    const int64_t total_bytes = args.w->n_rows * static_cast<int64_t>(args.w->row_bytes);
+    const int64_t wanted = decode_task_count(total_bytes, plan.n_panels, n_threads);
+    plan.panels_per_task = (plan.n_panels + wanted - 1) / wanted;
+    plan.n_tasks = (plan.n_panels + plan.panels_per_task - 1) / plan.panels_per_task;
+  } else {
+    plan.n_splits = prefill_token_splits(region_panels, args.n_tokens, n_threads);
+    plan.n_tasks = plan.n_panels * plan.n_splits;
+  }
+  return plan;
+}
+
+// Task `task` of `plan`: panel(args, row_begin, token_begin, token_end,
+// scratch) over its panels and tokens.
+template <class PanelFn>
+void run_panel_task(const PanelTasks& plan, const MatmulArgs& args, int64_t panel_rows,
+                    PanelFn panel_fn, int64_t task, ThreadScratch scratch) {
+  const int64_t first = task / plan.n_splits * plan.panels_per_task;
+  const int64_t last = std::min(plan.n_panels, first + plan.panels_per_task);
+  const int64_t split = task % plan.n_splits;
+  const int64_t token_begin = args.n_tokens * split / plan.n_splits;
+  const int64_t token_end = args.n_tokens * (split + 1) / plan.n_splits;
+  for (int64_t p = first; p < last; ++p) {
+    panel_fn(args, p * panel_rows, token_begin, token_end, scratch);
+  }
+}
+
+// Every panel of args' matrix in one parallel region (plan_panel_tasks).
 template <class PanelFn>
 void run_panels(const MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
                 int64_t panel_rows, PanelFn panel_fn, bool decode_tasks = false) {
-  const int64_t n_tokens = args.n_tokens;
-  const int64_t n_panels = (args.w->n_rows + panel_rows - 1) / panel_rows;
-  if (decode_tasks && n_tokens <= kMaxDecodeTokens) {
-    const int64_t total_bytes = args.w->n_rows * static_cast<int64_t>(args.w->row_bytes);
-    const int64_t wanted = decode_task_count(total_bytes, n_panels, pool.n_threads());
-    const int64_t per_task = (n_panels + wanted - 1) / wanted;
-    pool.parallel_for((n_panels + per_task - 1) / per_task, [&](int64_t task, int thread) {
-      for (int64_t p = task * per_task; p < std::min(n_panels, (task + 1) * per_task); ++p) {
-        panel_fn(args, p * panel_rows, 0, n_tokens, s.for_thread(thread));
-      }
-    });
-    return;
-  }
-  const int64_t n_splits = prefill_token_splits(n_panels, n_tokens, pool.n_threads());
-  pool.parallel_for(n_panels * n_splits, [&](int64_t task, int thread) {
-    const int64_t panel = task / n_splits, split = task % n_splits;
-    panel_fn(args, panel * panel_rows, n_tokens * split / n_splits,
-             n_tokens * (split + 1) / n_splits, s.for_thread(thread));
+  const PanelTasks plan = plan_panel_tasks(args, pool.n_threads(), panel_rows, decode_tasks,
+                                           panel_count(*args.w, panel_rows));
+  pool.parallel_for(plan.n_tasks, [&](int64_t task, int thread) {
+    run_panel_task(plan, args, panel_rows, panel_fn, task, s.for_thread(thread));
   });
 }
 
@@ -220,6 +251,47 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
   pool.parallel_for(n_panels, [&](int64_t panel, int thread) {
     prefill_panel(args, panel * panel_rows, s.for_thread(thread));
+  });
+}
+
+void matmul_shared_input(std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens,
+                         ThreadPool& pool, MatmulScratch& scratch) {
+  const auto in_strips = [&](const MatmulOutput& o) {
+    return o.w->strips != nullptr && o.w->n_cols == outputs.front().w->n_cols;
+  };
+  if (outputs.size() < 2 || outputs.size() > kMaxSharedInputOutputs || !q4_0_strips_supported() ||
+      !std::all_of(outputs.begin(), outputs.end(), in_strips)) {
+    for (const MatmulOutput& o : outputs) matmul(*o.w, x, n_tokens, o.y, pool, scratch);
+    return;
+  }
+  MatmulScratch::Impl& s = *scratch.impl();
+  KVF_CHECK(pool.n_threads() <= s.n_threads);
+  KVF_CHECK(n_tokens <= s.max_tokens && outputs.front().w->n_cols <= s.max_cols);
+  if (n_tokens <= 0) return;
+  // Fixed-size arrays: the decode path allocates nothing.
+  std::array<MatmulArgs, kMaxSharedInputOutputs> args;
+  std::array<PanelTasks, kMaxSharedInputOutputs> plans;
+  std::array<int64_t, kMaxSharedInputOutputs + 1> first_task{};
+  const int64_t panel_rows = q4_0_strip_panel_rows();
+  const size_t n = outputs.size();
+  int64_t region_panels = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const MatrixView& w = *outputs[i].w;
+    args[i] = MatmulArgs{&w, &checked_format(w), x, n_tokens, outputs[i].y, {}};
+    region_panels += panel_count(w, panel_rows);
+  }
+  quantize_tokens(args[0], pool, s, /*decode_layout=*/true);
+  for (size_t i = 1; i < n; ++i) args[i].xq = args[0].xq;
+  for (size_t i = 0; i < n; ++i) {
+    plans[i] = plan_panel_tasks(args[i], pool.n_threads(), panel_rows, /*decode_tasks=*/true,
+                                region_panels);
+    first_task[i + 1] = first_task[i] + plans[i].n_tasks;
+  }
+  pool.parallel_for(first_task[n], [&](int64_t task, int thread) {
+    size_t i = 0;
+    while (task >= first_task[i + 1]) ++i;
+    run_panel_task(plans[i], args[i], panel_rows, q4_0_strip_panel, task - first_task[i],
+                   s.for_thread(thread));
   });
 }
 

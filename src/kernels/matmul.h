@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "util/tensor_type.h"
 
@@ -51,6 +52,24 @@ class MatmulScratch {
 
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
+
+// One product of matmul_shared_input: y = W x, y laid out as matmul's.
+struct MatmulOutput {
+  const MatrixView* w = nullptr;
+  float* y = nullptr;
+};
+constexpr size_t kMaxSharedInputOutputs = 4;
+
+// Several matrices times the same x (a layer's q, k and v projections; its
+// gate and up), every output equal bit for bit to matmul's. Where all the
+// matrices are Q4_0 in strips with the same n_cols (and at most
+// kMaxSharedInputOutputs of them), x is rounded to int8 once and all their
+// panels run in one parallel region, instead of a rounding and a region
+// per matrix (fewer waits, and the small k and v projections no longer
+// leave a thread idle at the end of their own region); otherwise this is
+// matmul on each in turn.
+void matmul_shared_input(std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens,
+                         ThreadPool& pool, MatmulScratch& scratch);
 
 // Scalar reference of the same product (dequantize each row, accumulate in
 // double, in column order). Used by tests to bound the optimized kernels' error.

@@ -138,6 +138,11 @@ void Model::matmul(const kernels::MatrixView& w, const float* x, int32_t n, floa
   kernels::matmul(w, x, n, y, *pool_, *scratch_);
 }
 
+void Model::matmul_shared_input(std::initializer_list<kernels::MatmulOutput> outputs,
+                                const float* x, int32_t n) {
+  kernels::matmul_shared_input(outputs, x, n, *pool_, *scratch_);
+}
+
 Status Model::forward(std::span<const int32_t> tokens, int32_t pos0, KvCache& kv, SeqId seq,
                       LogitsFor which, float* logits) {
   const auto n_total = static_cast<int64_t>(tokens.size());
@@ -313,9 +318,7 @@ void Model::project_qkv(const LayerWeights& l, int32_t n) {
     const size_t off = static_cast<size_t>(t) * c.n_embd;
     kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
   }
-  matmul(l.wq, h_.data(), n, q_.data());
-  matmul(l.wk, h_.data(), n, k_.data());
-  matmul(l.wv, h_.data(), n, v_.data());
+  matmul_shared_input({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, h_.data(), n);
   if (l.q_bias) {
     kernels::add_bias_rows(q_.data(), l.q_bias, n, c.q_dim());
     kernels::add_bias_rows(k_.data(), l.k_bias, n, c.kv_dim());
@@ -491,8 +494,7 @@ void Model::feed_forward_block(const LayerWeights& l, int32_t n) {
     const size_t off = static_cast<size_t>(t) * c.n_embd;
     kernels::rms_norm(x_.data() + off, l.ffn_norm, h_.data() + off, c.n_embd, c.rms_eps);
   }
-  matmul(l.w_gate, h_.data(), n, gate_.data());
-  matmul(l.w_up, h_.data(), n, up_.data());
+  matmul_shared_input({{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, h_.data(), n);
   kernels::swiglu(gate_.data(), up_.data(), gate_.data(), static_cast<int64_t>(n) * c.n_ff);
   matmul(l.w_down, gate_.data(), n, h_.data());
   kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -155,6 +156,9 @@ class Model {
   [[nodiscard]] int32_t logit_group_rows() const { return std::min(options_.max_batch, 32); }
   std::unique_ptr<float[]> group_logits_;  // [logit_group_rows(), n_vocab]
   void matmul(const kernels::MatrixView& w, const float* x, int32_t n, float* y);
+  // Several matrices times the same x (kernels::matmul_shared_input).
+  void matmul_shared_input(std::initializer_list<kernels::MatmulOutput> outputs, const float* x,
+                           int32_t n);
 
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;

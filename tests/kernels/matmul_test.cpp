@@ -332,6 +332,50 @@ TEST(Q4_0Strips, MatmulEqualsTheBlockKernelsBitForBit) {
   }
 }
 
+// Several matrices times one x in one call give each matrix's own matmul
+// bits: in strips (x rounded once, one parallel region over all panels,
+// token shares judged on all of them) and in the fallback (a matrix in file
+// order among them: one matmul each).
+TEST(MatmulSharedInput, EqualsEachMatrixOnItsOwnBitForBit) {
+  ThreadPool pool1(1), pool2(2);
+  constexpr int64_t kCols = 288, kMaxTokens = 40;
+  const Weights w1 = make_weights(TensorType::kQ4_0, Shape{100, kCols}, 51);
+  const Weights w2 = make_weights(TensorType::kQ4_0, Shape{67, kCols}, 52);
+  const Weights w3 = make_weights(TensorType::kQ4_0, Shape{7, kCols}, 53);
+  const Strips s1 = make_strips(w1), s2 = make_strips(w2), s3 = make_strips(w3);
+  const std::vector<float> x = make_activations(kMaxTokens, kCols, 54);
+  MatmulScratch scratch(2, kMaxTokens, kCols);
+  const std::vector<std::vector<const MatrixView*>> groups = {
+      {&s1.view, &s2.view, &s3.view}, {&s2.view, &s1.view}, {&s1.view, &w2.view, &s3.view}};
+  test_util::on_every_simd_target(
+      [&](int64_t) {
+        for (const auto& group : groups) {
+          for (const int64_t n : {1, 3, 8, 9, 17, 40}) {
+            for (ThreadPool* pool : {&pool1, &pool2}) {
+              std::vector<std::vector<float>> alone, together;
+              std::vector<MatmulOutput> outputs;
+              for (const MatrixView* w : group) {
+                alone.emplace_back(static_cast<size_t>(n * w->n_rows), NAN);
+                together.emplace_back(alone.back().size(), NAN);
+                matmul(*w, x.data(), n, alone.back().data(), *pool, scratch);
+              }
+              for (size_t i = 0; i < group.size(); ++i) {
+                outputs.push_back({group[i], together[i].data()});
+              }
+              matmul_shared_input(outputs, x.data(), n, *pool, scratch);
+              for (size_t i = 0; i < group.size(); ++i) {
+                ASSERT_EQ(0, std::memcmp(alone[i].data(), together[i].data(),
+                                         alone[i].size() * sizeof(float)))
+                    << "matrix " << i << " of " << group.size() << ", tokens " << n << ", threads "
+                    << pool->n_threads();
+              }
+            }
+          }
+        }
+      },
+      test_util::matmul_targets_for_test());
+}
+
 TEST(MatmulReference, ComputesTheDefinitionOnASmallF32Matrix) {
   // W = [[1, 2], [3, 4], [5, 6]] (3 rows, 2 cols), x = [[1, -1], [0.5, 2]].
   const float w[] = {1, 2, 3, 4, 5, 6};
