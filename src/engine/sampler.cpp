@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "kernels/ops.h"
+
 namespace kvforge {
 namespace {
 
@@ -118,6 +120,12 @@ int32_t Sampler::argmax_lowest_id(std::span<const float> logits) {
 }
 
 void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> recent_tokens) {
+  apply_repetition_penalties(logits, recent_tokens);
+  replace_non_finite(logits);
+}
+
+void Sampler::apply_repetition_penalties(std::span<float> logits,
+                                         std::span<const int32_t> recent_tokens) {
   KVF_CHECK(logits.size() == static_cast<size_t>(n_vocab_));
   const bool penalties_active = params_.repeat_last_n != 0 && (params_.repeat_penalty != 1.0f ||
                                                                params_.presence_penalty != 0.0f ||
@@ -146,6 +154,9 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
       token_counts_[token] = 0;
     }
   }
+}
+
+void Sampler::replace_non_finite(std::span<float> logits) {
   // After the penalties, because a penalty below 1 can overflow a large logit.
   // NaN must never be drawn; +inf would make every softmax weight NaN.
   for (float& logit : logits) {
@@ -158,11 +169,17 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> recent_tokens) {
-  apply_penalties(logits, recent_tokens);
-  if (params_.temperature <= 0.0f) return argmax_lowest_id(logits);
-
   const int32_t top_k = params_.top_k <= 0 ? n_vocab_ : std::min(params_.top_k, n_vocab_);
-  if (top_k == 1) return argmax_lowest_id(logits);
+  if (params_.temperature <= 0.0f || top_k == 1) {
+    // Greedy: one vectorized pass where every logit is finite (then
+    // replace_non_finite would change nothing), the careful one otherwise.
+    apply_repetition_penalties(logits, recent_tokens);
+    const int64_t best = kernels::argmax_finite(logits.data(), static_cast<int64_t>(logits.size()));
+    if (best >= 0) return static_cast<int32_t>(best);
+    replace_non_finite(logits);
+    return argmax_lowest_id(logits);
+  }
+  apply_penalties(logits, recent_tokens);
 
   for (int32_t id = 0; id < n_vocab_; ++id) candidates_[id] = {id, logits[id], 0.0f};
   auto first = candidates_.begin();

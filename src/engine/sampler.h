@@ -68,6 +68,9 @@ class Sampler {
   [[nodiscard]] double next_uniform();
 
   [[nodiscard]] static int32_t argmax_lowest_id(std::span<const float> logits);
+  // The two parts of apply_penalties.
+  void apply_repetition_penalties(std::span<float> logits, std::span<const int32_t> recent_tokens);
+  static void replace_non_finite(std::span<float> logits);
 
   SamplingParams params_;
   int32_t n_vocab_;

@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -50,6 +51,50 @@ void add_in_place(float* y, const float* x, int64_t n) {
 
 void add_bias_rows(float* y, const float* b, int64_t n_rows, int64_t n) {
   for (int64_t r = 0; r < n_rows; ++r) add_in_place(y + r * n, b, n);
+}
+
+int64_t argmax_finite(const float* x, int64_t n) {
+  // Blocks of kBlock values: the largest of each, kept in kLanes independent
+  // lanes so that the compiler emits vector max instructions; the first
+  // block whose largest beats every earlier block's holds the answer, found
+  // there by a scalar scan. v * 0 is 0 for a finite v and NaN otherwise, so
+  // one sum per lane tells whether every value was finite.
+  if (n <= 0) return -1;
+  constexpr int64_t kLanes = 16;
+  constexpr int64_t kBlock = 1024;
+  constexpr float kLowest = -std::numeric_limits<float>::infinity();
+  float best = kLowest;
+  int64_t best_block = 0;
+  float not_finite[kLanes] = {};
+  for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const int64_t b1 = std::min(n, b0 + kBlock);
+    float lane_max[kLanes];
+    for (int64_t j = 0; j < kLanes; ++j) lane_max[j] = kLowest;
+    int64_t i = b0;
+    for (; i + kLanes <= b1; i += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const float v = x[i + j];
+        lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+        not_finite[j] += v * 0.0f;
+      }
+    }
+    for (; i < b1; ++i) {
+      lane_max[0] = x[i] > lane_max[0] ? x[i] : lane_max[0];
+      not_finite[0] += x[i] * 0.0f;
+    }
+    float block_max = lane_max[0];
+    for (int64_t j = 1; j < kLanes; ++j) block_max = std::max(block_max, lane_max[j]);
+    if (block_max > best) {
+      best = block_max;
+      best_block = b0;
+    }
+  }
+  for (int64_t j = 0; j < kLanes; ++j) {
+    if (not_finite[j] != 0.0f) return -1;  // NaN: compares unequal to 0
+  }
+  for (int64_t i = best_block;; ++i) {
+    if (x[i] == best) return i;
+  }
 }
 
 double log_sum_exp(const float* x, int64_t n) {

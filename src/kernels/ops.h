@@ -40,6 +40,11 @@ void add_in_place(float* y, const float* x, int64_t n);
 // y += b (bias row added to each of n_rows rows of width n)
 void add_bias_rows(float* y, const float* b, int64_t n_rows, int64_t n);
 
+// The lowest index of the largest of x[0, n); -1 if n is 0 or any element
+// is NaN or infinite (the caller then takes its careful path). Greedy sampling
+// over a vocabulary of 128K logits per token and sequence (sampler.cpp).
+[[nodiscard]] int64_t argmax_finite(const float* x, int64_t n);
+
 // Returns log(sum(exp(x))) computed stably.
 [[nodiscard]] double log_sum_exp(const float* x, int64_t n);
 

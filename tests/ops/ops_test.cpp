@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -115,6 +117,65 @@ TEST(SwiGlu, WithinAFewUlpOnEveryTarget) {
     }
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// The first index of the largest value, by a plain scan.
+int64_t reference_argmax(const std::vector<float>& x) {
+  int64_t best = 0;
+  for (size_t i = 1; i < x.size(); ++i) {
+    if (x[i] > x[static_cast<size_t>(best)]) best = static_cast<int64_t>(i);
+  }
+  return best;
+}
+
+TEST(ArgmaxFinite, EqualsAScanAtEveryLengthAndPosition) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> n01;
+  // Lengths around the kernel's 16 lanes and 1024-value blocks, and a
+  // 128K-entry vocabulary.
+  for (int64_t n : {1, 2, 15, 16, 17, 1023, 1024, 1025, 3000, 128256}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = n01(rng);
+    EXPECT_EQ(argmax_finite(x.data(), n), reference_argmax(x)) << n;
+    // The largest at the first, the last and a block boundary position.
+    for (int64_t at : {int64_t{0}, n - 1, std::min<int64_t>(n - 1, 1024)}) {
+      std::vector<float> y = x;
+      y[static_cast<size_t>(at)] = 100.0f;
+      EXPECT_EQ(argmax_finite(y.data(), n), at) << n << " " << at;
+    }
+  }
+}
+
+TEST(ArgmaxFinite, TiesGoToTheLowestIndex) {
+  std::vector<float> x(5000, -3.0f);
+  // Equal maxima in two lanes of one block, then in a later block.
+  for (size_t at : {4000u, 1500u, 1037u, 1030u}) {
+    x[at] = 7.5f;
+    EXPECT_EQ(argmax_finite(x.data(), 5000), static_cast<int64_t>(at));
+  }
+  std::vector<float> all_equal(100, -2.0f);
+  EXPECT_EQ(argmax_finite(all_equal.data(), 100), 0);
+  // -0.0 and 0.0 compare equal: the first one wins whichever it is.
+  std::vector<float> zeros = {-1.0f, -0.0f, 0.0f};
+  EXPECT_EQ(argmax_finite(zeros.data(), 3), 1);
+}
+
+TEST(ArgmaxFinite, AnyNonFiniteValueGivesMinusOne) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(argmax_finite(nullptr, 0), -1);
+  for (float bad : {kNaN, kInf, -kInf}) {
+    // In a full vector of lanes and in a block's scalar tail.
+    for (size_t at : {0u, 17u, 1023u, 2049u}) {
+      std::vector<float> x(2050, 1.0f);
+      x[at] = bad;
+      EXPECT_EQ(argmax_finite(x.data(), 2050), -1) << bad << " at " << at;
+    }
+  }
+  // Finite extremes are finite.
+  std::vector<float> extremes = {std::numeric_limits<float>::lowest(),
+                                 std::numeric_limits<float>::max()};
+  EXPECT_EQ(argmax_finite(extremes.data(), 2), 1);
 }
 
 TEST(LogSumExp, StableForLargeValues) {
