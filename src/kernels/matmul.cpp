@@ -193,14 +193,58 @@ void run_panel_task(const PanelTasks& plan, const MatmulArgs& args, int64_t pane
   }
 }
 
-// Every panel of args' matrix in one parallel region (plan_panel_tasks).
+// Every panel of args' matrix in one parallel region (plan_panel_tasks,
+// prefill-sized tasks).
 template <class PanelFn>
 void run_panels(const MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
-                int64_t panel_rows, PanelFn panel_fn, bool decode_tasks = false) {
-  const PanelTasks plan = plan_panel_tasks(args, pool.n_threads(), panel_rows, decode_tasks,
-                                           panel_count(*args.w, panel_rows));
+                int64_t panel_rows, PanelFn panel_fn) {
+  const PanelTasks plan =
+      plan_panel_tasks(args, pool.n_threads(), panel_rows,
+                       /*decode_tasks=*/false, panel_count(*args.w, panel_rows));
   pool.parallel_for(plan.n_tasks, [&](int64_t task, int thread) {
     run_panel_task(plan, args, panel_rows, panel_fn, task, s.for_thread(thread));
+  });
+}
+
+void check_fits(const ThreadPool& pool, const MatmulScratch::Impl& s, int64_t n_tokens,
+                int64_t n_cols) {
+  KVF_CHECK(pool.n_threads() <= s.n_threads);
+  KVF_CHECK(n_tokens <= s.max_tokens && n_cols <= s.max_cols);
+}
+
+// Q4_0 in strips: one kernel for every token count. x is rounded to int8
+// once for all the outputs (1 to kMaxSharedInputOutputs matrices in strips,
+// all n_cols wide) and every panel of every matrix is a task of one
+// parallel region: decode-sized calls give each task a run of panels of one
+// matrix, larger ones split panels and tokens as prefill, judged on all the
+// region's panels.
+void strip_products(std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens,
+                    ThreadPool& pool, MatmulScratch::Impl& s) {
+  const size_t n = outputs.size();
+  KVF_CHECK(n >= 1 && n <= kMaxSharedInputOutputs);
+  // Fixed-size arrays: the decode path allocates nothing.
+  std::array<MatmulArgs, kMaxSharedInputOutputs> args;
+  std::array<PanelTasks, kMaxSharedInputOutputs> plans;
+  std::array<int64_t, kMaxSharedInputOutputs + 1> first_task{};
+  const int64_t panel_rows = q4_0_strip_panel_rows();
+  int64_t region_panels = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const MatrixView& w = *outputs[i].w;
+    args[i] = MatmulArgs{&w, &checked_format(w), x, n_tokens, outputs[i].y, {}};
+    region_panels += panel_count(w, panel_rows);
+  }
+  quantize_tokens(args[0], pool, s, /*decode_layout=*/true);
+  for (size_t i = 1; i < n; ++i) args[i].xq = args[0].xq;
+  for (size_t i = 0; i < n; ++i) {
+    plans[i] = plan_panel_tasks(args[i], pool.n_threads(), panel_rows, /*decode_tasks=*/true,
+                                region_panels);
+    first_task[i + 1] = first_task[i] + plans[i].n_tasks;
+  }
+  pool.parallel_for(first_task[n], [&](int64_t task, int thread) {
+    size_t i = 0;
+    while (task >= first_task[i + 1]) ++i;
+    run_panel_task(plans[i], args[i], panel_rows, q4_0_strip_panel, task - first_task[i],
+                   s.for_thread(thread));
   });
 }
 
@@ -210,18 +254,15 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
             MatmulScratch& scratch) {
   const WeightFormat& format = checked_format(w);
   MatmulScratch::Impl& s = *scratch.impl();
-  KVF_CHECK(pool.n_threads() <= s.n_threads);
-  KVF_CHECK(n_tokens <= s.max_tokens && w.n_cols <= s.max_cols);
+  check_fits(pool, s, n_tokens, w.n_cols);
   if (n_tokens <= 0 || w.n_rows <= 0) return;
   MatmulArgs args{&w, &format, x, n_tokens, y, {}};
   // Decode and prefill kernels compute each output with the same
   // operations (matmul_internal.h), so a row's result does not depend on
   // n_tokens or on the other rows of x.
   if (w.strips != nullptr && q4_0_strips_supported()) {
-    // Q4_0 in strips: one kernel for every token count, its panels split
-    // over the threads (decode: one token, many panels).
-    quantize_tokens(args, pool, s, /*decode_layout=*/true);
-    run_panels(args, pool, s, q4_0_strip_panel_rows(), q4_0_strip_panel, /*decode_tasks=*/true);
+    const MatmulOutput only{&w, y};
+    strip_products({&only, 1}, x, n_tokens, pool, s);
     return;
   }
   const bool integer = decode_uses_quantized_activations(w.type);
@@ -259,40 +300,14 @@ void matmul_shared_input(std::span<const MatmulOutput> outputs, const float* x, 
   const auto in_strips = [&](const MatmulOutput& o) {
     return o.w->strips != nullptr && o.w->n_cols == outputs.front().w->n_cols;
   };
-  if (outputs.size() < 2 || outputs.size() > kMaxSharedInputOutputs || !q4_0_strips_supported() ||
+  if (outputs.empty() || outputs.size() > kMaxSharedInputOutputs || !q4_0_strips_supported() ||
       !std::all_of(outputs.begin(), outputs.end(), in_strips)) {
     for (const MatmulOutput& o : outputs) matmul(*o.w, x, n_tokens, o.y, pool, scratch);
     return;
   }
   MatmulScratch::Impl& s = *scratch.impl();
-  KVF_CHECK(pool.n_threads() <= s.n_threads);
-  KVF_CHECK(n_tokens <= s.max_tokens && outputs.front().w->n_cols <= s.max_cols);
-  if (n_tokens <= 0) return;
-  // Fixed-size arrays: the decode path allocates nothing.
-  std::array<MatmulArgs, kMaxSharedInputOutputs> args;
-  std::array<PanelTasks, kMaxSharedInputOutputs> plans;
-  std::array<int64_t, kMaxSharedInputOutputs + 1> first_task{};
-  const int64_t panel_rows = q4_0_strip_panel_rows();
-  const size_t n = outputs.size();
-  int64_t region_panels = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const MatrixView& w = *outputs[i].w;
-    args[i] = MatmulArgs{&w, &checked_format(w), x, n_tokens, outputs[i].y, {}};
-    region_panels += panel_count(w, panel_rows);
-  }
-  quantize_tokens(args[0], pool, s, /*decode_layout=*/true);
-  for (size_t i = 1; i < n; ++i) args[i].xq = args[0].xq;
-  for (size_t i = 0; i < n; ++i) {
-    plans[i] = plan_panel_tasks(args[i], pool.n_threads(), panel_rows, /*decode_tasks=*/true,
-                                region_panels);
-    first_task[i + 1] = first_task[i] + plans[i].n_tasks;
-  }
-  pool.parallel_for(first_task[n], [&](int64_t task, int thread) {
-    size_t i = 0;
-    while (task >= first_task[i + 1]) ++i;
-    run_panel_task(plans[i], args[i], panel_rows, q4_0_strip_panel, task - first_task[i],
-                   s.for_thread(thread));
-  });
+  check_fits(pool, s, n_tokens, outputs.front().w->n_cols);
+  if (n_tokens > 0) strip_products(outputs, x, n_tokens, pool, s);
 }
 
 void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
