@@ -29,6 +29,10 @@ struct MatmulScratch::Impl {
   // Sums of every 16 codes (QuantizedActivations::qsum16) for up to
   // max_tokens rows (decode, and Q4_0 strips at any token count).
   hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16;
+  // Activations in the f32 prefill kernel's tile order
+  // (packed_activation_floats), shared by all threads. Its pages are touched
+  // only by calls that take that path.
+  hwy::AlignedFreeUniquePtr<float[]> act_tiles;
 
   size_t thread_floats() const {
     return kThreadScratchFloats + static_cast<size_t>(max_tokens * kMaxPanelRows);
@@ -62,6 +66,8 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
   impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(act_rows * act_blocks * 2);
   KVF_CHECK(impl_->act_qsum16 != nullptr);
+  impl_->act_tiles = hwy::AllocateAligned<float>(packed_activation_floats(max_tokens, max_cols));
+  KVF_CHECK(impl_->act_tiles != nullptr);
 }
 
 MatmulScratch::~MatmulScratch() = default;
@@ -248,6 +254,32 @@ void strip_products(std::span<const MatmulOutput> outputs, const float* x, int64
   });
 }
 
+// Copies x into the tile order of packed_activation_floats and points
+// args.x_tiles at it; one task per column chunk.
+void pack_activation_tiles(MatmulArgs& args, ThreadPool& pool, float* tiles) {
+  const int64_t n_cols = args.w->n_cols, n_tokens = args.n_tokens;
+  const int64_t n_tiles = (n_tokens + kMaxTileTokens - 1) / kMaxTileTokens;
+  const int64_t n_chunks = (n_cols + kColumnChunk - 1) / kColumnChunk;
+  const auto pack_chunk = [&](int64_t chunk) {
+    const int64_t col = chunk * kColumnChunk;
+    const int64_t len = std::min(kColumnChunk, n_cols - col);
+    float* dst = tiles + static_cast<size_t>(chunk * n_tiles) * packed_tile_floats();
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTileTokens, dst += packed_tile_floats()) {
+      const int64_t n_tile_tokens = std::min(kMaxTileTokens, n_tokens - t0);
+      for (int64_t t = 0; t < n_tile_tokens; ++t) {
+        const float* src = args.x + (t0 + t) * n_cols + col;
+        for (int64_t k = 0; k < len; ++k) dst[k * kMaxTileTokens + t] = src[k];
+      }
+    }
+  };
+  if (n_tokens <= kMaxDecodeTokens) {
+    for (int64_t chunk = 0; chunk < n_chunks; ++chunk) pack_chunk(chunk);
+  } else {
+    pool.parallel_for(n_chunks, [&](int64_t chunk, int) { pack_chunk(chunk); });
+  }
+  args.x_tiles = tiles;
+}
+
 }  // namespace
 
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
@@ -288,6 +320,7 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
   }
   // f32 activations (prefill, and decode without a decode kernel): one FMA
   // chain per output.
+  pack_activation_tiles(args, pool, s.act_tiles.get());
   const int64_t panel_rows = prefill_panel_rows();
   const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
   pool.parallel_for(n_panels, [&](int64_t panel, int thread) {

@@ -106,6 +106,25 @@ struct QuantizedActivations {
   const int32_t* qsum16;  // [n_tokens, n_cols / 16], decode and Q4_0 strips only
 };
 
+// Activations of the f32 prefill kernel, copied once per call into the
+// order its register tiles read them:
+//   tiles[chunk][tile][k][kMaxTileTokens]
+// with chunk = column / kColumnChunk, tile = token / kMaxTileTokens and
+// k < kColumnChunk, so that a tile's values for one column lie side by side
+// and a chunk's values for all tokens form one contiguous run. Entries past
+// the last token or column are never read and left unset. Read from x in
+// place, a tile's tokens lie n_cols floats apart: for power-of-two widths
+// all tokens' slices of a chunk fall into a few L2 sets, so each panel
+// fetched them again from L3 (docs/kernels.md, "Prefill, float weights").
+constexpr size_t packed_tile_floats() {
+  return static_cast<size_t>(kColumnChunk * kMaxTileTokens);
+}
+constexpr size_t packed_activation_floats(int64_t n_tokens, int64_t n_cols) {
+  const auto n_tiles = static_cast<size_t>((n_tokens + kMaxTileTokens - 1) / kMaxTileTokens);
+  const auto n_chunks = static_cast<size_t>((n_cols + kColumnChunk - 1) / kColumnChunk);
+  return n_chunks * n_tiles * packed_tile_floats();
+}
+
 struct MatmulArgs {
   const MatrixView* w;
   const WeightFormat* format;
@@ -115,6 +134,8 @@ struct MatmulArgs {
   // Filled in (by matmul.cpp) when decode_uses_quantized_activations(type)
   // (n_tokens <= kMaxDecodeTokens) or prefill_uses_quantized_activations(type).
   QuantizedActivations xq;
+  // x in the tile order above; filled in (by matmul.cpp) for prefill_panel.
+  const float* x_tiles = nullptr;
 };
 
 // Whether `type` on this machine's SIMD target multiplies in integers:

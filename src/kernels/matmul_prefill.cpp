@@ -3,8 +3,9 @@
 // kColumnChunk columns and reused by every token through a register-blocked
 // FMA micro-kernel:
 //
-//   panel [k][R] (interleaved)     x rows of up to 6 tokens
-//   acc[v][t] += panel[k][v] * broadcast(x[t][k])    for k in the chunk
+//   panel [k][R] (interleaved)     x of up to 6 tokens, [k][6] (packed
+//                                  once per call by matmul.cpp)
+//   acc[v][t] += panel[k][v] * broadcast(x[k][t])    for k in the chunk
 //
 // On AVX2 (8 lanes) that is 16 rows x 6 tokens = 12 accumulator registers,
 // 2 weight vectors and 1 broadcast of the 16 available; each k costs 2 loads,
@@ -52,11 +53,11 @@ constexpr int kVecs = 2;
 using DF = hn::CappedTag<float, kMaxPanelRows / kVecs>;
 using VF = hn::Vec<DF>;
 
-// tile[t][0..R) (+)= sum over k < len of panel[k][0..R) * x[t * x_stride + k]
-// (`first`: =).
+// tile[t][0..R) (+)= sum over k < len of panel[k][0..R) * x[k][t] (x: one
+// tile of packed_activation_floats' order; `first`: =).
 template <int kTokens>
 void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_RESTRICT x,
-                 int64_t x_stride, float* HWY_RESTRICT tile, bool first) {
+                 float* HWY_RESTRICT tile, bool first) {
   const DF df;
   const size_t n = hn::Lanes(df);
   VF acc[kVecs][kTokens];
@@ -74,7 +75,7 @@ void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_
       w[v] = hn::Load(df, panel + (static_cast<size_t>(k) * kVecs + v) * n);
 #pragma GCC unroll 16
     for (int t = 0; t < kTokens; ++t) {
-      const VF xv = hn::Set(df, x[t * x_stride + k]);
+      const VF xv = hn::Set(df, x[k * kMaxTileTokens + t]);
 #pragma GCC unroll 4
       for (int v = 0; v < kVecs; ++v) acc[v][t] = hn::MulAdd(w[v], xv, acc[v][t]);
     }
@@ -86,7 +87,7 @@ void tile_kernel(const float* HWY_RESTRICT panel, int64_t len, const float* HWY_
   }
 }
 
-using TileKernel = void (*)(const float*, int64_t, const float*, int64_t, float*, bool);
+using TileKernel = void (*)(const float*, int64_t, const float*, float*, bool);
 // Indexed by token count - 1.
 constexpr TileKernel kTileKernels[kMaxTileTokens] = {
     tile_kernel<1>, tile_kernel<2>, tile_kernel<3>, tile_kernel<4>, tile_kernel<5>, tile_kernel<6>};
@@ -183,7 +184,10 @@ void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch sc
       // sequence of additions whatever the thread count. The panel's
       // results for all tokens stay in scratch.acc (contiguous, unlike y's
       // rows n_rows floats apart) until the last chunk.
-      kTileKernels[n_tile_tokens - 1](scratch.panel, len, a.x + t0 * w.n_cols + col, w.n_cols,
+      const size_t tile_index =
+          static_cast<size_t>(col / kColumnChunk * n_tiles + t0 / kMaxTileTokens);
+      kTileKernels[n_tile_tokens - 1](scratch.panel, len,
+                                      a.x_tiles + tile_index * packed_tile_floats(),
                                       scratch.acc + static_cast<size_t>(t0) * panel_rows, col == 0);
     }
   }
