@@ -10,9 +10,14 @@
 //                   kernels use (int8_isa): vpdpbusd on 512-bit vectors
 //                   (AVX-512 VNNI), else vpmaddubsw + vpmaddwd + vpaddd on
 //                   256-bit vectors (AVX2); 0 without AVX2
+// KVFORGE_SIMD_TARGET, the variable that pins kvforge's kernels to one
+// Highway target, caps the instructions measured the same way: avx2 leaves
+// out the AVX-512 ones, sse4 and emu128 both peaks (reported as 0), so a
+// benchmark pinned to a target is held against that target's peak.
 // Usage: kvforge_machine_limits [threads] [buffer_mib]
 #include <immintrin.h>
 
+#include <strings.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -213,8 +218,16 @@ struct Peak {
   const char* isa = "none";
 };
 
+// Widest instructions KVFORGE_SIMD_TARGET allows: 512, 256 (avx2) or 0.
+int allowed_vector_bits() {
+  const char* target = std::getenv("KVFORGE_SIMD_TARGET");
+  if (target == nullptr || *target == '\0' || strncasecmp(target, "avx3", 4) == 0) return 512;
+  return strcasecmp(target, "avx2") == 0 ? 256 : 0;
+}
+
 Peak fma_throughput(int threads) {
-  if (__builtin_cpu_supports("avx512f")) {
+  if (allowed_vector_bits() < 256) return {};
+  if (allowed_vector_bits() >= 512 && __builtin_cpu_supports("avx512f")) {
     return {peak_rate(threads, 50'000'000, 10 * 16 * 2,
                       [](int64_t n) { return fma512_chains(n) > 1e30f ? 0 : 1; }) /
                 1e9,
@@ -230,7 +243,9 @@ Peak fma_throughput(int threads) {
 }
 
 Peak int8_throughput(int threads) {
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+  if (allowed_vector_bits() < 256) return {};
+  if (allowed_vector_bits() >= 512 && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("avx512bw")) {
     return {peak_rate(threads, 50'000'000, 10 * 64 * 2, vnni512_chains) / 1e9, "avx512vnni"};
   }
   if (__builtin_cpu_supports("avx2")) {
