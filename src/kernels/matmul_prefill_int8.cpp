@@ -30,10 +30,11 @@
 //
 //   y[t][r] += f32(I) * (scale[r] * d_x[t])  (+ offset[r] * sum_x[t] per 32 columns)
 //
-// No i16 saturation on the vpmaddubsw path: |w| <= 32 there (Q8_0, whose
-// codes need 8 bits, runs this kernel only with VNNI and the f32 kernel
-// otherwise), so a pair sum is at most 2 * 255 * 32 < 2^15. On VNNI the
-// i32 sums of 4 products cannot overflow either (|I| < 2^21 per sub-block).
+// No i16 saturation on the vpmaddubsw path: |w| <= 32 there, so a pair sum
+// is at most 2 * 255 * 32 < 2^15; Q8_0's 8-bit codes and the 4-bit formats'
+// i16 sub-block sums multiply the signed activations instead (Products,
+// below). On VNNI the i32 sums of 4 products cannot overflow either (|I| <
+// 2^21 per sub-block).
 //
 // Other targets (SSE4, NEON, portable) have no such instructions and use the
 // f32 kernel (matmul_prefill.cpp).
@@ -123,6 +124,21 @@ Int8Scratch carve(ThreadScratch s, int64_t n_cols) {
   return out;
 }
 
+// How a tile multiplies a format's codes with the activations:
+//   kBiased     dot4(u, w) from I = corr (every format with VNNI, and the
+//               formats whose codes fit |w| <= 32 without it);
+//   kSignBySign |w| times the signed activations q = u ^ 0x80 with w's sign
+//               (Q8_0 without VNNI: its 8-bit codes would overflow
+//               vpmaddubsw's pair sums against u);
+//   kNibblesI16 codes 0..15 as the unsigned operand and q as the signed one,
+//               the vpmaddubsw pair sums of a whole 32-column sub-block
+//               added in i16 lanes and widened once (Q4_1, Q4_K without
+//               VNNI): 16 products of at most 15 * 128 are at most 30720 <
+//               2^15, so exactly the same I as kBiased, with one vpmaddubsw
+//               and one i16 add per group and row vector where dot4 takes
+//               three operations (plus one xor per broadcast).
+enum class Products { kBiased, kSignBySign, kNibblesI16 };
+
 // ---------------------------------------------------------------------------
 // Row decoders: `len` columns (a multiple of the format's block) starting at
 // the block at `src` into codes[len], scales[i * kPanelRows] per sub-block i
@@ -131,7 +147,7 @@ Int8Scratch carve(ThreadScratch s, int64_t n_cols) {
 struct Q4_0Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = false;
-  static constexpr bool kSigned = false;
+  static constexpr Products kProducts = Products::kBiased;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     for (int64_t b = 0; b < len / 32; ++b, src += 18) {
@@ -144,7 +160,7 @@ struct Q4_0Rows {
 struct Q4_1Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = true;
-  static constexpr bool kSigned = false;
+  static constexpr Products kProducts = kHasVnni ? Products::kBiased : Products::kNibblesI16;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float* offsets) {
     for (int64_t b = 0; b < len / 32; ++b, src += 20) {
@@ -161,7 +177,7 @@ struct Q8_0Rows {
   // 8-bit codes overflow vpmaddubsw's i16 pair sums against the unsigned
   // activations; without VNNI the sign trick multiplies |w| by the signed
   // activations with w's sign instead (2 * 128 * 127 < 2^15).
-  static constexpr bool kSigned = !kHasVnni;
+  static constexpr Products kProducts = kHasVnni ? Products::kBiased : Products::kSignBySign;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     for (int64_t b = 0; b < len / 32; ++b, src += 34) {
@@ -178,7 +194,9 @@ template <bool kHighBit>
 struct QK45Rows {
   static constexpr int kSubBlock = 32;
   static constexpr bool kOffsets = true;
-  static constexpr bool kSigned = false;
+  // Q5_K's codes reach 31: a sub-block's i16 sums could reach 61440.
+  static constexpr Products kProducts =
+      kHasVnni || kHighBit ? Products::kBiased : Products::kNibblesI16;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float* offsets) {
     constexpr size_t kBytes = kHighBit ? 176 : 144;
@@ -216,7 +234,7 @@ struct QK45Rows {
 struct Q6_KRows {
   static constexpr int kSubBlock = 16;
   static constexpr bool kOffsets = false;
-  static constexpr bool kSigned = false;
+  static constexpr Products kProducts = Products::kBiased;
   static HWY_INLINE void decode(const uint8_t* src, int64_t len, int8_t* codes, float* scales,
                                 float*) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
@@ -363,6 +381,7 @@ void build_panel(const MatmulArgs& a, int64_t row_begin, int64_t n_live, const I
   }
   // corr[j][r] = -128 * (sum of row r's codes in sub-block j), the bias of
   // the unsigned activations.
+  if constexpr (Format::kProducts != Products::kBiased) return;
   constexpr int kGroups = Format::kSubBlock / 4;
   const VI ones8 = set1_i(0x01010101);
   const VI ones16 = set1_i16(1);
@@ -397,7 +416,7 @@ struct PanelSlice {
   const float* offsets;
 };
 
-template <int kTokens, int kGroups, bool kOffsets, bool kSigned>
+template <int kTokens, int kGroups, bool kOffsets, Products kProducts>
 void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, float* acc_out,
                  bool first) {
   const VI ones16 = set1_i16(1);
@@ -423,11 +442,15 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
   const int32_t* corr = s.corr;
   for (int64_t sb = 0; sb < n_sub; ++sb) {
     VI acc[kV][kTokens];
+    if constexpr (kProducts != Products::kNibblesI16) {  // (kNibblesI16: from the first group)
 #pragma GCC unroll 4
-    for (int v = 0; v < kV; ++v) {
-      const VI c = kSigned ? zero_i() : load_i(corr + sb * kPanelRows + v * kLanes);
+      for (int v = 0; v < kV; ++v) {
+        const VI c = kProducts == Products::kSignBySign
+                         ? zero_i()
+                         : load_i(corr + sb * kPanelRows + v * kLanes);
 #pragma GCC unroll 8
-      for (int t = 0; t < kTokens; ++t) acc[v][t] = c;
+        for (int t = 0; t < kTokens; ++t) acc[v][t] = c;
+      }
     }
     const int64_t col = sb * kGroups * 4;
 #pragma GCC unroll 8
@@ -435,7 +458,7 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
       VI wv[kV];
 #pragma GCC unroll 4
       for (int v = 0; v < kV; ++v) wv[v] = load_i(panel + (g * kPanelRows + v * kLanes) * 4);
-      if constexpr (kSigned) {
+      if constexpr (kProducts == Products::kSignBySign) {
         // acc += |w| * (q with w's sign), q = u ^ 0x80 the signed codes.
         VI w_abs[kV];
 #pragma GCC unroll 4
@@ -447,6 +470,17 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
 #pragma GCC unroll 4
           for (int v = 0; v < kV; ++v) {
             acc[v][t] = add_i(acc[v][t], madd(maddubs(w_abs[v], sign8(xs, wv[v])), ones16));
+          }
+        }
+      } else if constexpr (kProducts == Products::kNibblesI16) {
+#pragma GCC unroll 8
+        for (int t = 0; t < kTokens; ++t) {
+          const VI xs =
+              xor_i(broadcast4(u[t] + col + 4 * g), set1_i(static_cast<int32_t>(0x80808080u)));
+#pragma GCC unroll 4
+          for (int v = 0; v < kV; ++v) {
+            const VI pairs = maddubs(wv[v], xs);
+            acc[v][t] = g == 0 ? pairs : add_i16(acc[v][t], pairs);
           }
         }
       } else {
@@ -465,7 +499,8 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
       const VF scale = load_f(scales + sb * kPanelRows + v * kLanes);
 #pragma GCC unroll 8
       for (int t = 0; t < kTokens; ++t) {
-        out[t][v] = fmadd_f(cvt_f(acc[v][t]), mul_f(scale, set1_f(dx[t][block])), out[t][v]);
+        const VI sum = kProducts == Products::kNibblesI16 ? madd(acc[v][t], ones16) : acc[v][t];
+        out[t][v] = fmadd_f(cvt_f(sum), mul_f(scale, set1_f(dx[t][block])), out[t][v]);
       }
     }
     if (kOffsets) {
@@ -488,12 +523,12 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
 
 using TileKernel = void (*)(const PanelSlice&, int64_t, const TileActivations&, float*, bool);
 
-template <int kGroups, bool kOffsets, bool kSigned>
+template <int kGroups, bool kOffsets, Products kProducts>
 struct TileKernels {
   template <int... kTokens>
   static constexpr auto make(std::integer_sequence<int, kTokens...>) {
     return std::array<TileKernel, sizeof...(kTokens)>{
-        tile_kernel<kTokens + 1, kGroups, kOffsets, kSigned>...};
+        tile_kernel<kTokens + 1, kGroups, kOffsets, kProducts>...};
   }
   static constexpr auto kByTokens = make(std::make_integer_sequence<int, kT>());
 };
@@ -506,7 +541,7 @@ void panel_rows(const MatmulArgs& a, int64_t row_begin, int64_t token_begin, int
   const int64_t n_live = std::min<int64_t>(kPanelRows, w.n_rows - row_begin);
   const int64_t n_blocks = w.n_cols / kActivationBlock;
   constexpr auto& kernels =
-      TileKernels<Format::kSubBlock / 4, Format::kOffsets, Format::kSigned>::kByTokens;
+      TileKernels<Format::kSubBlock / 4, Format::kOffsets, Format::kProducts>::kByTokens;
   build_panel<Format>(a, row_begin, n_live, s);
   // Chunks of kColumnChunk columns: the chunk's slice of the panel stays in
   // L1 while every token passes over it.

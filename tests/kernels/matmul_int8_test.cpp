@@ -90,10 +90,70 @@ void random_block(TensorType type, std::mt19937& rng, uint8_t* b) {
   }
 }
 
-struct Case {
-  TensorType type;
-  int64_t n_rows, n_cols;
-};
+// Largest |offset| of a weight for the exactness bound below (Q4_1's m,
+// the K-quants' dmin * min, as random_block makes them).
+double max_weight_offset(TensorType type) {
+  return type == TensorType::kQ4_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K
+             ? 0.25 * 63
+             : 0.0;
+}
+
+// matmul of the n_rows x n_cols matrix `bytes` of `type` with 1-40 tokens of
+// x (max_tokens rows), on every target, 1 and 2 threads, equals the exact
+// dot products bit for bit.
+void expect_exact_on_every_target(TensorType type, int64_t n_rows, int64_t n_cols,
+                                  std::vector<uint8_t>& bytes, const std::vector<float>& x,
+                                  int64_t max_tokens) {
+  const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(n_cols));
+  std::vector<float> w(static_cast<size_t>(n_rows * n_cols));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    dequantize_row(type, &bytes[static_cast<size_t>(r) * row_bytes],
+                   &w[static_cast<size_t>(r * n_cols)], n_cols);
+  }
+  const MatrixView view{type, bytes.data(), n_rows, n_cols, row_bytes};
+  const double max_offset = max_weight_offset(type);
+  std::vector<double> expected(static_cast<size_t>(max_tokens * n_rows));
+  for (int64_t t = 0; t < max_tokens; ++t) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+      double sum = 0.0, magnitude = 0.0;
+      for (int64_t k = 0; k < n_cols; ++k) {
+        const double wx = static_cast<double>(w[static_cast<size_t>(r * n_cols + k)]) *
+                          x[static_cast<size_t>(t * n_cols + k)];
+        sum += wx;
+        magnitude += (std::fabs(static_cast<double>(w[static_cast<size_t>(r * n_cols + k)])) +
+                      2 * max_offset) *
+                     std::fabs(x[static_cast<size_t>(t * n_cols + k)]);
+      }
+      // The exactness argument above needs the sums to stay small.
+      ASSERT_LT(magnitude * 4.0, 0x1p24) << "test data too large for exact f32 sums";
+      expected[static_cast<size_t>(t * n_rows + r)] = sum;
+    }
+  }
+  ThreadPool pool1(1), pool2(2);
+  MatmulScratch scratch(2, max_tokens, n_cols);
+  for (const int64_t target : matmul_simd_targets()) {
+    restrict_simd_targets(target);
+    for (int64_t n_tokens : {1, 2, 3, 4, 5, 7, 13, 40}) {
+      if (n_tokens > max_tokens) continue;
+      const bool int8 = n_tokens <= kMaxDecodeTokens ? decode_uses_quantized_activations(type)
+                                                     : prefill_uses_quantized_activations(type);
+      for (ThreadPool* pool : {&pool1, &pool2}) {
+        std::vector<float> y(static_cast<size_t>(n_tokens * n_rows), NAN);
+        matmul(view, x.data(), n_tokens, y.data(), *pool, scratch);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          for (int64_t r = 0; r < n_rows; ++r) {
+            const size_t i = static_cast<size_t>(t * n_rows + r);
+            ASSERT_EQ(static_cast<double>(y[i]), expected[i])
+                << matmul_simd_target_name() << (int8 ? " (int8 activations)" : " (f32)")
+                << ", rows " << n_rows << " cols " << n_cols << " tokens " << n_tokens
+                << " threads " << pool->n_threads() << ": t " << t << " r " << r;
+          }
+        }
+      }
+    }
+  }
+  restrict_simd_targets(0);
+}
 
 class MatmulInt8Test : public ::testing::TestWithParam<TensorType> {};
 
@@ -104,82 +164,87 @@ TEST_P(MatmulInt8Test, EqualsExactDotProductsOnEveryTarget) {
   // Row counts around the panel sizes (16-64) and a single row; column
   // counts with a partial last chunk of 256 and, for 32-column blocks, one
   // that is not a multiple of 64.
-  std::vector<Case> cases;
-  for (int64_t rows : {1, 37, 101}) {
-    for (int64_t cols : k_quant ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{96, 288}) {
-      cases.push_back({type, rows, cols});
-    }
-  }
-  ThreadPool pool1(1), pool2(2);
   std::mt19937 rng(static_cast<uint32_t>(type) * 7919u + 1);
-  for (const Case& c : cases) {
-    const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(c.n_cols));
-    const int64_t block_elems =
-        static_cast<int64_t>(tensor_type_traits(static_cast<uint32_t>(type))->block_elems);
-    const size_t block_bytes = row_bytes / static_cast<size_t>(c.n_cols / block_elems);
-    std::vector<uint8_t> bytes(row_bytes * static_cast<size_t>(c.n_rows));
-    for (size_t off = 0; off < bytes.size(); off += block_bytes)
-      random_block(type, rng, &bytes[off]);
-    std::vector<float> w(static_cast<size_t>(c.n_rows * c.n_cols));
-    for (int64_t r = 0; r < c.n_rows; ++r) {
-      dequantize_row(type, &bytes[static_cast<size_t>(r) * row_bytes],
-                     &w[static_cast<size_t>(r * c.n_cols)], c.n_cols);
-    }
-    const MatrixView view{type, bytes.data(), c.n_rows, c.n_cols, row_bytes};
-    const int64_t max_tokens = 40;
-    std::vector<float> x(static_cast<size_t>(max_tokens * c.n_cols));
-    std::uniform_int_distribution<int> code(-15, 15), pos(0, 31), coin(0, 1);
-    for (int64_t b = 0; b < max_tokens * c.n_cols / 32; ++b) {
-      const float p = coin(rng) ? 1.0f : 2.0f;
-      for (int i = 0; i < 32; ++i)
-        x[static_cast<size_t>(b * 32 + i)] = p * static_cast<float>(code(rng));
-      x[static_cast<size_t>(b * 32 + pos(rng))] = p * (coin(rng) ? 127.0f : -127.0f);
-    }
-    // Largest |offset| of a weight (Q4_1's m, the K-quants' dmin * min).
-    const double max_offset =
-        type == TensorType::kQ4_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K
-            ? 0.25 * 63
-            : 0.0;
-    std::vector<double> expected(static_cast<size_t>(max_tokens * c.n_rows));
-    for (int64_t t = 0; t < max_tokens; ++t) {
-      for (int64_t r = 0; r < c.n_rows; ++r) {
-        double sum = 0.0, magnitude = 0.0;
-        for (int64_t k = 0; k < c.n_cols; ++k) {
-          const double wx = static_cast<double>(w[static_cast<size_t>(r * c.n_cols + k)]) *
-                            x[static_cast<size_t>(t * c.n_cols + k)];
-          sum += wx;
-          magnitude += (std::fabs(static_cast<double>(w[static_cast<size_t>(r * c.n_cols + k)])) +
-                        2 * max_offset) *
-                       std::fabs(x[static_cast<size_t>(t * c.n_cols + k)]);
-        }
-        // The exactness argument above needs the sums to stay small.
-        ASSERT_LT(magnitude * 4.0, 0x1p24) << "test data too large for exact f32 sums";
-        expected[static_cast<size_t>(t * c.n_rows + r)] = sum;
+  for (int64_t n_rows : {1, 37, 101}) {
+    for (int64_t n_cols :
+         k_quant ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{96, 288}) {
+      const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(n_cols));
+      const int64_t block_elems =
+          static_cast<int64_t>(tensor_type_traits(static_cast<uint32_t>(type))->block_elems);
+      const size_t block_bytes = row_bytes / static_cast<size_t>(n_cols / block_elems);
+      std::vector<uint8_t> bytes(row_bytes * static_cast<size_t>(n_rows));
+      for (size_t off = 0; off < bytes.size(); off += block_bytes)
+        random_block(type, rng, &bytes[off]);
+      const int64_t max_tokens = 40;
+      std::vector<float> x(static_cast<size_t>(max_tokens * n_cols));
+      std::uniform_int_distribution<int> code(-15, 15), pos(0, 31), coin(0, 1);
+      for (int64_t b = 0; b < max_tokens * n_cols / 32; ++b) {
+        const float p = coin(rng) ? 1.0f : 2.0f;
+        for (int i = 0; i < 32; ++i)
+          x[static_cast<size_t>(b * 32 + i)] = p * static_cast<float>(code(rng));
+        x[static_cast<size_t>(b * 32 + pos(rng))] = p * (coin(rng) ? 127.0f : -127.0f);
       }
+      expect_exact_on_every_target(type, n_rows, n_cols, bytes, x, max_tokens);
     }
-    MatmulScratch scratch(2, max_tokens, c.n_cols);
-    for (const int64_t target : matmul_simd_targets()) {
-      restrict_simd_targets(target);
-      for (int64_t n_tokens : {1, 2, 3, 4, 5, 7, 13, 40}) {
-        const bool int8 = n_tokens <= kMaxDecodeTokens ? decode_uses_quantized_activations(type)
-                                                       : prefill_uses_quantized_activations(type);
-        for (ThreadPool* pool : {&pool1, &pool2}) {
-          std::vector<float> y(static_cast<size_t>(n_tokens * c.n_rows), NAN);
-          matmul(view, x.data(), n_tokens, y.data(), *pool, scratch);
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            for (int64_t r = 0; r < c.n_rows; ++r) {
-              const size_t i = static_cast<size_t>(t * c.n_rows + r);
-              ASSERT_EQ(static_cast<double>(y[i]), expected[i])
-                  << matmul_simd_target_name() << (int8 ? " (int8 activations)" : " (f32)")
-                  << ", rows " << c.n_rows << " cols " << c.n_cols << " tokens " << n_tokens
-                  << " threads " << pool->n_threads() << ": t " << t << " r " << r;
-            }
-          }
-        }
-      }
-    }
-    restrict_simd_targets(0);
   }
+}
+
+// The largest sums the integer kernels can meet: every code at the top of
+// its range (all bits set: 15 for the 4-bit formats, 31 for Q5_K and Q6_K's
+// q - 32, -128 for Q8_0) against activations that are all +127 or all -127
+// codes. A kernel that adds more products in 16-bit lanes than they can hold
+// (for example the 4-bit formats' i16 sums of a whole 32-column sub-block,
+// 16 products of 15 * 127 = 30480 per lane) saturates or wraps here. Scales
+// are small so that the f32 sums stay exact.
+TEST_P(MatmulInt8Test, LargestCodesAndActivationsAreExact) {
+  const TensorType type = GetParam();
+  const int64_t n_rows = 37, n_cols = 256, max_tokens = 13;
+  const size_t row_bytes = tensor_row_bytes(type, static_cast<uint64_t>(n_cols));
+  std::vector<uint8_t> bytes(row_bytes * static_cast<size_t>(n_rows));
+  const size_t block_bytes = type == TensorType::kQ4_K   ? 144
+                             : type == TensorType::kQ5_K ? 176
+                             : type == TensorType::kQ6_K ? 210
+                             : type == TensorType::kQ4_0 ? 18
+                             : type == TensorType::kQ4_1 ? 20
+                                                         : 34;
+  for (size_t off = 0; off < bytes.size(); off += block_bytes) {
+    uint8_t* b = &bytes[off];
+    std::memset(b, 0xff, block_bytes);
+    switch (type) {
+      case TensorType::kQ8_0:
+        put_half(b, 0.25f);
+        std::memset(b + 2, 0x80, 32);  // -128
+        break;
+      case TensorType::kQ4_0:
+        put_half(b, 0.25f);
+        break;
+      case TensorType::kQ4_1:
+        put_half(b, 0.25f);
+        put_half(b + 2, -0.25f);
+        break;
+      case TensorType::kQ4_K:
+      case TensorType::kQ5_K: {
+        put_half(b, 0.25f);
+        put_half(b + 2, 0.25f);
+        SubBlockScaleMin sm[kKQuantSubBlocks];
+        for (auto& v : sm) v = {1, 1};
+        pack_scales_mins(sm, b + 4);
+        break;
+      }
+      case TensorType::kQ6_K:
+        for (int i = 0; i < 16; ++i) b[192 + i] = 1;
+        put_half(b + 208, 0.25f);
+        break;
+      default:
+        FAIL() << "no block builder for " << tensor_type_name(type);
+    }
+  }
+  std::vector<float> x(static_cast<size_t>(max_tokens * n_cols));
+  for (int64_t t = 0; t < max_tokens; ++t) {
+    const float value = t % 2 == 0 ? 127.0f : -127.0f;
+    std::fill_n(x.begin() + t * n_cols, n_cols, value);
+  }
+  expect_exact_on_every_target(type, n_rows, n_cols, bytes, x, max_tokens);
 }
 
 INSTANTIATE_TEST_SUITE_P(QuantizedTypes, MatmulInt8Test,
