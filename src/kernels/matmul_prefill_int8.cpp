@@ -416,6 +416,11 @@ struct PanelSlice {
   const float* offsets;
 };
 
+// The signed activation codes q = u ^ 0x80 of 4 columns at u, broadcast.
+HWY_INLINE VI broadcast_signed4(const uint8_t* u) {
+  return xor_i(broadcast4(u), set1_i(static_cast<int32_t>(0x80808080u)));
+}
+
 template <int kTokens, int kGroups, bool kOffsets, Products kProducts>
 void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, float* acc_out,
                  bool first) {
@@ -465,8 +470,7 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
         for (int v = 0; v < kV; ++v) w_abs[v] = abs8(wv[v]);
 #pragma GCC unroll 8
         for (int t = 0; t < kTokens; ++t) {
-          const VI xs =
-              xor_i(broadcast4(u[t] + col + 4 * g), set1_i(static_cast<int32_t>(0x80808080u)));
+          const VI xs = broadcast_signed4(u[t] + col + 4 * g);
 #pragma GCC unroll 4
           for (int v = 0; v < kV; ++v) {
             acc[v][t] = add_i(acc[v][t], madd(maddubs(w_abs[v], sign8(xs, wv[v])), ones16));
@@ -475,8 +479,7 @@ void tile_kernel(const PanelSlice& s, int64_t n_sub, const TileActivations& x, f
       } else if constexpr (kProducts == Products::kNibblesI16) {
 #pragma GCC unroll 8
         for (int t = 0; t < kTokens; ++t) {
-          const VI xs =
-              xor_i(broadcast4(u[t] + col + 4 * g), set1_i(static_cast<int32_t>(0x80808080u)));
+          const VI xs = broadcast_signed4(u[t] + col + 4 * g);
 #pragma GCC unroll 4
           for (int v = 0; v < kV; ++v) {
             const VI pairs = maddubs(wv[v], xs);
