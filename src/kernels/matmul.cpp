@@ -258,13 +258,12 @@ void strip_products(std::span<const MatmulOutput> outputs, const float* x, int64
 // args.x_tiles at it; one task per column chunk.
 void pack_activation_tiles(MatmulArgs& args, ThreadPool& pool, float* tiles) {
   const int64_t n_cols = args.w->n_cols, n_tokens = args.n_tokens;
-  const int64_t n_tiles = (n_tokens + kMaxTileTokens - 1) / kMaxTileTokens;
   const int64_t n_chunks = (n_cols + kColumnChunk - 1) / kColumnChunk;
   const auto pack_chunk = [&](int64_t chunk) {
     const int64_t col = chunk * kColumnChunk;
     const int64_t len = std::min(kColumnChunk, n_cols - col);
-    float* dst = tiles + static_cast<size_t>(chunk * n_tiles) * packed_tile_floats();
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTileTokens, dst += packed_tile_floats()) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTileTokens) {
+      float* dst = tiles + packed_tile_offset(col, t0, n_tokens);
       const int64_t n_tile_tokens = std::min(kMaxTileTokens, n_tokens - t0);
       for (int64_t t = 0; t < n_tile_tokens; ++t) {
         const float* src = args.x + (t0 + t) * n_cols + col;
@@ -280,26 +279,49 @@ void pack_activation_tiles(MatmulArgs& args, ThreadPool& pool, float* tiles) {
   args.x_tiles = tiles;
 }
 
-}  // namespace
+// Whether w's products run the Q4_0 strip kernel.
+bool uses_strips(const MatrixView& w) {
+  return w.strips != nullptr && q4_0_strips_supported();
+}
 
-void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            MatmulScratch& scratch) {
-  const WeightFormat& format = checked_format(w);
-  MatmulScratch::Impl& s = *scratch.impl();
-  check_fits(pool, s, n_tokens, w.n_cols);
-  if (n_tokens <= 0 || w.n_rows <= 0) return;
-  MatmulArgs args{&w, &format, x, n_tokens, y, {}};
-  // Decode and prefill kernels compute each output with the same
-  // operations (matmul_internal.h), so a row's result does not depend on
-  // n_tokens or on the other rows of x.
-  if (w.strips != nullptr && q4_0_strips_supported()) {
-    const MatmulOutput only{&w, y};
-    strip_products({&only, 1}, x, n_tokens, pool, s);
-    return;
-  }
+// What a call prepares from x before its products, by kernel path (Q4_0
+// strips aside: strip_products rounds x itself).
+enum class Activations { kNone, kInt8Decode, kInt8Prefill, kTiles };
+
+Activations activations_for(const MatrixView& w, int64_t n_tokens) {
   const bool integer = decode_uses_quantized_activations(w.type);
   if (n_tokens <= kMaxDecodeTokens && decode_has_kernel(w.type)) {
-    if (integer) quantize_tokens(args, pool, s, /*decode_layout=*/true);
+    return integer ? Activations::kInt8Decode : Activations::kNone;
+  }
+  return integer ? Activations::kInt8Prefill : Activations::kTiles;
+}
+
+// Rounds or packs x as `form` needs into the scratch and points args at it.
+void prepare_activations(MatmulArgs& args, Activations form, ThreadPool& pool,
+                         MatmulScratch::Impl& s) {
+  switch (form) {
+    case Activations::kNone:
+      break;
+    case Activations::kInt8Decode:
+      quantize_tokens(args, pool, s, /*decode_layout=*/true);
+      break;
+    case Activations::kInt8Prefill:
+      quantize_tokens(args, pool, s, /*decode_layout=*/false);
+      break;
+    case Activations::kTiles:
+      pack_activation_tiles(args, pool, s.act_tiles.get());
+      break;
+  }
+}
+
+// The products of one matrix not in strips, its activations prepared for
+// `form`. Decode and prefill kernels compute each output with the same
+// operations (matmul_internal.h), so a row's result does not depend on
+// n_tokens or on the other rows of x.
+void run_products(const MatmulArgs& args, Activations form, ThreadPool& pool,
+                  MatmulScratch::Impl& s) {
+  const MatrixView& w = *args.w;
+  if (form == Activations::kNone || form == Activations::kInt8Decode) {
     const int64_t group = decode_group_rows();
     const int64_t total_bytes = w.n_rows * static_cast<int64_t>(w.row_bytes);
     const int64_t n_groups = (w.n_rows + group - 1) / group;
@@ -310,37 +332,71 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Thr
       const int64_t begin = task * rows_per_task;
       decode_rows(args, begin, std::min(begin + rows_per_task, w.n_rows), s.for_thread(thread));
     });
-    return;
-  }
-  if (integer) {
-    // Rounded once per call, read by every panel.
-    quantize_tokens(args, pool, s, /*decode_layout=*/false);
+  } else if (form == Activations::kInt8Prefill) {
     run_panels(args, pool, s, prefill_int8_panel_rows(), prefill_int8_panel);
+  } else {
+    // f32 activations (prefill, and decode without a decode kernel): one FMA
+    // chain per output.
+    const int64_t panel_rows = prefill_panel_rows();
+    pool.parallel_for(panel_count(w, panel_rows), [&](int64_t panel, int thread) {
+      prefill_panel(args, panel * panel_rows, s.for_thread(thread));
+    });
+  }
+}
+
+}  // namespace
+
+void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            MatmulScratch& scratch) {
+  const WeightFormat& format = checked_format(w);
+  MatmulScratch::Impl& s = *scratch.impl();
+  check_fits(pool, s, n_tokens, w.n_cols);
+  if (n_tokens <= 0 || w.n_rows <= 0) return;
+  if (uses_strips(w)) {
+    const MatmulOutput only{&w, y};
+    strip_products({&only, 1}, x, n_tokens, pool, s);
     return;
   }
-  // f32 activations (prefill, and decode without a decode kernel): one FMA
-  // chain per output.
-  pack_activation_tiles(args, pool, s.act_tiles.get());
-  const int64_t panel_rows = prefill_panel_rows();
-  const int64_t n_panels = (w.n_rows + panel_rows - 1) / panel_rows;
-  pool.parallel_for(n_panels, [&](int64_t panel, int thread) {
-    prefill_panel(args, panel * panel_rows, s.for_thread(thread));
-  });
+  MatmulArgs args{&w, &format, x, n_tokens, y, {}};
+  const Activations form = activations_for(w, n_tokens);
+  prepare_activations(args, form, pool, s);
+  run_products(args, form, pool, s);
 }
 
 void matmul_shared_input(std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens,
                          ThreadPool& pool, MatmulScratch& scratch) {
-  const auto in_strips = [&](const MatmulOutput& o) {
-    return o.w->strips != nullptr && o.w->n_cols == outputs.front().w->n_cols;
+  if (outputs.empty()) return;
+  const MatrixView& first = *outputs.front().w;
+  const bool strips = uses_strips(first);
+  const Activations form = activations_for(first, n_tokens);
+  // One preparation of x serves the group when every matrix is n_cols wide
+  // and takes the same path: all in strips, or none and the same
+  // activations. Otherwise each matrix prepares its own.
+  const auto same_path = [&](const MatmulOutput& o) {
+    return o.w->n_cols == first.n_cols && uses_strips(*o.w) == strips &&
+           activations_for(*o.w, n_tokens) == form;
   };
-  if (outputs.empty() || outputs.size() > kMaxSharedInputOutputs || !q4_0_strips_supported() ||
-      !std::all_of(outputs.begin(), outputs.end(), in_strips)) {
+  if (outputs.size() > kMaxSharedInputOutputs ||
+      !std::all_of(outputs.begin(), outputs.end(), same_path)) {
     for (const MatmulOutput& o : outputs) matmul(*o.w, x, n_tokens, o.y, pool, scratch);
     return;
   }
   MatmulScratch::Impl& s = *scratch.impl();
-  check_fits(pool, s, n_tokens, outputs.front().w->n_cols);
-  if (n_tokens > 0) strip_products(outputs, x, n_tokens, pool, s);
+  check_fits(pool, s, n_tokens, first.n_cols);
+  if (n_tokens <= 0) return;
+  if (strips) {
+    strip_products(outputs, x, n_tokens, pool, s);
+    return;
+  }
+  MatmulArgs args{&first, &checked_format(first), x, n_tokens, nullptr, {}};
+  prepare_activations(args, form, pool, s);
+  for (const MatmulOutput& o : outputs) {
+    if (o.w->n_rows <= 0) continue;
+    args.w = o.w;
+    args.format = &checked_format(*o.w);
+    args.y = o.y;
+    run_products(args, form, pool, s);
+  }
 }
 
 void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {

@@ -61,13 +61,13 @@ struct MatmulOutput {
 constexpr size_t kMaxSharedInputOutputs = 4;
 
 // Several matrices times the same x (a layer's q, k and v projections; its
-// gate and up), every output equal bit for bit to matmul's. Where all the
-// matrices are Q4_0 in strips with the same n_cols (and at most
-// kMaxSharedInputOutputs of them), x is rounded to int8 once and all their
-// panels run in one parallel region, instead of a rounding and a region
-// per matrix (fewer waits, and the small k and v projections no longer
-// leave a thread idle at the end of their own region); otherwise this is
-// matmul on each in turn.
+// gate and up), every output equal bit for bit to matmul's. Where the
+// matrices (at most kMaxSharedInputOutputs, all n_cols wide) take the same
+// kernel path, x is rounded to int8 or packed once for all of them instead
+// of once per matrix; Q4_0 matrices in strips also run all their panels in
+// one parallel region (fewer waits, and the small k and v projections no
+// longer leave a thread idle at the end of their own region). Otherwise
+// this is matmul on each in turn.
 void matmul_shared_input(std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens,
                          ThreadPool& pool, MatmulScratch& scratch);
 

@@ -116,13 +116,17 @@ struct QuantizedActivations {
 // place, a tile's tokens lie n_cols floats apart: for power-of-two widths
 // all tokens' slices of a chunk fall into a few L2 sets, so each panel
 // fetched them again from L3 (docs/kernels.md, "Prefill, float weights").
-constexpr size_t packed_tile_floats() {
-  return static_cast<size_t>(kColumnChunk * kMaxTileTokens);
+// Where the tile of tokens from t0 (a multiple of kMaxTileTokens) of the
+// chunk from column `col` (a multiple of kColumnChunk) starts, in floats,
+// for n_tokens tokens.
+constexpr size_t packed_tile_offset(int64_t col, int64_t t0, int64_t n_tokens) {
+  const int64_t n_tiles = (n_tokens + kMaxTileTokens - 1) / kMaxTileTokens;
+  return static_cast<size_t>(col / kColumnChunk * n_tiles + t0 / kMaxTileTokens) *
+         static_cast<size_t>(kColumnChunk * kMaxTileTokens);
 }
 constexpr size_t packed_activation_floats(int64_t n_tokens, int64_t n_cols) {
-  const auto n_tiles = static_cast<size_t>((n_tokens + kMaxTileTokens - 1) / kMaxTileTokens);
-  const auto n_chunks = static_cast<size_t>((n_cols + kColumnChunk - 1) / kColumnChunk);
-  return n_chunks * n_tiles * packed_tile_floats();
+  const int64_t n_chunks = (n_cols + kColumnChunk - 1) / kColumnChunk;
+  return packed_tile_offset(n_chunks * kColumnChunk, 0, n_tokens);
 }
 
 struct MatmulArgs {

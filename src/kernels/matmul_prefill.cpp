@@ -184,10 +184,8 @@ void prefill_panel_impl(const MatmulArgs& a, int64_t row_begin, ThreadScratch sc
       // sequence of additions whatever the thread count. The panel's
       // results for all tokens stay in scratch.acc (contiguous, unlike y's
       // rows n_rows floats apart) until the last chunk.
-      const size_t tile_index =
-          static_cast<size_t>(col / kColumnChunk * n_tiles + t0 / kMaxTileTokens);
       kTileKernels[n_tile_tokens - 1](scratch.panel, len,
-                                      a.x_tiles + tile_index * packed_tile_floats(),
+                                      a.x_tiles + packed_tile_offset(col, t0, a.n_tokens),
                                       scratch.acc + static_cast<size_t>(t0) * panel_rows, col == 0);
     }
   }

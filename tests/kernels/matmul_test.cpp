@@ -343,10 +343,21 @@ TEST(MatmulSharedInput, EqualsEachMatrixOnItsOwnBitForBit) {
   const Weights w2 = make_weights(TensorType::kQ4_0, Shape{67, kCols}, 52);
   const Weights w3 = make_weights(TensorType::kQ4_0, Shape{7, kCols}, 53);
   const Strips s1 = make_strips(w1), s2 = make_strips(w2), s3 = make_strips(w3);
-  const std::vector<float> x = make_activations(kMaxTokens, kCols, 54);
-  MatmulScratch scratch(2, kMaxTokens, kCols);
-  const std::vector<std::vector<const MatrixView*>> groups = {
-      {&s1.view, &s2.view, &s3.view}, {&s2.view, &s1.view}, {&s1.view, &w2.view, &s3.view}};
+  const Weights f1 = make_weights(TensorType::kF16, Shape{40, kCols}, 55);
+  const Weights f2 = make_weights(TensorType::kF16, Shape{9, kCols}, 56);
+  const Weights k1 = make_weights(TensorType::kQ4_K, Shape{33, 512}, 57);
+  const Weights k2 = make_weights(TensorType::kQ6_K, Shape{20, 512}, 58);
+  const std::vector<float> x = make_activations(kMaxTokens, 512, 54);
+  MatmulScratch scratch(2, kMaxTokens, 512);
+  // Strips (one region), file-order Q4_0, F16 (x prepared once per group),
+  // and groups whose matrices take different paths (each on its own).
+  const std::vector<std::vector<const MatrixView*>> groups = {{&s1.view, &s2.view, &s3.view},
+                                                              {&s2.view, &s1.view},
+                                                              {&s1.view, &w2.view, &s3.view},
+                                                              {&w1.view, &w2.view, &w3.view},
+                                                              {&f1.view, &f2.view},
+                                                              {&w1.view, &f1.view},
+                                                              {&k1.view, &k2.view}};
   test_util::on_every_simd_target(
       [&](int64_t) {
         for (const auto& group : groups) {
