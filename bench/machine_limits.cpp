@@ -9,11 +9,17 @@
 //                   per multiply-add, with the instructions the matmul
 //                   kernels use (int8_isa): vpdpbusd on 512-bit vectors
 //                   (AVX-512 VNNI), else vpmaddubsw + vpmaddwd + vpaddd on
-//                   256-bit vectors (AVX2); 0 without AVX2
+//                   256-bit vectors (AVX2); 0 without AVX2. Where the
+//                   kernels use AMX (kernels/amx.h), TDPBSSD on full tiles
+//                   (amx-int8): the matrix unit's peak, of which kernels
+//                   multiplying one 32-column block per tile product reach
+//                   at most half (the unit takes as long for 32 columns as
+//                   for 64)
 // KVFORGE_SIMD_TARGET, the variable that pins kvforge's kernels to one
 // Highway target, caps the instructions measured the same way: avx2 leaves
 // out the AVX-512 ones, sse4 and emu128 both peaks (reported as 0), so a
-// benchmark pinned to a target is held against that target's peak.
+// benchmark pinned to a target is held against that target's peak (AMX
+// counts only without a target or with `amx`).
 // Usage: kvforge_machine_limits [threads] [buffer_mib]
 #include <immintrin.h>
 
@@ -26,6 +32,8 @@
 #include <cstdlib>
 #include <thread>
 #include <vector>
+
+#include "kernels/amx.h"
 
 namespace {
 
@@ -201,6 +209,27 @@ __attribute__((target("avx2"))) int maddubs256_chains(int64_t iters) {
   return out[0];
 }
 
+// TDPBSSD of full tiles (16 rows x 64 bytes by 16 rows of 64: 16384
+// multiply-adds) into four independent sums tiles.
+__attribute__((target("amx-tile,amx-int8"))) int amx_chains(int64_t iters) {
+  struct alignas(64) {
+    uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    uint16_t row_bytes[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+  } config;
+  _tile_loadconfig(&config);
+  for (int64_t k = 0; k < iters; ++k) {
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+  }
+  alignas(64) int32_t sums[16 * 16];
+  _tile_stored(0, sums, 64);
+  _tile_release();
+  return sums[0];
+}
+
 // Best of three runs of body(iters) on every thread, as operations per second
 // for `ops_per_iter` operations per iteration and thread.
 template <class F>
@@ -221,7 +250,10 @@ struct Peak {
 // Widest instructions KVFORGE_SIMD_TARGET allows: 512, 256 (avx2) or 0.
 int allowed_vector_bits() {
   const char* target = std::getenv("KVFORGE_SIMD_TARGET");
-  if (target == nullptr || *target == '\0' || strncasecmp(target, "avx3", 4) == 0) return 512;
+  if (target == nullptr || *target == '\0' || strncasecmp(target, "avx3", 4) == 0 ||
+      strcasecmp(target, "amx") == 0) {
+    return 512;
+  }
   return strcasecmp(target, "avx2") == 0 ? 256 : 0;
 }
 
@@ -242,7 +274,16 @@ Peak fma_throughput(int threads) {
   return {};
 }
 
+// Whether KVFORGE_SIMD_TARGET leaves the kernels AMX (unset, or `amx`).
+bool amx_allowed() {
+  const char* target = std::getenv("KVFORGE_SIMD_TARGET");
+  return target == nullptr || *target == '\0' || strcasecmp(target, "amx") == 0;
+}
+
 Peak int8_throughput(int threads) {
+  if (amx_allowed() && kvforge::kernels::amx_available()) {
+    return {peak_rate(threads, 2'000'000, 4 * 16384 * 2, amx_chains) / 1e9, "amx-int8"};
+  }
   if (allowed_vector_bits() < 256) return {};
   if (allowed_vector_bits() >= 512 && __builtin_cpu_supports("avx512vnni") &&
       __builtin_cpu_supports("avx512bw")) {

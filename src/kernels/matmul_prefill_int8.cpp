@@ -52,6 +52,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/amx.h"
 #include "kernels/k_quant_scales.h"
 #include "kernels/matmul_internal.h"
 #include "kvforge/status.h"
@@ -63,8 +64,9 @@
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
 // Highway's AVX3_DL target string names AVX-VNNI but not AVX512-VNNI, which
-// its run-time check for the target requires.
-#pragma GCC target("avx512vnni")
+// its run-time check for the target requires; AMX is used only where
+// amx_enabled() says so.
+#pragma GCC target("avx512vnni,amx-tile,amx-int8")
 #endif
 namespace kvforge::kernels {
 namespace HWY_NAMESPACE {
@@ -536,6 +538,122 @@ struct TileKernels {
   static constexpr auto kByTokens = make(std::make_integer_sequence<int, kT>());
 };
 
+#if HWY_TARGET == HWY_AVX3_DL
+// ---------------------------------------------------------------------------
+// The same products on AMX (amx.h), for calls of kAmxMinTokens tokens or
+// more: per 16 tokens, 16 rows of the panel and sub-block, one TDPBUSD of
+// the tokens' biased activation bytes u (read in place, one tile row per
+// token) by the sub-block's codes, read from the panel as it is (its 4-byte
+// groups of 16 consecutive rows are one code tile row, kPanelRows * 4 bytes
+// apart), gives sum(u * w) = I - corr; adding corr gives the exact I of the
+// vector kernel, and the f32 steps are the same (scale, then offset), so
+// every output is bit for bit the vector kernel's.
+
+#include "kernels/amx_tile_ops-inl.h"
+
+// Rows [16 v, 16 v + 16) of the panel's sub-blocks for amx_blocks: kTokens
+// tokens from u (token t's bytes at u + t * act_stride, its block scales
+// and sums at d and sum + t * n_blocks).
+template <int kTokens, class Format>
+struct PanelBlocks {
+  const Int8Scratch* s;
+  int64_t v;
+  const uint8_t* u;
+  const float* d;
+  const float* sum;
+  int64_t n_blocks;
+  int64_t act_stride;
+  static constexpr int64_t code_stride = kPanelRows * 4;
+  static constexpr int kGroups = Format::kSubBlock / 4;
+
+  const uint8_t* acts(int64_t sb) const { return u + sb * Format::kSubBlock; }
+  const int8_t* codes(int64_t sb) const {
+    return s->panel + (sb * kGroups * kPanelRows + v * kLanes) * 4;
+  }
+  HWY_INLINE void scale(const int32_t* sums, int64_t sb, VF* out) const {
+    const int64_t row = sb * kPanelRows + v * kLanes;
+    const int64_t block = sb * Format::kSubBlock / 32;
+    const VI corr = load_i(s->corr + row);
+    const VF row_scales = load_f(s->scales + row);
+#pragma GCC unroll 16
+    for (int t = 0; t < kTokens; ++t) {
+      const VF dot = cvt_f(add_i(load_i(sums + 16 * t), corr));
+      out[t] = fmadd_f(dot, mul_f(row_scales, set1_f(d[t * n_blocks + block])), out[t]);
+    }
+    if constexpr (Format::kOffsets) {
+      const VF offset = load_f(s->offsets + block * kPanelRows + v * kLanes);
+#pragma GCC unroll 16
+      for (int t = 0; t < kTokens; ++t) {
+        out[t] = fmadd_f(offset, set1_f(sum[t * n_blocks + block]), out[t]);
+      }
+    }
+  }
+};
+
+// Rows [16 v, 16 v + 16) of the panel (`live` of them stored) for kTokens
+// tokens.
+struct AmxPanelCall {
+  const Int8Scratch* s;
+  int64_t v;
+  const uint8_t* u;
+  const float* d;
+  const float* sum;
+  int64_t n_cols, n_blocks, n_sub;
+  float* y;  // token t's rows at y + t * y_stride
+  int64_t y_stride;
+  __mmask16 live;
+};
+
+template <int kTokens, class Format>
+void amx_panel_tokens(const AmxPanelCall& c) {
+  const PanelBlocks<kTokens, Format> blocks{c.s, c.v, c.u, c.d, c.sum, c.n_blocks, c.n_cols};
+  VF out[kTokens];
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) out[t] = zero_f();
+  amx_blocks</*kSignedActs=*/false>(blocks, c.n_sub, out);
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) _mm512_mask_storeu_ps(c.y + t * c.y_stride, c.live, out[t]);
+}
+
+using AmxPanelTokens = void (*)(const AmxPanelCall&);
+template <class Format>
+struct AmxPanelKernels {
+  template <int... kTokens>
+  static constexpr auto make(std::integer_sequence<int, kTokens...>) {
+    return std::array<AmxPanelTokens, sizeof...(kTokens)>{amx_panel_tokens<kTokens + 1, Format>...};
+  }
+  // [tokens - 1]
+  static constexpr auto kByTokens = make(std::make_integer_sequence<int, kAmxTileTokens>());
+};
+
+// The built panel's products of rows [row_begin, row_begin + n_live) for
+// tokens [token_begin, token_end), stored to y.
+template <class Format>
+void amx_panel(const MatmulArgs& a, const Int8Scratch& s, int64_t row_begin, int64_t n_live,
+               int64_t token_begin, int64_t token_end) {
+  const MatrixView& w = *a.w;
+  const int64_t n_blocks = w.n_cols / kActivationBlock;
+  const int64_t n_sub = w.n_cols / Format::kSubBlock;
+  amx_for_token_tiles(token_begin, token_end, Format::kSubBlock, [&](int64_t t0, int n_tokens) {
+    for (int64_t v = 0; v < kV && v * kLanes < n_live; ++v) {
+      const int64_t live = std::min<int64_t>(kLanes, n_live - v * kLanes);
+      const AmxPanelCall call{&s,
+                              v,
+                              reinterpret_cast<const uint8_t*>(a.xq.q) + t0 * w.n_cols,
+                              a.xq.d + t0 * n_blocks,
+                              a.xq.sum + t0 * n_blocks,
+                              w.n_cols,
+                              n_blocks,
+                              n_sub,
+                              a.y + t0 * w.n_rows + row_begin + v * kLanes,
+                              w.n_rows,
+                              static_cast<__mmask16>((1u << live) - 1)};
+      AmxPanelKernels<Format>::kByTokens[static_cast<size_t>(n_tokens - 1)](call);
+    }
+  });
+}
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
 template <class Format>
 void panel_rows(const MatmulArgs& a, int64_t row_begin, int64_t token_begin, int64_t token_end,
                 ThreadScratch scratch) {
@@ -546,6 +664,15 @@ void panel_rows(const MatmulArgs& a, int64_t row_begin, int64_t token_begin, int
   constexpr auto& kernels =
       TileKernels<Format::kSubBlock / 4, Format::kOffsets, Format::kProducts>::kByTokens;
   build_panel<Format>(a, row_begin, n_live, s);
+#if HWY_TARGET == HWY_AVX3_DL
+  // Not for sub-blocks of 16 columns (Q6_K): a tile product costs the same
+  // for 16 columns as for 32, and the AMX kernel measured slower there
+  // (docs/kernels.md, "AMX").
+  if (Format::kSubBlock == 32 && token_end - token_begin >= kAmxMinTokens && amx_enabled()) {
+    amx_panel<Format>(a, s, row_begin, n_live, token_begin, token_end);
+    return;
+  }
+#endif
   // Chunks of kColumnChunk columns: the chunk's slice of the panel stays in
   // L1 while every token passes over it.
   for (int64_t col = 0; col < w.n_cols; col += kColumnChunk) {

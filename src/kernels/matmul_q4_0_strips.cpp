@@ -32,6 +32,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/amx.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/q4_0_strips.h"
 #include "kvforge/status.h"
@@ -43,8 +44,9 @@
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
 // Highway's AVX3_DL target string names AVX-VNNI but not AVX512-VNNI, which
-// its run-time check for the target requires.
-#pragma GCC target("avx512vnni")
+// its run-time check for the target requires; AMX is used only where
+// amx_enabled() says so.
+#pragma GCC target("avx512vnni,amx-tile,amx-int8")
 #endif
 namespace kvforge::kernels {
 namespace HWY_NAMESPACE {
@@ -235,10 +237,145 @@ constexpr std::array<std::array<StripTile, kT>, 2> kStripTiles = {
     make_strip_tiles<false>(std::make_integer_sequence<int, kT>()),
     make_strip_tiles<true>(std::make_integer_sequence<int, kT>())};
 
+#if HWY_TARGET == HWY_AVX3_DL
+// ---------------------------------------------------------------------------
+// The same products on AMX (amx.h), for calls of kAmxMinTokens tokens or
+// more. A panel's strips are first unpacked into the code tiles' layout,
+// signed codes q - 8 (-8..7): per strip and block of 32 columns, 8 rows of
+// 64 bytes, row k holding columns 4k..4k+3 of the strip's 16 rows as byte
+// 4 * row + column % 4. A strip's unit p (columns 8p..8p+7) is already in
+// that order: its low nibbles are row 2p, its high nibbles row 2p + 1.
+// Then, per 16 tokens, strip and block, one TDPBSSD of the tokens' signed
+// activation codes (read in place, one tile row per token) by the block's
+// codes gives the 16 x 16 exact integer sums I (without the vector
+// kernels' -8 * sum(x) term: the codes are already centred), followed by
+// the canonical out = fma(f32(I), scale * d_x, out): every output is bit
+// for bit the vector kernel's.
+
+#include "kernels/amx_tile_ops-inl.h"
+
+constexpr size_t kBlockCodeBytes = 32 * kStripRows;  // one block of one strip
+
+// The codes of one strip (all its blocks) in the code tiles' layout.
+void unpack_strip(const uint8_t* strip, int64_t n_blocks, int8_t* out) {
+  const VI nibble = _mm512_set1_epi8(0x0f);
+  const VI eight = _mm512_set1_epi8(8);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const uint8_t* units =
+        strip + static_cast<size_t>(b / 2) * kStripPairBytes + 64 + 256 * (b & 1);
+    int8_t* dst = out + static_cast<size_t>(b) * kBlockCodeBytes;
+    for (int p = 0; p < 4; ++p) {
+      const VI v = load_i(units + 64 * p);
+      store_i(dst + 128 * p, _mm512_sub_epi8(low_nibbles(v), eight));
+      store_i(dst + 128 * p + 64, _mm512_sub_epi8(high_nibbles(v), eight));
+    }
+  }
+}
+
+// One strip's blocks for amx_blocks: kTokens tokens from x (token t's codes
+// at x + t * act_stride, its block scales at d + t * n_blocks).
+template <int kTokens>
+struct StripBlocks {
+  const uint8_t* strip;  // the f16 scales
+  const int8_t* unpacked;
+  const int8_t* x;
+  const float* d;
+  int64_t n_blocks;
+  int64_t act_stride;
+  static constexpr int64_t code_stride = 64;
+
+  const int8_t* acts(int64_t b) const { return x + 32 * b; }
+  const int8_t* codes(int64_t b) const {
+    return unpacked + static_cast<size_t>(b) * kBlockCodeBytes;
+  }
+  HWY_INLINE void scale(const int32_t* sums, int64_t b, VF* out) const {
+    const VF row_scales =
+        load_scales(strip + static_cast<size_t>(b / 2) * kStripPairBytes + 32 * (b & 1));
+#pragma GCC unroll 16
+    for (int t = 0; t < kTokens; ++t) {
+      const VF dot = cvt_f(load_i(sums + 16 * t));
+      out[t] = fmadd_f(dot, mul_f(row_scales, set1_f(d[t * n_blocks + b])), out[t]);
+    }
+  }
+};
+
+// One strip's 16 rows (`live` of them stored) for kTokens tokens.
+struct AmxStripCall {
+  const uint8_t* strip;
+  const int8_t* unpacked;
+  const int8_t* x;
+  const float* d;
+  int64_t n_cols, n_blocks;
+  float* y;  // token t's row at y + t * y_stride
+  int64_t y_stride;
+  __mmask16 live;
+};
+
+template <int kTokens>
+void amx_strip_tokens(const AmxStripCall& c) {
+  const StripBlocks<kTokens> blocks{c.strip, c.unpacked, c.x, c.d, c.n_blocks, c.n_cols};
+  VF out[kTokens];
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) out[t] = zero_f();
+  amx_blocks</*kSignedActs=*/true>(blocks, c.n_blocks, out);
+#pragma GCC unroll 16
+  for (int t = 0; t < kTokens; ++t) _mm512_mask_storeu_ps(c.y + t * c.y_stride, c.live, out[t]);
+}
+
+using AmxStripTokens = void (*)(const AmxStripCall&);
+template <int... kTokens>
+constexpr auto make_amx_strip_tokens(std::integer_sequence<int, kTokens...>) {
+  return std::array<AmxStripTokens, sizeof...(kTokens)>{amx_strip_tokens<kTokens + 1>...};
+}
+// [tokens - 1]
+constexpr std::array<AmxStripTokens, kAmxTileTokens> kAmxStripTokens =
+    make_amx_strip_tokens(std::make_integer_sequence<int, kAmxTileTokens>());
+
+void amx_strip_panel(const MatmulArgs& a, int64_t row_begin, int64_t token_begin, int64_t token_end,
+                     ThreadScratch scratch) {
+  const MatrixView& w = *a.w;
+  const int64_t n_blocks = w.n_cols / 32;
+  const size_t strip_bytes = q4_0_strip_bytes(w.n_cols);
+  const int64_t row_end = std::min(row_begin + kPanelRows, w.n_rows);
+  const int64_t n_strips = (row_end - row_begin + kStripRows - 1) / kStripRows;
+  // The panel's unpacked codes (kPanelRows x n_cols bytes) fit the int8
+  // prefill kernel's panel array (int8_scratch_layout).
+  static_assert(kPanelRows <= kMaxPanelRows);
+  auto* unpacked = reinterpret_cast<int8_t*>(scratch.int8);
+  const size_t strip_codes = static_cast<size_t>(n_blocks) * kBlockCodeBytes;
+  const uint8_t* first = w.strips + static_cast<size_t>(row_begin / kStripRows) * strip_bytes;
+  for (int64_t s = 0; s < n_strips; ++s) {
+    unpack_strip(first + s * strip_bytes, n_blocks, unpacked + s * strip_codes);
+  }
+  amx_for_token_tiles(token_begin, token_end, 32, [&](int64_t t0, int n_tokens) {
+    for (int64_t s = 0; s < n_strips; ++s) {
+      const int64_t row = row_begin + s * kStripRows;
+      const int64_t n_live = std::min<int64_t>(kStripRows, row_end - row);
+      const AmxStripCall call{first + s * strip_bytes,
+                              unpacked + s * strip_codes,
+                              a.xq.q + t0 * w.n_cols,
+                              a.xq.d + t0 * n_blocks,
+                              w.n_cols,
+                              n_blocks,
+                              a.y + t0 * w.n_rows + row,
+                              w.n_rows,
+                              static_cast<__mmask16>((1u << n_live) - 1)};
+      kAmxStripTokens[static_cast<size_t>(n_tokens - 1)](call);
+    }
+  });
+}
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
 void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token_begin,
                            int64_t token_end, ThreadScratch scratch) {
   const MatrixView& w = *a.w;
   KVF_CHECK(w.strips != nullptr && row_begin % kPanelRows == 0);
+#if HWY_TARGET == HWY_AVX3_DL
+  if (token_end - token_begin >= kAmxMinTokens && amx_enabled()) {
+    amx_strip_panel(a, row_begin, token_begin, token_end, scratch);
+    return;
+  }
+#endif
   const size_t strip_bytes = q4_0_strip_bytes(w.n_cols);
   StripRows rows;
   for (int v = 0; v < kV; ++v) {

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "kernels/amx.h"
 #include "kernels/matmul_internal.h"
 
 namespace kvforge::kernels {
@@ -38,6 +39,7 @@ std::string lower(std::string_view s) {
 std::vector<int64_t> matmul_simd_targets() {
   const int64_t cpu = cpu_targets();
   std::vector<int64_t> out;
+  if (amx_available()) out.push_back(kAmxTarget);
   for (int64_t bits = cpu & HWY_TARGETS; bits != 0; bits &= bits - 1) {
     out.push_back(bits & -bits);
   }
@@ -45,7 +47,8 @@ std::vector<int64_t> matmul_simd_targets() {
 }
 
 void restrict_simd_targets(int64_t target) {
-  if (target == 0) {
+  allow_amx(target == 0 || target == kAmxTarget);
+  if (target == 0 || target == kAmxTarget) {
     hwy::SetSupportedTargetsForTest(0);
     return;
   }
@@ -57,6 +60,10 @@ void restrict_simd_targets(int64_t target) {
 Result<int64_t> parse_simd_target(std::string_view name) {
   const int64_t cpu = cpu_targets();
   std::string names;
+  if (amx_available()) {
+    if (lower(name) == "amx") return kAmxTarget;
+    names = "amx";
+  }
   for (int64_t bits = cpu; bits != 0; bits &= bits - 1) {
     const int64_t t = bits & -bits;
     const std::string n = lower(hwy::TargetName(t));
@@ -78,8 +85,12 @@ Status restrict_simd_targets_from_env() {
   return Status();
 }
 
+std::string simd_target_name(int64_t target) {
+  return target == kAmxTarget ? "AMX" : hwy::TargetName(target);
+}
+
 std::string matmul_simd_target_name() {
-  return matmul_simd_target();
+  return std::string(matmul_simd_target()) + (amx_enabled() ? "+AMX" : "");
 }
 
 }  // namespace kvforge::kernels

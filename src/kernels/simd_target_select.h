@@ -20,8 +20,16 @@ namespace kvforge::kernels {
 // The environment variable read by restrict_simd_targets_from_env.
 inline constexpr const char* kSimdTargetEnv = "KVFORGE_SIMD_TARGET";
 
+// AVX3_DL with the AMX matrix unit (amx.h), a target above AVX3_DL for the
+// kernels that have an AMX form, named "amx". Its bit lies in the range
+// Highway 1.0.3 leaves unused on x86 and never reaches Highway:
+// restricting to it lifts Highway's restriction and allows AMX; restricting
+// to any Highway target forbids AMX.
+inline constexpr int64_t kAmxTarget = int64_t{1} << 6;
+
 // Targets the matmul kernels are compiled for and this CPU supports, best
-// first (Highway target bits), whatever restriction is in force.
+// first (Highway target bits, and kAmxTarget first where AMX is available),
+// whatever restriction is in force.
 [[nodiscard]] std::vector<int64_t> matmul_simd_targets();
 
 // Restricts dispatch to `target` (a Highway target bit) and the targets
@@ -29,7 +37,7 @@ inline constexpr const char* kSimdTargetEnv = "KVFORGE_SIMD_TARGET";
 void restrict_simd_targets(int64_t target);
 
 // The target bit named `name` (Highway's names, any case: "AVX3_DL", "avx3",
-// "avx2", "sse4", "emu128", "neon", ...). Error: unknown or not supported by
+// "avx2", "sse4", "emu128", "neon", ..., and "amx"). Error: unknown or not supported by
 // this CPU (the message lists the supported names).
 [[nodiscard]] Result<int64_t> parse_simd_target(std::string_view name);
 
@@ -37,7 +45,11 @@ void restrict_simd_targets(int64_t target);
 // value is an error (nothing changes).
 [[nodiscard]] Status restrict_simd_targets_from_env();
 
-// Name of the target the matmul kernels dispatch to now.
+// Name of a target bit: Highway's name, or "AMX" for kAmxTarget.
+[[nodiscard]] std::string simd_target_name(int64_t target);
+
+// Name of the target the matmul kernels dispatch to now ("AVX3_DL+AMX"
+// where AMX is in use).
 [[nodiscard]] std::string matmul_simd_target_name();
 
 }  // namespace kvforge::kernels

@@ -59,7 +59,7 @@ void on_every_simd_target(const F& check,
                           const std::vector<int64_t>& targets = simd_targets_for_test()) {
   for (const int64_t target : targets) {
     ScopedSimdTarget scoped(target);
-    SCOPED_TRACE(std::string("SIMD target ") + hwy::TargetName(target));
+    SCOPED_TRACE(std::string("SIMD target ") + kernels::simd_target_name(target));
     check(target);
     if (::testing::Test::HasFatalFailure()) return;
   }

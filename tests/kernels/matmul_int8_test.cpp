@@ -260,7 +260,8 @@ TEST(MatmulInt8Paths, IntegerKernelsRunOnTheX86VectorTargets) {
   for (const int64_t target : matmul_simd_targets()) {
     restrict_simd_targets(target);
     const std::string name = matmul_simd_target_name();
-    const bool x86_vector = name == "AVX2" || name == "AVX3" || name == "AVX3_DL";
+    const bool x86_vector =
+        name == "AVX2" || name == "AVX3" || name == "AVX3_DL" || name == "AVX3_DL+AMX";
     for (TensorType type : {TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ4_K,
                             TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kQ8_0}) {
       EXPECT_EQ(decode_uses_quantized_activations(type), x86_vector) << name;

@@ -5,6 +5,7 @@
 // are the same bits whatever other tokens share the call.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include "common/simd_targets_for_test.h"
 #include "hwy/aligned_allocator.h"
+#include "kernels/amx.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/q4_0_strips.h"
@@ -385,6 +387,78 @@ TEST(MatmulSharedInput, EqualsEachMatrixOnItsOwnBitForBit) {
         }
       },
       test_util::matmul_targets_for_test());
+}
+
+// The AMX target (amx.h) is listed, named and switched like the Highway
+// targets where the machine has AMX, and nowhere else.
+TEST(AmxTarget, IsListedAndSwitchedOnlyWhereAvailable) {
+  const std::vector<int64_t> targets = matmul_simd_targets();
+  const Result<int64_t> parsed = parse_simd_target("AMX");
+  if (!amx_available()) {
+    EXPECT_FALSE(parsed.ok());
+    EXPECT_EQ(std::count(targets.begin(), targets.end(), kAmxTarget), 0);
+    EXPECT_FALSE(amx_enabled());
+    GTEST_SKIP() << "no AMX on this machine: only its absence was checked";
+  }
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_EQ(*parsed, kAmxTarget);
+  ASSERT_FALSE(targets.empty());
+  EXPECT_EQ(targets.front(), kAmxTarget);
+  restrict_simd_targets(HWY_AVX3_DL);
+  EXPECT_FALSE(amx_enabled());
+  EXPECT_EQ(matmul_simd_target_name(), "AVX3_DL");
+  restrict_simd_targets(kAmxTarget);
+  EXPECT_TRUE(amx_enabled());
+  EXPECT_EQ(matmul_simd_target_name(), "AVX3_DL+AMX");
+  restrict_simd_targets(HWY_AVX2);
+  EXPECT_FALSE(amx_enabled());
+  restrict_simd_targets(0);
+  EXPECT_TRUE(amx_enabled());
+}
+
+// The AMX kernels give the vector kernels' bits (which the tests above hold
+// to the reference and to batch invariance): Q4_0 in strips and every
+// panel format, for token counts from kAmxMinTokens up with partial tiles
+// of 16 tokens, partial strips and panels, 1 and 2 threads (token splits).
+TEST(AmxKernels, EqualTheVectorKernelsBitForBit) {
+  if (!amx_available()) GTEST_SKIP() << "no AMX on this machine";
+  ThreadPool pool1(1), pool2(2);
+  constexpr int64_t kMaxTokens = 2 * kAmxMinTokens + 21;
+  for (const TensorType type : {TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ8_0,
+                                TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    const bool k_quant =
+        type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
+    for (const Shape shape : k_quant ? std::vector<Shape>{{67, 512}, {100, 2048}}
+                                     : std::vector<Shape>{{67, 288}, {100, 2080}}) {
+      const Weights w = make_weights(type, shape, 61);
+      const Strips s = type == TensorType::kQ4_0 ? make_strips(w) : Strips{};
+      const std::vector<float> x = make_activations(kMaxTokens, shape.n_cols, 62);
+      MatmulScratch scratch(2, kMaxTokens, shape.n_cols);
+      for (const MatrixView* view : {&w.view, type == TensorType::kQ4_0 ? &s.view : nullptr}) {
+        if (view == nullptr) continue;
+        for (const int64_t n : {kAmxMinTokens, kAmxMinTokens + 1, kAmxMinTokens + 15, kMaxTokens}) {
+          for (ThreadPool* pool : {&pool1, &pool2}) {
+            std::vector<float> vector_bits(static_cast<size_t>(n * shape.n_rows), NAN);
+            std::vector<float> amx_bits(vector_bits.size(), NAN);
+            restrict_simd_targets(HWY_AVX3_DL);
+            matmul(*view, x.data(), n, vector_bits.data(), *pool, scratch);
+            restrict_simd_targets(kAmxTarget);
+            matmul(*view, x.data(), n, amx_bits.data(), *pool, scratch);
+            restrict_simd_targets(0);
+            for (size_t i = 0; i < amx_bits.size(); ++i) {
+              uint32_t a, b;
+              std::memcpy(&a, &vector_bits[i], sizeof a);
+              std::memcpy(&b, &amx_bits[i], sizeof b);
+              ASSERT_EQ(a, b) << tensor_type_name(type) << (view->strips ? " strips" : "")
+                              << " rows " << shape.n_rows << " cols " << shape.n_cols << " tokens "
+                              << n << " threads " << pool->n_threads() << " output " << i << ": "
+                              << vector_bits[i] << " on AVX3_DL, " << amx_bits[i] << " on AMX";
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST(MatmulReference, ComputesTheDefinitionOnASmallF32Matrix) {

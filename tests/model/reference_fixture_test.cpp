@@ -610,7 +610,7 @@ class ReferenceFixtureTest : public ::testing::TestWithParam<std::string> {
   // position and prints the largest and the RMS difference.
   void compare_prompt_logits(const PromptLogits& got, PromptPath path, int64_t target) {
     const int64_t n_vocab = model_->config().n_vocab;
-    const std::string where = path_name(path) + " on " + hwy::TargetName(target);
+    const std::string where = path_name(path) + " on " + kernels::simd_target_name(target);
     double max_diff = 0, sum_squares = 0;
     size_t n_compared = 0;
     for (size_t pos = 0; pos < fixture_.positions.size(); ++pos) {
@@ -656,7 +656,7 @@ class ReferenceFixtureTest : public ::testing::TestWithParam<std::string> {
   // reference after a step or two checks almost nothing. So a run with int8
   // activations must also match at least min_int8_greedy_matches() steps.
   void compare_greedy(const GreedyRun& run, PromptPath path, int64_t target) {
-    const std::string where = path_name(path) + " on " + hwy::TargetName(target);
+    const std::string where = path_name(path) + " on " + kernels::simd_target_name(target);
     const std::vector<int32_t>& want = fixture_.greedy_ids;
     ASSERT_EQ(run.ids.size(), want.size());
     const double max_bound = *std::max_element(run.bounds.begin(), run.bounds.end());
