@@ -26,23 +26,14 @@
 #include "kernels/q4_0_strips.h"
 #include "kernels/quant.h"
 #include "kernels/simd_target_select.h"
+#include "simd_target_from_env.h"
 #include "util/tensor_type.h"
 #include "util/thread_pool.h"
 
 namespace kvforge::kernels {
 namespace {
 
-// Applies KVFORGE_SIMD_TARGET before any benchmark runs (benchmark_main
-// provides main) and records the target in the report's context.
-const bool kSimdTargetApplied = [] {
-  const Status s = restrict_simd_targets_from_env();
-  if (!s.ok()) {
-    std::fprintf(stderr, "kernels_benchmark: %s\n", s.message().c_str());
-    std::exit(2);
-  }
-  benchmark::AddCustomContext("simd_target", matmul_simd_target_name());
-  return true;
-}();
+const bool kSimdTargetApplied = bench::apply_simd_target_from_env("kernels_benchmark");
 
 // Larger than any last-level cache we run on (32 MiB here), so weights come
 // from DRAM as they do when a model's layers are walked in turn.

@@ -1,4 +1,6 @@
 // Compiled once per SIMD target (Highway foreach_target), dispatched at run time.
+// Also for AVX3_DL: KIVI keys are scored with AVX-512 VNNI there.
+#define KVFORGE_SIMD_WITH_AVX3_DL
 #include "kernels/simd_targets.h"
 // clang-format off
 #undef HWY_TARGET_INCLUDE
@@ -10,6 +12,7 @@
 #include "kernels/vector_ops-inl.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -22,7 +25,16 @@
 #include "kvforge/status.h"
 #include "util/thread_pool.h"
 
+#if HWY_TARGET == HWY_AVX3_DL
+#include <immintrin.h>
+#endif
+
 HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway's AVX3_DL target string names AVX-VNNI but not AVX512-VNNI, which
+// its run-time check for the target requires.
+#pragma GCC target("avx512vnni")
+#endif
 namespace kvforge {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -470,6 +482,109 @@ HWY_INLINE void score_rows(const float* const* q, int32_t group, const uint8_t* 
   }
 }
 
+// KIVI key columns are read in vectors of at most 8 rows, so that one layout
+// serves every target from SSE4 to AVX-512.
+using DN = hn::CappedTag<float, 8>;
+
+// The query of NB heads folded with one KIVI token group's grid
+// (paged_attention.h): w = q * the channel's scale, rounded per channel group
+// of kv_quant::channel_group(d) channels to int8 steps of max |w| / 127, and
+// bias = q · the channels' mins (not rounded). A row's score is then
+// bias + sum_k step[k] * (w8 · codes) over the channel groups k.
+template <int NB>
+struct KiviFoldedQueries {
+  alignas(64) float w[NB][kPagedMaxHeadDim];  // w8 * step, as floats
+  alignas(64) int8_t w8[NB][kPagedMaxHeadDim];
+  float step[NB][kPagedMaxHeadDim / 8];  // channel groups have at least 8 channels
+  float bias[NB];
+};
+
+// Folds NB queries with one token group's grid into f, in vectors of D (whose
+// lanes divide the channel group): f.w (rounded, as floats), f.step, f.bias.
+template <class D, int NB>
+HWY_INLINE void fold_kivi_queries(const float* const* q, const uint8_t* group_tile, int32_t d,
+                                  KiviFoldedQueries<NB>& f) {
+  const D df;
+  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
+  const int32_t channels = kv_quant::channel_group(d);
+  hn::Vec<D> bias_sum[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) bias_sum[g] = hn::Zero(df);
+  for (int32_t k = 0; k < d / channels; ++k) {
+    const int32_t first = k * channels;
+    hn::Vec<D> amax[NB];
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) amax[g] = hn::Zero(df);
+    for (int32_t c = first; c < first + channels; c += lanes) {
+      const auto scale = load_halves<D>(group_tile, static_cast<size_t>(c));
+      const auto min = load_halves<D>(group_tile, static_cast<size_t>(d + c));
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        const auto qg = hn::LoadU(df, q[g] + c);
+        const auto w = hn::Mul(qg, scale);
+        hn::Store(w, df, f.w[g] + c);
+        amax[g] = hn::Max(amax[g], hn::Abs(w));
+        bias_sum[g] = hn::MulAdd(qg, min, bias_sum[g]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const float a = hn::GetLane(hn::MaxOfLanes(df, amax[g]));
+      const float step = a / 127.0f;
+      const auto inverse = hn::Set(df, a > 0.0f ? 127.0f / a : 0.0f);
+      f.step[g][k] = step;
+      for (int32_t c = first; c < first + channels; c += lanes) {
+        // Round: to nearest, ties to even, as nearbyint in the default mode.
+        const auto rounded = hn::Round(hn::Mul(hn::Load(df, f.w[g] + c), inverse));
+        hn::Store(hn::Mul(rounded, hn::Set(df, step)), df, f.w[g] + c);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) f.bias[g] = hn::GetLane(hn::SumOfLanes(df, bias_sum[g]));
+}
+
+// True for the KIVI key column formats.
+HWY_INLINE bool is_kivi_format(KvRowFormat format) {
+  return format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
+}
+
+// Bits per code of a KIVI key column format.
+HWY_INLINE int32_t kivi_bits(KvRowFormat format) {
+  return format == KvRowFormat::kKivi2Columns ? 2 : 4;
+}
+
+// scores[h][0, rows) for every head h of the group from one KIVI key tile,
+// one row and channel at a time with the same folded query as the column
+// kernels: where the kernel does not read KIVI tiles in place (the scalar
+// baseline, head_dim or g that fit no vector of rows), so that every target
+// scores these keys alike.
+HWY_INLINE void kivi_tile_scores_portable(const float* const* q, int32_t group, const uint8_t* tile,
+                                          int32_t rows, int32_t g_rows, int32_t bits, int32_t d,
+                                          float* const* scores) {
+  const size_t group_bytes = kv_kernels::channel_group_bytes(d, bits, g_rows);
+  const int32_t column_bytes = g_rows * bits / 8;
+  const int mask = (1 << bits) - 1;
+  KiviFoldedQueries<1> f;
+  for (int32_t t0 = 0; t0 < rows; t0 += g_rows) {
+    const uint8_t* group_tile = tile + static_cast<size_t>(t0 / g_rows) * group_bytes;
+    const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+    for (int32_t h = 0; h < group; ++h) {
+      fold_kivi_queries<DN, 1>(q + h, group_tile, d, f);
+      for (int32_t i = 0; i < std::min(g_rows, rows - t0); ++i) {
+        const uint8_t* byte = codes + i % column_bytes;
+        const int shift = bits * (i / column_bytes);
+        float sum = 0.0f;
+        for (int32_t c = 0; c < d; ++c) {
+          sum += f.w[0][c] *
+                 static_cast<float>((byte[static_cast<size_t>(c) * column_bytes] >> shift) & mask);
+        }
+        scores[h][t0 + i] = sum + f.bias[0];
+      }
+    }
+  }
+}
+
 #if KVF_PAGED_ROW_BATCH
 // One vector of column c's elements for rows [r0, r0 + lanes) of a tile in a
 // column format F (kv_codec.h), as floats; int8 codes without their scales.
@@ -537,10 +652,6 @@ HWY_INLINE void column_scores(const float* const* q, const uint8_t* tile, int32_
     for (int v = 0; v < V; ++v) hn::StoreU(acc[g][v], df, scores[g] + r0 + v * lanes);
   }
 }
-
-// KIVI key columns are read in vectors of at most 8 rows, so that one layout
-// serves every target from SSE4 to AVX-512.
-using DN = hn::CappedTag<float, 8>;
 
 using DU32 = hn::RebindToUnsigned<DF>;
 
@@ -750,11 +861,6 @@ struct KiviColumnRows {
   alignas(32) uint32_t lane_shifts[8] = {};  // word case: bit of each lane's row
 };
 
-// Bits per code of a KIVI key column format.
-HWY_INLINE int32_t kivi_bits(KvRowFormat format) {
-  return format == KvRowFormat::kKivi2Columns ? 2 : 4;
-}
-
 // True when the KIVI kernel reads a column of B = g * bits / 8 bytes: whole
 // vectors of rows per token group, and one of the two cases above.
 HWY_INLINE bool kivi_columns_readable(int32_t g, int32_t bits) {
@@ -842,46 +948,238 @@ HWY_INLINE void kivi_column_scores(const float (*w)[kPagedMaxHeadDim], const flo
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// On AVX-512 with VNNI and VBMI the codes meet w8 in integer dot products
+// (VPDPBUSD: four unsigned codes times four signed bytes, summed into an
+// int32 lane): a byte permutation (VPERMB) turns the column bytes of four
+// channels into one 4-byte lane per byte row, and each bit field of those
+// bytes is then a row's four codes. About 7x fewer vector operations per key
+// than converting the codes to floats (docs/kv-cache.md).
+
+// The rows' sums at the end of one channel group: scores = bias + step * acc
+// for the group k == 0, scores += step * acc after it.
+HWY_INLINE void kivi_store_sums(__m512 sums, float step, float bias, bool first, float* out) {
+  const __m512 base = first ? _mm512_set1_ps(bias) : _mm512_loadu_ps(out);
+  _mm512_storeu_ps(out, _mm512_fmadd_ps(sums, _mm512_set1_ps(step), base));
+}
+HWY_INLINE void kivi_store_sums(__m256 sums, float step, float bias, bool first, float* out) {
+  const __m256 base = first ? _mm256_set1_ps(bias) : _mm256_loadu_ps(out);
+  _mm256_storeu_ps(out, _mm256_fmadd_ps(sums, _mm256_set1_ps(step), base));
+}
+
+// The bit field f of every byte (f * kBits: its first bit).
+template <int kBits>
+HWY_INLINE __m512i kivi_field(__m512i bytes, int f) {
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << kBits) - 1));
+  // 16-bit shifts: the mask drops what crosses from the next byte.
+  return _mm512_and_si512(f == 0 ? bytes : _mm512_srli_epi16(bytes, f * kBits), mask);
+}
+
+// Columns of 8 bytes (kivi2 with g = 32, kivi4 with g = 16): row i + 8 f is
+// field f of byte i. Eight columns (64 bytes) are permuted so that int32 lane
+// 2i holds byte i of columns c..c+3 and lane 2i + 1 that of c+4..c+7; w8's
+// 8 bytes broadcast to every 64-bit lane meet them, and the two lanes of a
+// byte row are added at the end of the channel group.
+template <int NB, int kBits>
+HWY_INLINE void kivi_octet_scores(const KiviFoldedQueries<NB>& f, const uint8_t* codes, int32_t d,
+                                  float* const* scores) {
+  constexpr int kFields = 8 / kBits;
+  alignas(64) static constexpr auto kIndex = [] {
+    std::array<uint8_t, 64> index{};
+    for (int i = 0; i < 8; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        for (int k = 0; k < 4; ++k)
+          index[4 * (2 * i + h) + k] = static_cast<uint8_t>(8 * (4 * h + k) + i);
+      }
+    }
+    return index;
+  }();
+  const __m512i transpose = _mm512_load_si512(kIndex.data());
+  for (int32_t k = 0; k < d / 32; ++k) {
+    __m512i acc[NB][kFields];
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 4
+      for (int i = 0; i < kFields; ++i) acc[g][i] = _mm512_setzero_si512();
+    }
+    for (int32_t c = 32 * k; c < 32 * (k + 1); c += 8) {
+      const __m512i bytes = _mm512_permutexvar_epi8(
+          transpose, _mm512_loadu_si512(codes + static_cast<size_t>(c) * 8));
+      __m512i w8[NB];
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        int64_t word;
+        std::memcpy(&word, f.w8[g] + c, sizeof word);
+        w8[g] = _mm512_set1_epi64(word);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < kFields; ++i) {
+        const __m512i field = kivi_field<kBits>(bytes, i);
+#pragma GCC unroll 4
+        for (int g = 0; g < NB; ++g) acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], field, w8[g]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 4
+      for (int i = 0; i < kFields; ++i) {
+        const __m512i pairs = _mm512_add_epi32(acc[g][i], _mm512_srli_epi64(acc[g][i], 32));
+        const __m256 sums = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(pairs));
+        kivi_store_sums(sums, f.step[g][k], f.bias[g], k == 0, scores[g] + 8 * i);
+      }
+    }
+  }
+}
+
+// Columns of a multiple of 16 bytes (kivi4 with g = 32, kivi2 with g = 64):
+// per 16 byte rows j0.., four columns' 16 bytes are permuted so that int32
+// lane i holds byte j0 + i of columns c..c+3; field f is then row
+// j0 + i + f * B, and w8's 4 bytes of those channels are broadcast.
+template <int NB, int kBits>
+HWY_INLINE void kivi_quad_scores(const KiviFoldedQueries<NB>& f, const uint8_t* codes,
+                                 int32_t column_bytes, int32_t d, float* const* scores) {
+  constexpr int kFields = 8 / kBits;
+  alignas(64) static constexpr auto kIndex = [] {
+    std::array<uint8_t, 64> index{};
+    for (int i = 0; i < 16; ++i) {
+      for (int k = 0; k < 4; ++k) index[4 * i + k] = static_cast<uint8_t>(16 * k + i);
+    }
+    return index;
+  }();
+  const __m512i transpose = _mm512_load_si512(kIndex.data());
+  const auto column = [&](int32_t c, int32_t j0) {
+    return codes + static_cast<size_t>(c) * column_bytes + j0;
+  };
+  for (int32_t j0 = 0; j0 < column_bytes; j0 += 16) {
+    for (int32_t k = 0; k < d / 32; ++k) {
+      __m512i acc[NB][kFields];
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 4
+        for (int i = 0; i < kFields; ++i) acc[g][i] = _mm512_setzero_si512();
+      }
+      for (int32_t c = 32 * k; c < 32 * (k + 1); c += 4) {
+        __m512i columns;
+        if (column_bytes == 16) {  // the four columns are adjacent
+          columns = _mm512_loadu_si512(column(c, 0));
+        } else {
+          const __m256i low = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(
+                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c, j0)))),
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 1, j0))), 1);
+          const __m256i high = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(
+                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 2, j0)))),
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 3, j0))), 1);
+          columns = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+        }
+        const __m512i bytes = _mm512_permutexvar_epi8(transpose, columns);
+        __m512i w8[NB];
+#pragma GCC unroll 4
+        for (int g = 0; g < NB; ++g) {
+          int32_t word;
+          std::memcpy(&word, f.w8[g] + c, sizeof word);
+          w8[g] = _mm512_set1_epi32(word);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < kFields; ++i) {
+          const __m512i field = kivi_field<kBits>(bytes, i);
+#pragma GCC unroll 4
+          for (int g = 0; g < NB; ++g) acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], field, w8[g]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 4
+        for (int i = 0; i < kFields; ++i) {
+          kivi_store_sums(_mm512_cvtepi32_ps(acc[g][i]), f.step[g][k], f.bias[g], k == 0,
+                          scores[g] + j0 + i * column_bytes);
+        }
+      }
+    }
+  }
+}
+
+// The folded query as fold_kivi_queries defines it, for the integer kernels:
+// f.w8, f.step and f.bias (no floats), 16 channels per vector.
+template <int NB>
+HWY_INLINE void fold_kivi_queries_int8(const float* const* q, const uint8_t* group_tile, int32_t d,
+                                       KiviFoldedQueries<NB>& f) {
+  const auto halves = [&](int32_t index) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(group_tile + 2 * static_cast<size_t>(index))));
+  };
+  __m512 bias[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) bias[g] = _mm512_setzero_ps();
+  for (int32_t c = 0; c < d; c += 32) {  // one channel group
+    const __m512 scale0 = halves(c), scale1 = halves(c + 16);
+    const __m512 min0 = halves(d + c), min1 = halves(d + c + 16);
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const __m512 q0 = _mm512_loadu_ps(q[g] + c), q1 = _mm512_loadu_ps(q[g] + c + 16);
+      const __m512 w0 = _mm512_mul_ps(q0, scale0), w1 = _mm512_mul_ps(q1, scale1);
+      bias[g] = _mm512_fmadd_ps(q0, min0, _mm512_fmadd_ps(q1, min1, bias[g]));
+      const float a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(w0), _mm512_abs_ps(w1)));
+      f.step[g][c / 32] = a / 127.0f;
+      const __m512 inverse = _mm512_set1_ps(a > 0.0f ? 127.0f / a : 0.0f);
+      // To nearest, ties to even (the default rounding mode), saturated to int8.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(f.w8[g] + c),
+                       _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w0, inverse))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(f.w8[g] + c + 16),
+                       _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w1, inverse))));
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) f.bias[g] = _mm512_reduce_add_ps(bias[g]);
+}
+
+// True when the integer kernels read this group layout: channel groups of
+// 32, and columns of 8 bytes or a multiple of 16.
+HWY_INLINE bool kivi_integer_layout(int32_t column_bytes, int32_t d) {
+  return d % 32 == 0 && (column_bytes == 8 || column_bytes % 16 == 0);
+}
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
 // scores[g][0, g_rows) for the NB heads of one batch over one KIVI token group
 // (its scales, mins and column codes at `group_tile`).
 template <int NB>
 HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* group_tile,
                                         int32_t g_rows, int32_t bits, int32_t d,
                                         float* const* scores, TilePrefetcher& ahead) {
-  const DF df;
-  const auto lanes = static_cast<int32_t>(hn::Lanes(df));
-  // The grid is per channel: fold the scales into the query, the mins into a bias.
-  alignas(64) float w[NB][kPagedMaxHeadDim];
-  float bias[NB];
-  VF bias_sum[NB];
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) bias_sum[g] = hn::Zero(df);
-  for (int32_t c = 0; c < d; c += lanes) {
-    const VF scale = load_halves(group_tile, static_cast<size_t>(c));
-    const VF min = load_halves(group_tile, static_cast<size_t>(d + c));
-#pragma GCC unroll 4
-    for (int g = 0; g < NB; ++g) {
-      const VF qg = hn::Load(df, q[g] + c);
-      hn::Store(hn::Mul(qg, scale), df, w[g] + c);
-      bias_sum[g] = hn::MulAdd(qg, min, bias_sum[g]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) bias[g] = hn::GetLane(hn::SumOfLanes(df, bias_sum[g]));
-
+  KiviFoldedQueries<NB> f;
   const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
   const int32_t column_bytes = g_rows * bits / 8;
+#if HWY_TARGET == HWY_AVX3_DL
+  if (kivi_integer_layout(column_bytes, d)) {
+    fold_kivi_queries_int8<NB>(q, group_tile, d, f);
+    ahead.step(g_rows);
+    if (column_bytes == 8) {
+      if (bits == 2) {
+        kivi_octet_scores<NB, 2>(f, codes, d, scores);
+      } else {
+        kivi_octet_scores<NB, 4>(f, codes, d, scores);
+      }
+    } else if (bits == 2) {
+      kivi_quad_scores<NB, 2>(f, codes, column_bytes, d, scores);
+    } else {
+      kivi_quad_scores<NB, 4>(f, codes, column_bytes, d, scores);
+    }
+    return;
+  }
+#endif
+  fold_kivi_queries<DF, NB>(q, group_tile, d, f);  // d: a multiple of DF's lanes here
   const auto rows = static_cast<int32_t>(hn::Lanes(DN()));
   auto run = [&](auto word) HWY_ATTR {
     constexpr int kWord = decltype(word)::value;
     int32_t r0 = 0;
     for (; r0 + 2 * rows <= g_rows; r0 += 2 * rows) {
       ahead.step(2 * rows);
-      kivi_column_scores<NB, 2, kWord>(w, bias, codes, column_bytes, bits, r0, d, scores);
+      kivi_column_scores<NB, 2, kWord>(f.w, f.bias, codes, column_bytes, bits, r0, d, scores);
     }
     if (r0 < g_rows) {
       ahead.step(rows);
-      kivi_column_scores<NB, 1, kWord>(w, bias, codes, column_bytes, bits, r0, d, scores);
+      kivi_column_scores<NB, 1, kWord>(f.w, f.bias, codes, column_bytes, bits, r0, d, scores);
     }
   };
   if (column_bytes == 4) {
@@ -1125,7 +1423,7 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
       });
       break;
     default: {
-      KVF_CHECK(cs.format == KvRowFormat::kKivi2Columns || cs.format == KvRowFormat::kKivi4Columns);
+      KVF_CHECK(is_kivi_format(cs.format));
       const int32_t bits = kivi_bits(cs.format);
       const int32_t g_rows = cs.grid_tokens;
       const size_t group_bytes = kv_kernels::channel_group_bytes(d, bits, g_rows);
@@ -1216,7 +1514,7 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   // Column tiles are read a vector of rows at a time (the pair layouts: 16
   // rows, at most the lane count, which their codecs guarantee).
   bool whole_vectors = true;
-  if (format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns) {
+  if (is_kivi_format(format)) {
     whole_vectors = kivi_columns_readable(side.codec->grid_tokens(), kivi_bits(format));
   } else if (is_column_format(format)) {
     whole_vectors = bt % lanes == 0;
@@ -1323,6 +1621,10 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
   const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
   float* rows = st.rows;
   const bool int8_query = keys.codec->row_format() == KvRowFormat::kInt4Pairs;
+  // KIVI keys the kernel does not read in place: scored from their tiles all
+  // the same (every target rounds their folded query alike).
+  const bool kivi_keys_portable =
+      key_format == KvRowFormat::kOpaque && is_kivi_format(keys.codec->row_format());
   const float* q_rows[kPagedMaxGroup];
   const float* qsum_rows[kPagedMaxGroup];
   const int8_t* q8_rows[kPagedMaxGroup];
@@ -1395,10 +1697,14 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
     key_ahead.start(j + count, next, n);
 
     // Scores of the chunk's rows, then the online softmax over them.
-    if (is_column_format(key_format)) {
+    if (is_column_format(key_format) || kivi_keys_portable) {
       for (int32_t b = j; b < j + count; ++b) {
         for (int32_t g = 0; g < group; ++g) score_rows_at[g] = scores[g] + (b - j) * bt;
-        if (view.encoded(keys, b, query_pos)) {
+        if (kivi_keys_portable && view.encoded(keys, b, query_pos)) {
+          kivi_tile_scores_portable(q_rows, group, view.tile(keys, b), view.rows(b),
+                                    keys.codec->grid_tokens(), kivi_bits(keys.codec->row_format()),
+                                    d, score_rows_at);
+        } else if (view.encoded(keys, b, query_pos)) {
           tile_column_scores(columns, view.tile(keys, b), score_rows_at, value_ahead);
         } else {  // KIVI's residual window: f32 rows, through the scratch
           const int32_t staged = gather_rows(a, view, keys, b, 1, query_pos, rows);

@@ -52,6 +52,17 @@ inline std::vector<int64_t> matmul_targets_for_test() {
   return kernels::matmul_simd_targets();
 }
 
+// The paged attention is compiled for AVX3_DL as well (VNNI for KIVI keys):
+// its tests use the matmul files' targets without the AMX pseudo-target,
+// which the attention does not use.
+inline std::vector<int64_t> attention_targets_for_test() {
+  std::vector<int64_t> targets;
+  for (const int64_t t : kernels::matmul_simd_targets()) {
+    if (t != kernels::kAmxTarget) targets.push_back(t);
+  }
+  return targets;
+}
+
 // check(target) once per target, with the target's name in every failure.
 // Stops at the first fatal failure.
 template <class F>

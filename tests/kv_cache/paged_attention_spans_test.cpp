@@ -224,7 +224,9 @@ struct SpanCase {
   std::string retained_key, retained_value;
   // "" : no second span. (int4 and int4h keys are scored with an
   // int8-rounded query, which this reference does not model; the attention
-  // test covers them.)
+  // test covers them. KIVI keys are scored with their folded query rounded
+  // to int8 likewise: cases with KIVI keys are held to a looser bound, and
+  // the attention test checks those scores exactly.)
   std::string demoted;
   std::string block_key, block_value;
   bool bias = true;
@@ -294,6 +296,8 @@ TEST_P(PagedAttentionSpansTest, MatchesAttentionOverAllSpansWithCapturedProbabil
 
   for (int32_t h = 0; h < kKvHeads; ++h) {
     std::vector<double> expected_sums;
+    const bool rounded_keys = c.retained_key.starts_with("kivi") || c.demoted.starts_with("kivi") ||
+                              c.block_key.starts_with("kivi");
     for (int32_t t = 0; t < kTokens; ++t) {
       const int32_t pos = a.first_pos + t;
       std::vector<const HeadRows*> rows = {&retained.expected[h]};
@@ -322,7 +326,8 @@ TEST_P(PagedAttentionSpansTest, MatchesAttentionOverAllSpansWithCapturedProbabil
         const std::vector<double> want = attend(qh, rows, take, p);
         const float* got = out.data() + (static_cast<size_t>(t) * kHeads + head) * kD;
         for (int32_t e = 0; e < kD; ++e) {
-          ASSERT_NEAR(got[e], want[e], 2e-5) << "token " << t << " head " << head << " elem " << e;
+          ASSERT_NEAR(got[e], want[e], rounded_keys ? 3e-2 : 2e-5)
+              << "token " << t << " head " << head << " elem " << e;
         }
         mean_p.resize(p.size(), 0.0);
         for (size_t j = 0; j < p.size(); ++j) mean_p[j] += p[j] / kGroup;
@@ -335,7 +340,8 @@ TEST_P(PagedAttentionSpansTest, MatchesAttentionOverAllSpansWithCapturedProbabil
     }
     for (size_t j = 0; j < expected_sums.size(); ++j) {
       const float got = sums[0][h * kMaxRows + j] + sums[1][h * kMaxRows + j];
-      ASSERT_NEAR(got, expected_sums[j], 1e-5) << "head " << h << " row " << j;
+      ASSERT_NEAR(got, expected_sums[j], rounded_keys ? 3e-2 : 1e-5)
+          << "head " << h << " row " << j;
     }
     for (size_t j = expected_sums.size(); j < kMaxRows; ++j) {
       ASSERT_EQ(sums[0][h * kMaxRows + j] + sums[1][h * kMaxRows + j], 0.0f);

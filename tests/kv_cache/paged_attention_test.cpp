@@ -4,6 +4,7 @@
 // following the documented read rule (its own implementation of it), and
 // attention is computed in double.
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "kv/kv_codec.h"
 #include "kv/kv_codec_plan.h"
 #include "kv/paged_kv_cache.h"
+#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 namespace kvforge {
@@ -93,10 +95,97 @@ std::vector<float> expected_rows(const KvCodec& codec, const std::vector<float>&
   return out;
 }
 
-// Attention in double over the rows a query sees.
+// Bits per code of a KIVI key codec (its column formats), 0 for the others.
+int32_t kivi_key_bits(const KvCodec& codec) {
+  switch (codec.row_format()) {
+    case KvRowFormat::kKivi2Columns:
+      return 2;
+    case KvRowFormat::kKivi4Columns:
+      return 4;
+    default:
+      return 0;
+  }
+}
+
+// The scores (times the attention scale) of KIVI keys as paged_attention.h
+// defines them, for every query head and every row a query at `query_pos`
+// sees. Rows of encoded blocks: per token group the scaled query x is folded
+// with each channel's scale s into w = x * s, rounded per channel group of
+// min(32, d) channels to int8 steps of max |w| / 127, and row i scores
+// sum_c x_c * m_c + sum_k step_k * sum_{c in k} w8_c * code_ic, with the
+// scales, mins and codes read from the tile in the layout of kv-codecs.md:
+// per token group [d f16 scales][d f16 mins][d columns of B = g * bits / 8
+// bytes], byte j of a column holding rows j, j + B, ... from its low bits.
+// Rows inside the window (raw f32) score x · k.
+std::vector<double> kivi_key_scores(const KvCodec& codec, const std::vector<float>& raw,
+                                    const float* q, int32_t n_heads, int32_t n_kv_heads, int32_t d,
+                                    int32_t bt, int32_t query_pos, float scale) {
+  const int32_t bits = kivi_key_bits(codec);
+  const int32_t g = codec.grid_tokens();
+  const int32_t column_bytes = g * bits / 8;
+  const size_t group_bytes = 4 * static_cast<size_t>(d) + static_cast<size_t>(d) * column_bytes;
+  const int32_t channels = std::min(32, d);
+  const int32_t n_keys = query_pos + 1;
+  const int32_t group = n_heads / n_kv_heads;
+  const int64_t row_stride = static_cast<int64_t>(n_kv_heads) * d;
+  std::vector<double> scores(static_cast<size_t>(n_heads) * n_keys);
+  std::vector<uint8_t> tile(codec.tile_bytes());
+  auto half_at = [&](size_t byte) {
+    uint16_t bits16;
+    std::memcpy(&bits16, tile.data() + byte, 2);
+    return fp16_to_fp32(bits16);
+  };
+  for (int32_t j = 0; j * bt < n_keys; ++j) {
+    const int32_t rows = std::min(bt, n_keys - j * bt);
+    for (int32_t kvh = 0; kvh < n_kv_heads; ++kvh) {
+      const float* src = raw.data() + j * bt * row_stride + kvh * d;
+      const bool encoded = block_read_encoded(codec, j, bt, query_pos);
+      if (encoded) codec.encode(src, row_stride, 0, bt, tile.data());
+      for (int32_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        std::vector<float> x(q + static_cast<size_t>(h) * d, q + static_cast<size_t>(h + 1) * d);
+        for (float& e : x) e *= scale;
+        for (int32_t r = 0; r < rows; ++r) {
+          double score = 0;
+          if (!encoded) {
+            for (int32_t c = 0; c < d; ++c) score += double(x[c]) * src[r * row_stride + c];
+          } else {
+            const size_t at = static_cast<size_t>(r / g) * group_bytes;
+            const int32_t i = r % g;
+            for (int32_t k0 = 0; k0 < d; k0 += channels) {
+              std::vector<float> w(static_cast<size_t>(channels));
+              float amax = 0.0f;
+              for (int32_t c = k0; c < k0 + channels; ++c) {
+                w[c - k0] = x[c] * half_at(at + 2 * static_cast<size_t>(c));
+                amax = std::max(amax, std::fabs(w[c - k0]));
+              }
+              const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+              int64_t dot = 0;
+              for (int32_t c = k0; c < k0 + channels; ++c) {
+                const uint8_t byte = tile[at + 4 * static_cast<size_t>(d) +
+                                          static_cast<size_t>(c) * column_bytes + i % column_bytes];
+                const int32_t code = (byte >> (bits * (i / column_bytes))) & ((1 << bits) - 1);
+                dot += static_cast<int64_t>(std::nearbyint(w[c - k0] * inverse)) * code;
+              }
+              score += double(amax / 127.0f) * double(dot);
+              for (int32_t c = k0; c < k0 + channels; ++c) {
+                score += double(x[c]) * half_at(at + 2 * static_cast<size_t>(d + c));
+              }
+            }
+          }
+          scores[static_cast<size_t>(h) * n_keys + j * bt + r] = score;
+        }
+      }
+    }
+  }
+  return scores;
+}
+
+// Attention in double over the rows a query sees; with `given_scores` (per
+// head, n_keys scores already scaled) those replace q · k * scale.
 void reference_attention(const std::vector<float>& k, const std::vector<float>& v, const float* q,
                          int32_t n_heads, int32_t n_kv_heads, int32_t d, int32_t n_keys,
-                         float scale, std::vector<double>& out) {
+                         float scale, std::vector<double>& out,
+                         const std::vector<double>* given_scores = nullptr) {
   const int32_t group = n_heads / n_kv_heads;
   out.assign(static_cast<size_t>(n_heads) * d, 0.0);
   for (int32_t h = 0; h < n_heads; ++h) {
@@ -104,6 +193,11 @@ void reference_attention(const std::vector<float>& k, const std::vector<float>& 
     std::vector<double> s(static_cast<size_t>(n_keys));
     double m = -1e300;
     for (int32_t j = 0; j < n_keys; ++j) {
+      if (given_scores != nullptr) {
+        s[static_cast<size_t>(j)] = (*given_scores)[static_cast<size_t>(h) * n_keys + j];
+        m = std::max(m, s[static_cast<size_t>(j)]);
+        continue;
+      }
       double dot = 0;
       for (int32_t i = 0; i < d; ++i) {
         dot += double(q[h * d + i]) * k[(static_cast<size_t>(j) * n_kv_heads + kvh) * d + i];
@@ -212,9 +306,15 @@ void check_against_reference(const Case& c) {
         q_ref = rounded.data();
         ref_scale = 1.0f;
       }
+      std::vector<double> kivi_scores;
+      if (kivi_key_bits(**key_codec) != 0) {
+        kivi_scores = kivi_key_scores(**key_codec, keys, q_t, shape.n_heads, shape.n_kv_heads,
+                                      c.head_dim, c.block_tokens, query_pos, scale);
+      }
       std::vector<double> expected;
       reference_attention(k_seen, v_seen, q_ref, shape.n_heads, shape.n_kv_heads, c.head_dim,
-                          query_pos + 1, ref_scale, expected);
+                          query_pos + 1, ref_scale, expected,
+                          kivi_scores.empty() ? nullptr : &kivi_scores);
       for (size_t i = 0; i < expected.size(); ++i) {
         ASSERT_NEAR(out[static_cast<size_t>(t) * expected.size() + i], expected[i], 2e-5)
             << "query position " << query_pos << " element " << i;
@@ -227,9 +327,11 @@ void check_against_reference(const Case& c) {
 
 // Every compiled target this machine runs: the kernels differ (tiles read
 // in place on fixed-width vector targets, int4 keys as integers on x86 with
-// AVX2 or later, tiles decoded on the scalar baseline), the results must not.
+// AVX2 or later, KIVI keys as integers with AVX-512 VNNI, tiles decoded on
+// the scalar baseline), the results must not.
 TEST_P(PagedAttentionTest, MatchesDequantizeThenAttend) {
-  test_util::on_every_simd_target([this](int64_t) { check_against_reference(GetParam()); });
+  test_util::on_every_simd_target([this](int64_t) { check_against_reference(GetParam()); },
+                                  test_util::attention_targets_for_test());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -246,6 +348,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"kivi4:g=16:r=0", 64, 16}, Case{"kivi4:g=32:r=0", 64, 32},
                       Case{"kivi2:g=32:r=16", 64, 32}, Case{"kivi4:g=8:r=0", 64, 16},
                       Case{"kivi4:g=16:r=0", 64, 16, false, 7, 1},
+                      // Columns of 32 and 16 bytes in 64-token blocks, four channel groups
+                      // (the VNNI kernel's layouts besides 8 and 16 bytes at g = 32).
+                      Case{"kivi4:g=64:r=0", 64, 64}, Case{"kivi2:g=64:r=0", 128, 64, true},
                       // kivi4 values by token pairs, some blocks still in the window.
                       Case{"kivi4:g=16:r=40", 64, 16, true}, Case{"f32", 64, 16, true},
                       Case{"f16", 64, 16, true}, Case{"bf16", 64, 16, true},
