@@ -975,6 +975,27 @@ HWY_INLINE __m512i kivi_field(__m512i bytes, int f) {
   return _mm512_and_si512(f == 0 ? bytes : _mm512_srli_epi16(bytes, f * kBits), mask);
 }
 
+// acc[g][i] += bit field i of `bytes` times head g's w8 at channel c, whose
+// Word (4 or 8 bytes) is broadcast to every lane of that size.
+template <class Word, int NB, int kBits>
+HWY_INLINE void kivi_field_products(const KiviFoldedQueries<NB>& f, int32_t c, __m512i bytes,
+                                    __m512i (&acc)[NB][8 / kBits]) {
+  __m512i w8[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    Word word;
+    std::memcpy(&word, f.w8[g] + c, sizeof word);
+    w8[g] = sizeof(Word) == 8 ? _mm512_set1_epi64(static_cast<int64_t>(word))
+                              : _mm512_set1_epi32(static_cast<int32_t>(word));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 8 / kBits; ++i) {
+    const __m512i field = kivi_field<kBits>(bytes, i);
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], field, w8[g]);
+  }
+}
+
 // Columns of 8 bytes (kivi2 with g = 32, kivi4 with g = 16): row i + 8 f is
 // field f of byte i. Eight columns (64 bytes) are permuted so that int32 lane
 // 2i holds byte i of columns c..c+3 and lane 2i + 1 that of c+4..c+7; w8's
@@ -996,28 +1017,11 @@ HWY_INLINE void kivi_octet_scores(const KiviFoldedQueries<NB>& f, const uint8_t*
   }();
   const __m512i transpose = _mm512_load_si512(kIndex.data());
   for (int32_t k = 0; k < d / 32; ++k) {
-    __m512i acc[NB][kFields];
-#pragma GCC unroll 4
-    for (int g = 0; g < NB; ++g) {
-#pragma GCC unroll 4
-      for (int i = 0; i < kFields; ++i) acc[g][i] = _mm512_setzero_si512();
-    }
+    __m512i acc[NB][kFields] = {};  // zeros
     for (int32_t c = 32 * k; c < 32 * (k + 1); c += 8) {
       const __m512i bytes = _mm512_permutexvar_epi8(
           transpose, _mm512_loadu_si512(codes + static_cast<size_t>(c) * 8));
-      __m512i w8[NB];
-#pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-        int64_t word;
-        std::memcpy(&word, f.w8[g] + c, sizeof word);
-        w8[g] = _mm512_set1_epi64(word);
-      }
-#pragma GCC unroll 4
-      for (int i = 0; i < kFields; ++i) {
-        const __m512i field = kivi_field<kBits>(bytes, i);
-#pragma GCC unroll 4
-        for (int g = 0; g < NB; ++g) acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], field, w8[g]);
-      }
+      kivi_field_products<int64_t, NB, kBits>(f, c, bytes, acc);
     }
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) {
@@ -1052,12 +1056,7 @@ HWY_INLINE void kivi_quad_scores(const KiviFoldedQueries<NB>& f, const uint8_t* 
   };
   for (int32_t j0 = 0; j0 < column_bytes; j0 += 16) {
     for (int32_t k = 0; k < d / 32; ++k) {
-      __m512i acc[NB][kFields];
-#pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-#pragma GCC unroll 4
-        for (int i = 0; i < kFields; ++i) acc[g][i] = _mm512_setzero_si512();
-      }
+      __m512i acc[NB][kFields] = {};  // zeros
       for (int32_t c = 32 * k; c < 32 * (k + 1); c += 4) {
         __m512i columns;
         if (column_bytes == 16) {  // the four columns are adjacent
@@ -1073,20 +1072,8 @@ HWY_INLINE void kivi_quad_scores(const KiviFoldedQueries<NB>& f, const uint8_t* 
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 3, j0))), 1);
           columns = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
         }
-        const __m512i bytes = _mm512_permutexvar_epi8(transpose, columns);
-        __m512i w8[NB];
-#pragma GCC unroll 4
-        for (int g = 0; g < NB; ++g) {
-          int32_t word;
-          std::memcpy(&word, f.w8[g] + c, sizeof word);
-          w8[g] = _mm512_set1_epi32(word);
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < kFields; ++i) {
-          const __m512i field = kivi_field<kBits>(bytes, i);
-#pragma GCC unroll 4
-          for (int g = 0; g < NB; ++g) acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], field, w8[g]);
-        }
+        kivi_field_products<int32_t, NB, kBits>(f, c, _mm512_permutexvar_epi8(transpose, columns),
+                                                acc);
       }
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
