@@ -1120,13 +1120,158 @@ HWY_INLINE void fold_kivi_queries_int8(const float* const* q, const uint8_t* gro
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) f.bias[g] = _mm512_reduce_add_ps(bias[g]);
 }
+#endif  // HWY_TARGET == HWY_AVX3_DL
 
+#if KVF_PAGED_INT4_PAIRS
 // True when the integer kernels read this group layout: channel groups of
 // 32, and columns of 8 bytes or a multiple of 16.
 HWY_INLINE bool kivi_integer_layout(int32_t column_bytes, int32_t d) {
   return d % 32 == 0 && (column_bytes == 8 || column_bytes % 16 == 0);
 }
-#endif  // HWY_TARGET == HWY_AVX3_DL
+#endif
+
+#if KVF_PAGED_INT4_PAIRS && HWY_TARGET != HWY_AVX3_DL
+// Without VNNI (AVX2, AVX-512 without it) the codes meet w8 in PMADDUBSW:
+// two channels' codes of one row side by side in a byte pair, times the
+// pair of w8 bytes, summed into int16. Within a channel group every int16
+// lane adds 8 such pairs of at most 2 * 15 * 127: 30480, no overflow.
+
+// The folded query for this kernel: besides w8, step and bias, per channel
+// quad c..c+3 w8 as byte pairs (c, c+2) in the lower and (c+1, c+3) in the
+// upper 128 bits, each repeated 8 times.
+template <int NB>
+struct KiviPairQueries : KiviFoldedQueries<NB> {
+  alignas(32) int8_t pairs[NB][kPagedMaxHeadDim / 4][32];
+};
+
+template <int NB>
+HWY_INLINE void fold_kivi_queries_pairs(const float* const* q, const uint8_t* group_tile, int32_t d,
+                                        KiviPairQueries<NB>& f) {
+  const auto halves = [&](int32_t index) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(group_tile + 2 * static_cast<size_t>(index))));
+  };
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  // packs leave the 4-byte runs of four vectors interleaved by 128-bit lane.
+  const __m256i runs = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i spread = _mm256_setr_epi8(0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2,  //
+                                          1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3);
+  __m256 bias[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) bias[g] = _mm256_setzero_ps();
+  for (int32_t c = 0; c < d; c += 32) {  // one channel group
+    __m256 scale[4], min[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      scale[i] = halves(c + 8 * i);
+      min[i] = halves(d + c + 8 * i);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      __m256 w[4];
+      __m256 amax = _mm256_setzero_ps();
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m256 qi = _mm256_loadu_ps(q[g] + c + 8 * i);
+        w[i] = _mm256_mul_ps(qi, scale[i]);
+        bias[g] = _mm256_fmadd_ps(qi, min[i], bias[g]);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, w[i]));
+      }
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      m = _mm_max_ss(m, _mm_movehdup_ps(m));
+      const float a = _mm_cvtss_f32(m);
+      f.step[g][c / 32] = a / 127.0f;
+      const __m256 inverse = _mm256_set1_ps(a > 0.0f ? 127.0f / a : 0.0f);
+      __m256i codes[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) codes[i] = _mm256_cvtps_epi32(_mm256_mul_ps(w[i], inverse));
+      const __m256i bytes =
+          _mm256_permutevar8x32_epi32(_mm256_packs_epi16(_mm256_packs_epi32(codes[0], codes[1]),
+                                                         _mm256_packs_epi32(codes[2], codes[3])),
+                                      runs);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(f.w8[g] + c), bytes);
+#pragma GCC unroll 8
+      for (int32_t quad = c / 4; quad < c / 4 + 8; ++quad) {
+        int32_t word;
+        std::memcpy(&word, f.w8[g] + 4 * quad, sizeof word);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(f.pairs[g][quad]),
+                           _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(bias[g]), _mm256_extractf128_ps(bias[g], 1));
+    const __m128 p = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    f.bias[g] = _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+  }
+}
+
+// scores[g][0, g_rows) from the columns of one token group: per 8 byte rows
+// j.. of channels c..c+3, the lower 128 bits hold the byte pairs (c, c+2)
+// and the upper (c+1, c+3) of those rows (kHalves = 1: 8-byte columns, one
+// load and a qword permutation; kHalves = 2: columns of a multiple of 16
+// bytes, 16 byte rows from two loads of two columns each). Bit field f of
+// byte row j is row j + f * B.
+template <int NB, int kBits, int kHalves>
+HWY_INLINE void kivi_pair_scores(const KiviPairQueries<NB>& f, const uint8_t* codes,
+                                 int32_t column_bytes, int32_t d, float* const* scores) {
+  const __m256i interleave = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7,
+                                              15,  //
+                                              0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>((1 << kBits) - 1));
+  const auto column = [&](int32_t c, int32_t j0) {
+    return reinterpret_cast<const __m128i*>(codes + static_cast<size_t>(c) * column_bytes + j0);
+  };
+  for (int32_t j0 = 0; j0 < column_bytes; j0 += 8 * kHalves) {
+    for (int32_t k = 0; k < d / 32; ++k) {
+      for (int i = 0; i < 8 / kBits; ++i) {
+        __m256i acc[kHalves][NB] = {};  // zeros
+        for (int32_t c = 32 * k; c < 32 * (k + 1); c += 4) {
+          __m256i part[kHalves];
+          if constexpr (kHalves == 1) {
+            part[0] = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                                   codes + static_cast<size_t>(c) * 8)),
+                                               0xD8);
+          } else {
+            const __m256i low = _mm256_loadu2_m128i(column(c + 1, j0), column(c, j0));
+            const __m256i high = _mm256_loadu2_m128i(column(c + 3, j0), column(c + 2, j0));
+            part[0] = _mm256_unpacklo_epi64(low, high);
+            part[1] = _mm256_unpackhi_epi64(low, high);
+          }
+#pragma GCC unroll 2
+          for (int h = 0; h < kHalves; ++h) {
+            __m256i field = _mm256_shuffle_epi8(part[h], interleave);
+            if (i > 0) field = _mm256_srli_epi16(field, i * kBits);
+            field = _mm256_and_si256(field, mask);
+#pragma GCC unroll 4
+            for (int g = 0; g < NB; ++g) {
+              const __m256i w =
+                  _mm256_load_si256(reinterpret_cast<const __m256i*>(f.pairs[g][c / 4]));
+              acc[h][g] = _mm256_add_epi16(acc[h][g], _mm256_maddubs_epi16(field, w));
+            }
+          }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < kHalves; ++h) {
+#pragma GCC unroll 4
+          for (int g = 0; g < NB; ++g) {
+            // The two 128-bit halves: the same 8 rows over other channel pairs.
+            const __m256i sums =
+                _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc[h][g])),
+                                 _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[h][g], 1)));
+            float* out = scores[g] + j0 + 8 * h + i * column_bytes;
+            const __m256 base = k == 0 ? _mm256_set1_ps(f.bias[g]) : _mm256_loadu_ps(out);
+            _mm256_storeu_ps(
+                out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(f.step[g][k]), base));
+          }
+        }
+      }
+    }
+  }
+}
+#endif  // KVF_PAGED_INT4_PAIRS && HWY_TARGET != HWY_AVX3_DL
 
 // scores[g][0, g_rows) for the NB heads of one batch over one KIVI token group
 // (its scales, mins and column codes at `group_tile`).
@@ -1151,6 +1296,24 @@ HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* gr
       kivi_quad_scores<NB, 2>(f, codes, column_bytes, d, scores);
     } else {
       kivi_quad_scores<NB, 4>(f, codes, column_bytes, d, scores);
+    }
+    return;
+  }
+#elif KVF_PAGED_INT4_PAIRS
+  if (kivi_integer_layout(column_bytes, d)) {
+    KiviPairQueries<NB> fp;
+    fold_kivi_queries_pairs<NB>(q, group_tile, d, fp);
+    ahead.step(g_rows);
+    if (column_bytes == 8) {
+      if (bits == 2) {
+        kivi_pair_scores<NB, 2, 1>(fp, codes, column_bytes, d, scores);
+      } else {
+        kivi_pair_scores<NB, 4, 1>(fp, codes, column_bytes, d, scores);
+      }
+    } else if (bits == 2) {
+      kivi_pair_scores<NB, 2, 2>(fp, codes, column_bytes, d, scores);
+    } else {
+      kivi_pair_scores<NB, 4, 2>(fp, codes, column_bytes, d, scores);
     }
     return;
   }
