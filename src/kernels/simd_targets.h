@@ -7,8 +7,9 @@
 // adds compile time but nothing these kernels use, so it is left out:
 // machines with it run the SSE4 code. AVX3_DL is compiled only by files that
 // define KVFORGE_SIMD_WITH_AVX3_DL before including this header (the matmul
-// kernels, whose int8 dot products use AVX-512 VNNI there); other files run
-// their AVX3 code on such machines. Other architectures (Arm NEON/SVE, ...)
+// kernels, whose int8 dot products use AVX-512 VNNI there, and the paged
+// attention, for KIVI keys); other files run their AVX3 code on such
+// machines. Other architectures (Arm NEON/SVE, ...)
 // keep Highway's defaults.
 //
 // Highway 1.0.3 (Debian 12) knows no finer x86 targets than AVX3_DL (later

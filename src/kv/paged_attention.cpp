@@ -953,8 +953,9 @@ HWY_INLINE void kivi_column_scores(const float (*w)[kPagedMaxHeadDim], const flo
 // (VPDPBUSD: four unsigned codes times four signed bytes, summed into an
 // int32 lane): a byte permutation (VPERMB) turns the column bytes of four
 // channels into one 4-byte lane per byte row, and each bit field of those
-// bytes is then a row's four codes. About 7x fewer vector operations per key
-// than converting the codes to floats (docs/kv-cache.md).
+// bytes is then a row's four codes. By instruction count several times fewer
+// operations per key than converting the codes to floats; the query's
+// folding then costs about as much as the products (docs/performance.md).
 
 // The rows' sums at the end of one channel group: scores = bias + step * acc
 // for the group k == 0, scores += step * acc after it.

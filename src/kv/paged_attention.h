@@ -20,6 +20,20 @@
 // rounding adds about 1% to the KL divergence int4 keys cause
 // (docs/kv-fidelity.md).
 //
+// KIVI keys (KvRowFormat::kKivi2Columns, kKivi4Columns) have one grid per
+// channel and token group: the pre-scaled query x is folded with each
+// channel's scale s into w = x * s, and w is rounded per channel group of
+// min(32, head_dim) channels to int8 steps of max |w| / 127, on every target;
+// a row then scores x · mins + sum over groups of step * (w8 · codes). On x86
+// with AVX2 or later the codes meet w8 in integer multiply-adds (VPDPBUSD
+// with AVX-512 VNNI, Highway's AVX3_DL; PMADDUBSW otherwise) where the
+// columns are 8 bytes or a multiple of 16 (g = 32, the default, or 64; g = 16
+// for kivi4) and head_dim is a multiple of 32; elsewhere the rounded w meets
+// them in f32 multiply-adds; tiles no vector kernel reads (the scalar
+// baseline, odd shapes) are scored from their codes one row at a time with
+// the same w. The rounding adds 0-1.5% to the KL divergence KIVI causes
+// (docs/kv-fidelity.md).
+//
 // int4, int4h and KIVI values stored by token pairs (kInt4TokenPairs,
 // kInt2TokenPairs) are summed in place in f32 with exact weights, on every
 // target with fixed-width vectors: each row's scale is folded into its
