@@ -490,17 +490,17 @@ using DN = hn::CappedTag<float, 8>;
 // (paged_attention.h): w = q * the channel's scale, rounded per channel group
 // of kv_quant::channel_group(d) channels to int8 steps of max |w| / 127, and
 // bias = q · the channels' mins (not rounded). A row's score is then
-// bias + sum_k step[k] * (w8 · codes) over the channel groups k.
+// bias + sum_k step[k] * (w8 · codes) over the channel groups k. The f32
+// kernels take w8 * step as floats; the integer kernels keep w8 and the
+// steps apart (KiviInt8Queries, KiviPairQueries).
 template <int NB>
 struct KiviFoldedQueries {
-  alignas(64) float w[NB][kPagedMaxHeadDim];  // w8 * step, as floats
-  alignas(64) int8_t w8[NB][kPagedMaxHeadDim];
-  float step[NB][kPagedMaxHeadDim / 8];  // channel groups have at least 8 channels
+  alignas(64) float w[NB][kPagedMaxHeadDim];  // w8 * step
   float bias[NB];
 };
 
 // Folds NB queries with one token group's grid into f, in vectors of D (whose
-// lanes divide the channel group): f.w (rounded, as floats), f.step, f.bias.
+// lanes divide the channel group).
 template <class D, int NB>
 HWY_INLINE void fold_kivi_queries(const float* const* q, const uint8_t* group_tile, int32_t d,
                                   KiviFoldedQueries<NB>& f) {
@@ -532,7 +532,6 @@ HWY_INLINE void fold_kivi_queries(const float* const* q, const uint8_t* group_ti
       const float a = hn::GetLane(hn::MaxOfLanes(df, amax[g]));
       const float step = a / 127.0f;
       const auto inverse = hn::Set(df, a > 0.0f ? 127.0f / a : 0.0f);
-      f.step[g][k] = step;
       for (int32_t c = first; c < first + channels; c += lanes) {
         // Round: to nearest, ties to even, as nearbyint in the default mode.
         const auto rounded = hn::Round(hn::Mul(hn::Load(df, f.w[g] + c), inverse));
@@ -552,6 +551,16 @@ HWY_INLINE bool is_kivi_format(KvRowFormat format) {
 // Bits per code of a KIVI key column format.
 HWY_INLINE int32_t kivi_bits(KvRowFormat format) {
   return format == KvRowFormat::kKivi2Columns ? 2 : 4;
+}
+
+// Calls fn(std::integral_constant<int, bits>()) for 2 or 4 bits per code.
+template <class Fn>
+HWY_INLINE void with_kivi_bits(int32_t bits, const Fn& fn) {
+  if (bits == 2) {
+    fn(std::integral_constant<int, 2>());
+  } else {
+    fn(std::integral_constant<int, 4>());
+  }
 }
 
 // scores[h][0, rows) for every head h of the group from one KIVI key tile,
@@ -957,6 +966,14 @@ HWY_INLINE void kivi_column_scores(const float (*w)[kPagedMaxHeadDim], const flo
 // operations per key than converting the codes to floats; the query's
 // folding then costs about as much as the products (docs/performance.md).
 
+// The folded query for the VNNI kernels: w8 and each channel group's step.
+template <int NB>
+struct KiviInt8Queries {
+  alignas(64) int8_t w8[NB][kPagedMaxHeadDim];
+  float step[NB][kPagedMaxHeadDim / 32];  // these kernels take groups of 32
+  float bias[NB];
+};
+
 // The rows' sums at the end of one channel group: scores = bias + step * acc
 // for the group k == 0, scores += step * acc after it.
 HWY_INLINE void kivi_store_sums(__m512 sums, float step, float bias, bool first, float* out) {
@@ -979,7 +996,7 @@ HWY_INLINE __m512i kivi_field(__m512i bytes, int f) {
 // acc[g][i] += bit field i of `bytes` times head g's w8 at channel c, whose
 // Word (4 or 8 bytes) is broadcast to every lane of that size.
 template <class Word, int NB, int kBits>
-HWY_INLINE void kivi_field_products(const KiviFoldedQueries<NB>& f, int32_t c, __m512i bytes,
+HWY_INLINE void kivi_field_products(const KiviInt8Queries<NB>& f, int32_t c, __m512i bytes,
                                     __m512i (&acc)[NB][8 / kBits]) {
   __m512i w8[NB];
 #pragma GCC unroll 4
@@ -1003,7 +1020,7 @@ HWY_INLINE void kivi_field_products(const KiviFoldedQueries<NB>& f, int32_t c, _
 // 8 bytes broadcast to every 64-bit lane meet them, and the two lanes of a
 // byte row are added at the end of the channel group.
 template <int NB, int kBits>
-HWY_INLINE void kivi_octet_scores(const KiviFoldedQueries<NB>& f, const uint8_t* codes, int32_t d,
+HWY_INLINE void kivi_octet_scores(const KiviInt8Queries<NB>& f, const uint8_t* codes, int32_t d,
                                   float* const* scores) {
   constexpr int kFields = 8 / kBits;
   alignas(64) static constexpr auto kIndex = [] {
@@ -1041,7 +1058,7 @@ HWY_INLINE void kivi_octet_scores(const KiviFoldedQueries<NB>& f, const uint8_t*
 // lane i holds byte j0 + i of columns c..c+3; field f is then row
 // j0 + i + f * B, and w8's 4 bytes of those channels are broadcast.
 template <int NB, int kBits>
-HWY_INLINE void kivi_quad_scores(const KiviFoldedQueries<NB>& f, const uint8_t* codes,
+HWY_INLINE void kivi_quad_scores(const KiviInt8Queries<NB>& f, const uint8_t* codes,
                                  int32_t column_bytes, int32_t d, float* const* scores) {
   constexpr int kFields = 8 / kBits;
   alignas(64) static constexpr auto kIndex = [] {
@@ -1088,11 +1105,11 @@ HWY_INLINE void kivi_quad_scores(const KiviFoldedQueries<NB>& f, const uint8_t* 
   }
 }
 
-// The folded query as fold_kivi_queries defines it, for the integer kernels:
-// f.w8, f.step and f.bias (no floats), 16 channels per vector.
+// The folded query as KiviFoldedQueries defines it, for the VNNI kernels, 16
+// channels per vector.
 template <int NB>
 HWY_INLINE void fold_kivi_queries_int8(const float* const* q, const uint8_t* group_tile, int32_t d,
-                                       KiviFoldedQueries<NB>& f) {
+                                       KiviInt8Queries<NB>& f) {
   const auto halves = [&](int32_t index) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(
         reinterpret_cast<const __m256i*>(group_tile + 2 * static_cast<size_t>(index))));
@@ -1121,11 +1138,28 @@ HWY_INLINE void fold_kivi_queries_int8(const float* const* q, const uint8_t* gro
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) f.bias[g] = _mm512_reduce_add_ps(bias[g]);
 }
+
+// scores[g][0, g_rows) of one token group in a layout kivi_integer_layout
+// accepts, with VNNI.
+template <int NB>
+HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile, int32_t bits,
+                                    int32_t column_bytes, int32_t d, float* const* scores) {
+  KiviInt8Queries<NB> f;
+  fold_kivi_queries_int8<NB>(q, group_tile, d, f);
+  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+  with_kivi_bits(bits, [&](auto b) HWY_ATTR {
+    if (column_bytes == 8) {
+      kivi_octet_scores<NB, decltype(b)::value>(f, codes, d, scores);
+    } else {
+      kivi_quad_scores<NB, decltype(b)::value>(f, codes, column_bytes, d, scores);
+    }
+  });
+}
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
 #if KVF_PAGED_INT4_PAIRS
-// True when the integer kernels read this group layout: channel groups of
-// 32, and columns of 8 bytes or a multiple of 16.
+// True when the integer kernels (kivi_integer_scores) read this group
+// layout: channel groups of 32, and columns of 8 bytes or a multiple of 16.
 HWY_INLINE bool kivi_integer_layout(int32_t column_bytes, int32_t d) {
   return d % 32 == 0 && (column_bytes == 8 || column_bytes % 16 == 0);
 }
@@ -1137,12 +1171,14 @@ HWY_INLINE bool kivi_integer_layout(int32_t column_bytes, int32_t d) {
 // pair of w8 bytes, summed into int16. Within a channel group every int16
 // lane adds 8 such pairs of at most 2 * 15 * 127: 30480, no overflow.
 
-// The folded query for this kernel: besides w8, step and bias, per channel
-// quad c..c+3 w8 as byte pairs (c, c+2) in the lower and (c+1, c+3) in the
-// upper 128 bits, each repeated 8 times.
+// The folded query for this kernel: per channel quad c..c+3, w8 as byte
+// pairs (c, c+2) in the lower and (c+1, c+3) in the upper 128 bits, each
+// repeated 8 times; each channel group's step.
 template <int NB>
-struct KiviPairQueries : KiviFoldedQueries<NB> {
+struct KiviPairQueries {
   alignas(32) int8_t pairs[NB][kPagedMaxHeadDim / 4][32];
+  float step[NB][kPagedMaxHeadDim / 32];  // this kernel takes groups of 32
+  float bias[NB];
 };
 
 template <int NB>
@@ -1191,13 +1227,11 @@ HWY_INLINE void fold_kivi_queries_pairs(const float* const* q, const uint8_t* gr
           _mm256_permutevar8x32_epi32(_mm256_packs_epi16(_mm256_packs_epi32(codes[0], codes[1]),
                                                          _mm256_packs_epi32(codes[2], codes[3])),
                                       runs);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(f.w8[g] + c), bytes);
 #pragma GCC unroll 8
-      for (int32_t quad = c / 4; quad < c / 4 + 8; ++quad) {
-        int32_t word;
-        std::memcpy(&word, f.w8[g] + 4 * quad, sizeof word);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(f.pairs[g][quad]),
-                           _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread));
+      for (int i = 0; i < 8; ++i) {  // w8 of channels c + 4i .. c + 4i + 3: lane i of bytes
+        const __m256i quad = _mm256_permutevar8x32_epi32(bytes, _mm256_set1_epi32(i));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(f.pairs[g][c / 4 + i]),
+                           _mm256_shuffle_epi8(quad, spread));
       }
     }
   }
@@ -1272,6 +1306,23 @@ HWY_INLINE void kivi_pair_scores(const KiviPairQueries<NB>& f, const uint8_t* co
     }
   }
 }
+
+// scores[g][0, g_rows) of one token group in a layout kivi_integer_layout
+// accepts, with PMADDUBSW.
+template <int NB>
+HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile, int32_t bits,
+                                    int32_t column_bytes, int32_t d, float* const* scores) {
+  KiviPairQueries<NB> f;
+  fold_kivi_queries_pairs<NB>(q, group_tile, d, f);
+  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+  with_kivi_bits(bits, [&](auto b) HWY_ATTR {
+    if (column_bytes == 8) {
+      kivi_pair_scores<NB, decltype(b)::value, 1>(f, codes, column_bytes, d, scores);
+    } else {
+      kivi_pair_scores<NB, decltype(b)::value, 2>(f, codes, column_bytes, d, scores);
+    }
+  });
+}
 #endif  // KVF_PAGED_INT4_PAIRS && HWY_TARGET != HWY_AVX3_DL
 
 // scores[g][0, g_rows) for the NB heads of one batch over one KIVI token group
@@ -1280,45 +1331,16 @@ template <int NB>
 HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* group_tile,
                                         int32_t g_rows, int32_t bits, int32_t d,
                                         float* const* scores, TilePrefetcher& ahead) {
-  KiviFoldedQueries<NB> f;
   const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
   const int32_t column_bytes = g_rows * bits / 8;
-#if HWY_TARGET == HWY_AVX3_DL
+#if KVF_PAGED_INT4_PAIRS
   if (kivi_integer_layout(column_bytes, d)) {
-    fold_kivi_queries_int8<NB>(q, group_tile, d, f);
     ahead.step(g_rows);
-    if (column_bytes == 8) {
-      if (bits == 2) {
-        kivi_octet_scores<NB, 2>(f, codes, d, scores);
-      } else {
-        kivi_octet_scores<NB, 4>(f, codes, d, scores);
-      }
-    } else if (bits == 2) {
-      kivi_quad_scores<NB, 2>(f, codes, column_bytes, d, scores);
-    } else {
-      kivi_quad_scores<NB, 4>(f, codes, column_bytes, d, scores);
-    }
-    return;
-  }
-#elif KVF_PAGED_INT4_PAIRS
-  if (kivi_integer_layout(column_bytes, d)) {
-    KiviPairQueries<NB> fp;
-    fold_kivi_queries_pairs<NB>(q, group_tile, d, fp);
-    ahead.step(g_rows);
-    if (column_bytes == 8) {
-      if (bits == 2) {
-        kivi_pair_scores<NB, 2, 1>(fp, codes, column_bytes, d, scores);
-      } else {
-        kivi_pair_scores<NB, 4, 1>(fp, codes, column_bytes, d, scores);
-      }
-    } else if (bits == 2) {
-      kivi_pair_scores<NB, 2, 2>(fp, codes, column_bytes, d, scores);
-    } else {
-      kivi_pair_scores<NB, 4, 2>(fp, codes, column_bytes, d, scores);
-    }
+    kivi_integer_scores<NB>(q, group_tile, bits, column_bytes, d, scores);
     return;
   }
 #endif
+  KiviFoldedQueries<NB> f;
   fold_kivi_queries<DF, NB>(q, group_tile, d, f);  // d: a multiple of DF's lanes here
   const auto rows = static_cast<int32_t>(hn::Lanes(DN()));
   auto run = [&](auto word) HWY_ATTR {
