@@ -99,12 +99,16 @@ enum class KvRowFormat {
   return format == KvRowFormat::kInt4TokenPairs || format == KvRowFormat::kInt2TokenPairs;
 }
 
+// True for the KIVI key layouts above (per-channel grids over token groups).
+[[nodiscard]] inline bool is_kivi_format(KvRowFormat format) {
+  return format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
+}
+
 // True for the column formats above.
 [[nodiscard]] inline bool is_column_format(KvRowFormat format) {
   return format == KvRowFormat::kF16Columns || format == KvRowFormat::kBF16Columns ||
          format == KvRowFormat::kInt8Columns || format == KvRowFormat::kInt4Pairs ||
-         is_token_pair_format(format) || format == KvRowFormat::kKivi2Columns ||
-         format == KvRowFormat::kKivi4Columns;
+         is_token_pair_format(format) || is_kivi_format(format);
 }
 
 // Bytes of one row in a plain row format (0 for kOpaque and the column formats).

@@ -543,11 +543,6 @@ HWY_INLINE void fold_kivi_queries(const float* const* q, const uint8_t* group_ti
   for (int g = 0; g < NB; ++g) f.bias[g] = hn::GetLane(hn::SumOfLanes(df, bias_sum[g]));
 }
 
-// True for the KIVI key column formats.
-HWY_INLINE bool is_kivi_format(KvRowFormat format) {
-  return format == KvRowFormat::kKivi2Columns || format == KvRowFormat::kKivi4Columns;
-}
-
 // Bits per code of a KIVI key column format.
 HWY_INLINE int32_t kivi_bits(KvRowFormat format) {
   return format == KvRowFormat::kKivi2Columns ? 2 : 4;
