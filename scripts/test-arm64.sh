@@ -9,8 +9,9 @@
 #   CTEST_REGEX  run only the tests whose names match (ctest -R), e.g.
 #                'Matmul|Unpack|Quant|Codecs/|Hadamard|KvCodec'
 #   KVFORGE_TEST_TIMEOUT  seconds per test (default 120 here)
-# Installs, when missing: qemu-user, g++-aarch64-linux-gnu and the arm64
-# packages of the libraries (adds the arm64 architecture to dpkg).
+# Installs what is missing (scripts/install-deps.sh --with-arm64: qemu-user,
+# g++-aarch64-linux-gnu and the arm64 packages of the libraries; adds the
+# arm64 architecture to dpkg).
 #
 # Known limits: the tests that run the kvforge tool from a shell script
 # (cli_test, ...) need the kernel to start arm64 binaries through qemu
@@ -22,25 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-user g++-aarch64-linux-gnu)
-for p in libgtest-dev libgmock-dev libhwy-dev libfmt-dev libxxhash-dev libpcre2-dev \
-  libhiredis-dev libcpp-httplib-dev; do
-  packages+=("$p:arm64")
-done
-# Header-only and native packages the build also needs (install-deps.sh has them).
-scripts/install-deps.sh
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo_cmd[@]}" dpkg --add-architecture arm64
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+scripts/install-deps.sh --with-arm64
 
 cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
   -DCMAKE_BUILD_TYPE=Release -DKVFORGE_BUILD_TESTS=ON -DKVFORGE_BUILD_BENCH=OFF \

@@ -9,8 +9,8 @@
 // define KVFORGE_SIMD_WITH_AVX3_DL before including this header (the matmul
 // kernels, whose int8 dot products use AVX-512 VNNI there, and the paged
 // attention, for KIVI keys); other files run their AVX3 code on such
-// machines. On Arm the kernels are compiled for NEON (and the portable
-// baseline) but not for SVE: they keep vectors in arrays (register
+// machines. On Arm the kernels are compiled for NEON (Highway's
+// baseline there) but not for SVE: they keep vectors in arrays (register
 // blocking), which SVE's sizeless vector types do not allow, so SVE
 // machines run the NEON code. scripts/test-arm64.sh builds for Arm and runs
 // the tests under emulation.
