@@ -136,9 +136,9 @@ HWY_INLINE void prefetch_jumps(const SpanView& view, const PagedSide& side, int3
 // prefetcher alone, and than one loop that requests a whole chunk at once
 // (docs/performance.md). The lines go to L2, not L1: a request for L1 holds
 // one of the core's few L1 miss buffers until the line arrives, and with
-// them full the requests stalled the kernel (perf: half of an f16 task's
-// samples on them); to L2 the same requests made f16 and int8 decode at 16k
-// faster (docs/performance.md, "Tile requests to L2").
+// them full the requests stalled the kernel (perf: a fifth of an f16
+// task's samples on them); to L2 the same requests made f16 and int8 decode
+// at 16k faster (docs/performance.md, "Tile requests to L2").
 class TilePrefetcher {
  public:
   TilePrefetcher(const SpanView& view, const PagedSide& side) : view_(view), side_(side) {}
