@@ -67,7 +67,7 @@ class ChannelGroupKvCodec final : public KvCodec {
         inv_step[c] = kv_quant::inverse_step(fp16_to_fp32(grid.scale));
         min[c] = fp16_to_fp32(grid.min);
       }
-      uint8_t* codes = out + 4 * static_cast<size_t>(d);
+      uint8_t* codes = out + kv_kernels::channel_group_codes_offset(d);
       std::fill_n(codes, static_cast<size_t>(d) * column_bytes, uint8_t{0});
       for (int32_t t = 0; t < g; ++t) {
         const float* xt = x + t * row_stride;
@@ -91,7 +91,7 @@ class ChannelGroupKvCodec final : public KvCodec {
     const uint32_t mask = (1u << options_.bits) - 1;
     const auto* group = static_cast<const uint8_t*>(tile);
     for (int32_t t0 = 0; t0 < n; t0 += g, group += group_bytes()) {
-      const uint8_t* codes = group + 4 * static_cast<size_t>(d);
+      const uint8_t* codes = group + kv_kernels::channel_group_codes_offset(d);
       for (int32_t c = 0; c < d; ++c) {
         uint16_t scale_bits, min_bits;
         std::memcpy(&scale_bits, group + 2 * c, 2);

@@ -21,9 +21,14 @@ namespace kvforge::kv_kernels {
   const int32_t group = head_dim < 32 ? head_dim : 32;
   return static_cast<size_t>(head_dim / group) * (4 + static_cast<size_t>(group * bits / 8));
 }
+// Where a KIVI token group's column codes start: after its head_dim f16
+// scales and head_dim f16 mins.
+[[nodiscard]] constexpr size_t channel_group_codes_offset(int32_t head_dim) {
+  return 4 * static_cast<size_t>(head_dim);
+}
 [[nodiscard]] constexpr size_t channel_group_bytes(int32_t head_dim, int32_t bits,
                                                    int32_t group_tokens) {
-  return 4 * static_cast<size_t>(head_dim) +
+  return channel_group_codes_offset(head_dim) +
          static_cast<size_t>(group_tokens) * static_cast<size_t>(head_dim * bits / 8);
 }
 

@@ -576,7 +576,7 @@ HWY_INLINE void kivi_tile_scores_portable(const float* const* q, int32_t group, 
   KiviFoldedQueries<1> f;
   for (int32_t t0 = 0; t0 < rows; t0 += g_rows) {
     const uint8_t* group_tile = tile + static_cast<size_t>(t0 / g_rows) * group_bytes;
-    const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+    const uint8_t* codes = group_tile + kv_kernels::channel_group_codes_offset(d);
     for (int32_t h = 0; h < group; ++h) {
       fold_kivi_queries<DN, 1>(q + h, group_tile, d, f);
       for (int32_t i = 0; i < std::min(g_rows, rows - t0); ++i) {
@@ -1139,13 +1139,13 @@ HWY_INLINE void fold_kivi_queries_int8(const float* const* q, const uint8_t* gro
 }
 
 // scores[g][0, g_rows) of one token group in a layout kivi_integer_layout
-// accepts, with VNNI.
+// accepts (scales and mins at group_tile, column codes at codes), with VNNI.
 template <int NB>
-HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile, int32_t bits,
-                                    int32_t column_bytes, int32_t d, float* const* scores) {
+HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile,
+                                    const uint8_t* codes, int32_t bits, int32_t column_bytes,
+                                    int32_t d, float* const* scores) {
   KiviInt8Queries<NB> f;
   fold_kivi_queries_int8<NB>(q, group_tile, d, f);
-  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
   with_kivi_bits(bits, [&](auto b) HWY_ATTR {
     if (column_bytes == 8) {
       kivi_octet_scores<NB, decltype(b)::value>(f, codes, d, scores);
@@ -1307,13 +1307,13 @@ HWY_INLINE void kivi_pair_scores(const KiviPairQueries<NB>& f, const uint8_t* co
 }
 
 // scores[g][0, g_rows) of one token group in a layout kivi_integer_layout
-// accepts, with PMADDUBSW.
+// accepts (scales and mins at group_tile, column codes at codes), with PMADDUBSW.
 template <int NB>
-HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile, int32_t bits,
-                                    int32_t column_bytes, int32_t d, float* const* scores) {
+HWY_INLINE void kivi_integer_scores(const float* const* q, const uint8_t* group_tile,
+                                    const uint8_t* codes, int32_t bits, int32_t column_bytes,
+                                    int32_t d, float* const* scores) {
   KiviPairQueries<NB> f;
   fold_kivi_queries_pairs<NB>(q, group_tile, d, f);
-  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
   with_kivi_bits(bits, [&](auto b) HWY_ATTR {
     if (column_bytes == 8) {
       kivi_pair_scores<NB, decltype(b)::value, 1>(f, codes, column_bytes, d, scores);
@@ -1330,12 +1330,12 @@ template <int NB>
 HWY_INLINE void kivi_token_group_scores(const float* const* q, const uint8_t* group_tile,
                                         int32_t g_rows, int32_t bits, int32_t d,
                                         float* const* scores, TilePrefetcher& ahead) {
-  const uint8_t* codes = group_tile + 4 * static_cast<size_t>(d);
+  const uint8_t* codes = group_tile + kv_kernels::channel_group_codes_offset(d);
   const int32_t column_bytes = g_rows * bits / 8;
 #if KVF_PAGED_INT4_PAIRS
   if (kivi_integer_layout(column_bytes, d)) {
     ahead.step(g_rows);
-    kivi_integer_scores<NB>(q, group_tile, bits, column_bytes, d, scores);
+    kivi_integer_scores<NB>(q, group_tile, codes, bits, column_bytes, d, scores);
     return;
   }
 #endif
