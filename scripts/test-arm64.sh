@@ -13,13 +13,9 @@
 # g++-aarch64-linux-gnu and the arm64 packages of the libraries; adds the
 # arm64 architecture to dpkg).
 #
-# Known limits: the tests that run the kvforge tool from a shell script
-# (cli_test, ...) need the kernel to start arm64 binaries through qemu
-# (binfmt_misc, package qemu-user-binfmt) and fail without it. With Debian
-# 12's qemu-user 7.2 on the x86 VM of docs/performance.md, creating a thread
-# hangs inside the emulator (a bare std::thread program does the same), so
-# every test that starts a thread pool runs into the timeout there; the
-# single-threaded ones run (docs/kernels.md, "Tests").
+# Tool scripts (cli_test, server_openai_client, ...) start kvforge through a
+# wrapper that runs it under the emulator. docs/kernels.md ("Tests") gives
+# the last full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,5 +7,8 @@ set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64;-L;/usr/aarch64-linux-gnu)
+# The arm64 packages' own loader and libc (libc6:arm64): the cross package's
+# loader in /usr/aarch64-linux-gnu is another glibc build, and beside
+# libc6:arm64's libc every thread creation hung.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64;-L;/)
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
