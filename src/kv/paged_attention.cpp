@@ -810,6 +810,41 @@ HWY_INLINE hn::Vec<DF8> row_sums(hn::Vec<DS16> acc) {
   return hn::Add(lower, upper);  // exact: both below 2^24
 }
 
+// The f32 steps of the int4 key kernels for channel group k of the 16 rows
+// at r0: total[g][v] += dot * step_k * scale + qsum_k * min, where dot =
+// row_sums(g, v) is rows r0 + 8v .. r0 + 8v + 7's exact integer sum as floats.
+template <int NB, class RowSums>
+HWY_INLINE void add_int4_group_scores(const RowSums& row_sums, const float* const* step,
+                                      const float* const* qsum, const uint8_t* tile, int32_t bt,
+                                      int32_t r0, int32_t n_groups, int32_t k,
+                                      hn::Vec<DF8> (&total)[NB][2]) {
+  const DF8 df;
+  using VF8 = hn::Vec<DF8>;
+#pragma GCC unroll 2
+  for (int v = 0; v < 2; ++v) {
+    const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
+    const VF8 scale = load_halves<DF8>(tile, at);
+    const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const VF8 dot = hn::Mul(row_sums(g, v), hn::Set(df, step[g][k]));
+      total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
+    }
+  }
+}
+
+// scores[g][r0, r0 + 16) = total[g] for the NB heads.
+template <int NB>
+HWY_INLINE void store_int4_scores(const hn::Vec<DF8> (&total)[NB][2], int32_t r0,
+                                  float* const* scores) {
+  const DF8 df;
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    hn::StoreU(total[g][0], df, scores[g] + r0);
+    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
+  }
+}
+
 // scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
 // 16-row chunk at r0 of one kInt4Pairs tile. q8[g]: the int8 query with each
 // channel pair repeated 8 times (16 bytes per pair, quantize_query_int8);
@@ -850,23 +885,10 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
         acc[g][1] = hn::Add(acc[g][1], multiply_byte_pairs(high, qp));
       }
     }
-#pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) {
-      const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
-      const VF8 scale = load_halves<DF8>(tile, at);
-      const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
-#pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-        const VF8 dot = hn::Mul(row_sums(acc[g][v]), hn::Set(df, step[g][k]));
-        total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
-      }
-    }
+    add_int4_group_scores<NB>([&](int g, int v) HWY_ATTR { return row_sums(acc[g][v]); }, step,
+                              qsum, tile, bt, r0, n_groups, k, total);
   }
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-    hn::StoreU(total[g][0], df, scores[g] + r0);
-    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
-  }
+  store_int4_scores<NB>(total, r0, scores);
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
@@ -937,23 +959,10 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
         acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], high, qv);
       }
     }
-#pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) {
-      const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
-      const VF8 scale = load_halves<DF8>(tile, at);
-      const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
-#pragma GCC unroll 4
-      for (int g = 0; g < NB; ++g) {
-        const VF8 dot = hn::Mul(quad_row_sums(acc[g][v]), hn::Set(df, step[g][k]));
-        total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
-      }
-    }
+    add_int4_group_scores<NB>([&](int g, int v) HWY_ATTR { return quad_row_sums(acc[g][v]); }, step,
+                              qsum, tile, bt, r0, n_groups, k, total);
   }
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-    hn::StoreU(total[g][0], df, scores[g] + r0);
-    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
-  }
+  store_int4_scores<NB>(total, r0, scores);
 }
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
