@@ -360,6 +360,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"f16", 64, 16, false, 6, 2}, Case{"int8", 64, 16, false, 7, 1},
                       Case{"int4", 64, 16, false, 7, 1}, Case{"bf16", 64, 16, false, 4, 2},
                       Case{"int8", 32, 16, false, 3, 3},
+                      // int4 keys in channel groups of 8 (read in place where a vector
+                      // holds at most 8 floats) and 16 (two blocks of four pairs for
+                      // the AVX-512 VNNI kernel).
+                      Case{"int4", 8, 16}, Case{"int4h", 16, 32},
                       // Three channel groups of 32, 48-token blocks (three 16-row chunks).
                       Case{"int4", 96, 48}, Case{"kivi2:g=16:r=0", 96, 48, true},
                       Case{"kivi4:g=16:r=40", 96, 48, false, 16, 1},
