@@ -217,6 +217,10 @@ constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 #else
 #define KVF_PAGED_INT4_PAIRS 0
 #endif
+// The VNNI variant: quantize_query_int8 lays the query out for it and
+// tile_column_scores calls it.
+#undef KVF_PAGED_INT4_QUADS
+#define KVF_PAGED_INT4_QUADS (KVF_PAGED_INT4_PAIRS && HWY_TARGET == HWY_AVX3_DL)
 
 // One vector (of D) of IEEE halves starting at element `index` of `base`, as floats.
 template <class D = DF>
@@ -681,10 +685,13 @@ HWY_INLINE VF code_field_floats(hn::Vec<DU32> bytes) {
   const auto field = hn::ShiftRight<kShift>(bytes);
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
   if constexpr (hn::MaxLanes(DF()) == 16 && kBits <= 4) {
-    const __m512 table =  // entry i: the field's value for low bits i
-        kBits == 4 ? _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-                   : _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
-    return VF{_mm512_permutexvar_ps(field.raw, table)};
+    // Entry i: the field's value when the index's low 4 bits are i.
+    alignas(64) static constexpr auto kTable = [] {
+      std::array<float, 16> table{};
+      for (int i = 0; i < 16; ++i) table[i] = static_cast<float>(i & ((1 << kBits) - 1));
+      return table;
+    }();
+    return VF{_mm512_permutexvar_ps(field.raw, _mm512_load_ps(kTable.data()))};
   }
 #endif
   if constexpr (kShift + kBits == 8) {
@@ -721,6 +728,16 @@ HWY_INLINE VF slice_rows_halves(const uint8_t* tile, size_t at) {
 // pair alternating the same way. Per channel group k the two channels of
 // each row are then added, and its score += scale_k * dot + min_k * qsum_k
 // (qsum[g][k]: the query's sum over group k).
+// The codes of the 16-row chunk at r0 of a kInt4Pairs tile: after the
+// scales and mins (f16, per channel group and row), 16 bytes per channel
+// pair and chunk.
+HWY_INLINE const uint8_t* int4_pair_chunk_codes(const uint8_t* tile, int32_t bt, int32_t r0,
+                                                int32_t d) {
+  const int32_t n_groups = d / kv_quant::channel_group(d);
+  return tile + 4 * static_cast<size_t>(n_groups) * bt +
+         static_cast<size_t>(r0 / 16) * static_cast<size_t>(d / 2) * 16;
+}
+
 template <int NB>
 HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const* qsum,
                                        const uint8_t* tile, int32_t bt, int32_t r0, int32_t d,
@@ -730,9 +747,7 @@ HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const
   const auto lanes = static_cast<int32_t>(hn::Lanes(df));
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
-  // 16 bytes per channel pair and 16-row chunk, after the scales and mins.
-  const uint8_t* codes =
-      tile + 4 * static_cast<size_t>(n_groups) * bt + static_cast<size_t>(r0 / 16) * (d / 2) * 16;
+  const uint8_t* codes = int4_pair_chunk_codes(tile, bt, r0, d);
   for (int32_t s = 0; s < 16; s += lanes) {
     VF total[NB];
 #pragma GCC unroll 4
@@ -866,9 +881,7 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   using VF8 = hn::Vec<DF8>;
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
-  // 16 bytes per channel pair; one 32-byte vector covers two pairs.
-  const size_t chunk_pairs = static_cast<size_t>(r0 / 16) * (d / 2);
-  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt + chunk_pairs * 16;
+  const uint8_t* codes = int4_pair_chunk_codes(tile, bt, r0, d);  // 32 bytes: two pairs
   VF8 total[NB][2];
   zero_accumulators(df, total);
   for (int32_t k = 0; k < n_groups; ++k) {
@@ -891,7 +904,7 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
   store_int4_scores<NB>(total, r0, scores);
 }
 
-#if HWY_TARGET == HWY_AVX3_DL
+#if KVF_PAGED_INT4_QUADS
 // With AVX-512 VNNI the same exact integer sums come from vpdpbusd, which
 // adds four byte products into each int32 lane: 64 code bytes (four channel
 // pairs of 16 rows) are permuted so that each lane holds one row's four
@@ -938,8 +951,7 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
   using VF8 = hn::Vec<DF8>;
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
-  const size_t chunk_pairs = static_cast<size_t>(r0 / 16) * (d / 2);
-  const uint8_t* codes = tile + 4 * static_cast<size_t>(n_groups) * bt + chunk_pairs * 16;
+  const uint8_t* codes = int4_pair_chunk_codes(tile, bt, r0, d);
   const __m512i order = _mm512_load_si512(kQuadOrder.index);
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   VF8 total[NB][2];
@@ -964,7 +976,7 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
   }
   store_int4_scores<NB>(total, r0, scores);
 }
-#endif  // HWY_TARGET == HWY_AVX3_DL
+#endif  // KVF_PAGED_INT4_QUADS
 
 #endif  // KVF_PAGED_INT4_PAIRS
 
@@ -1696,7 +1708,7 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
         constexpr int NB = decltype(nb)::value;
         for (int32_t r0 = 0; r0 < bt; r0 += 16) {  // the codec guarantees 16 | bt
           ahead.step(16);
-#if HWY_TARGET == HWY_AVX3_DL
+#if KVF_PAGED_INT4_QUADS
           int4_quad_scores<NB>(cs.q8 + g, cs.step + g, cs.qsum + g, tile, bt, r0, d, scores + g);
 #elif KVF_PAGED_INT4_PAIRS
           int4_pair_scores<NB>(cs.q8 + g, cs.step + g, cs.qsum + g, tile, bt, r0, d, scores + g);
@@ -1848,7 +1860,7 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
     qsum[k] = group_step * static_cast<float>(sum);
   }
   if (pairs == nullptr) return;
-#if HWY_TARGET == HWY_AVX3_DL
+#if KVF_PAGED_INT4_QUADS
   // int4_quad_scores: per four pairs, their first four channels' codes 8
   // times, then the other four's 8 times.
   for (int32_t c = 0; c < d; c += 4) {
