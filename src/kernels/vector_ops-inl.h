@@ -134,7 +134,9 @@ HWY_INLINE float online_softmax_fold(float* scores, int32_t n, float& running_ma
     new_max = m > new_max ? m : new_max;
   }
   for (; j < n; ++j) new_max = scores[j] > new_max ? scores[j] : new_max;
-  const float rescale = std::exp(running_max - new_max);
+  // Once the maximum stops rising (after the first few chunks of a long
+  // context, as a rule) the factor is exactly 1 = e^0: no call to exp.
+  const float rescale = new_max == running_max ? 1.0f : std::exp(running_max - new_max);
   running_max = new_max;
   const auto vmax = hn::Set(df, new_max);
   auto vsum = hn::Zero(df);

@@ -906,75 +906,94 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
 
 #if KVF_PAGED_INT4_QUADS
 // With AVX-512 VNNI the same exact integer sums come from vpdpbusd, which
-// adds four byte products into each int32 lane: 64 code bytes (four channel
-// pairs of 16 rows) are permuted so that each lane holds one row's four
-// channels (kQuadOrder: lane j + 8m, rows r0 + j and r0 + 8 + j in the two
-// nibbles, channels 4m..4m+3 of the four pairs), and meet a query vector
-// that holds those four channels' int8 codes in every lane of a half
-// (quantize_query_int8's quad layout: 64 bytes per four pairs). Per 64
-// bytes: 4 instructions of unpacking and 2 multiply-adds per head, against
-// 38 instructions for the same products with PMADDUBSW in 256-bit vectors.
-// The sums per row are the same integers, so the scores are the same floats
-// as int4_pair_scores' (the f32 steps below are the same).
+// adds four byte products into each int32 lane. Per 64 code bytes (four
+// channel pairs of 16 rows) two byte permutations give one vector per four
+// channels whose lane j holds row r0 + j's four codes (kQuadOrder: the
+// bytes of rows j and j + 8 are the same, their low and high nibbles), and a
+// mask keeps each lane's nibble: the low one in lanes 0-7, the high one in
+// lanes 8-15, unshifted, so that those lanes sum 16 times the codes. Each
+// vector meets the four channels' int8 query codes broadcast to every lane
+// (quantize_query_int8's quad layout: the codes in channel order). Per 64
+// bytes: 4 instructions of unpacking and 2 multiply-adds per head, and per
+// channel group one vector of 16 rows' sums per head, whose upper lanes'
+// factor 16 the rows' scales take back (a power of two: exact). The scores
+// are the same floats as int4_pair_scores' (see int4_quad_scores).
 struct QuadOrder {
-  alignas(64) uint8_t index[64];
+  alignas(64) uint8_t index[2][64];  // channels 0-3, then 4-7 of the four pairs
+  alignas(64) uint8_t nibble[64];    // 0x0f in lanes 0-7, 0xf0 in lanes 8-15
 };
 constexpr QuadOrder make_quad_order() {
   QuadOrder order{};
   for (int m = 0; m < 2; ++m) {
-    for (int j = 0; j < 8; ++j) {
-      uint8_t* lane = order.index + 4 * (j + 8 * m);
-      lane[0] = static_cast<uint8_t>(32 * m + 2 * j);
-      lane[1] = static_cast<uint8_t>(32 * m + 2 * j + 1);
-      lane[2] = static_cast<uint8_t>(32 * m + 16 + 2 * j);
-      lane[3] = static_cast<uint8_t>(32 * m + 16 + 2 * j + 1);
+    for (int j = 0; j < 16; ++j) {
+      uint8_t* lane = order.index[m] + 4 * j;
+      const int row = j % 8;
+      lane[0] = static_cast<uint8_t>(32 * m + 2 * row);
+      lane[1] = static_cast<uint8_t>(32 * m + 2 * row + 1);
+      lane[2] = static_cast<uint8_t>(32 * m + 16 + 2 * row);
+      lane[3] = static_cast<uint8_t>(32 * m + 16 + 2 * row + 1);
     }
   }
+  for (int b = 0; b < 64; ++b) order.nibble[b] = b < 32 ? 0x0f : 0xf0;
   return order;
 }
 constexpr QuadOrder kQuadOrder = make_quad_order();
 
-// 8 int32 lanes: lane j of the lower half + lane j of the upper half.
-HWY_INLINE hn::Vec<DF8> quad_row_sums(__m512i acc) {
-  const __m256i sum =
-      _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-  return hn::Vec<DF8>{_mm256_cvtepi32_ps(sum)};
-}
-
 // scores[g][r0, r0 + 16) as int4_pair_scores computes them, with q8[g] in
-// the quad layout.
+// the quad layout. Per channel group k the lanes' integer sums I (16 I in
+// lanes 8-15) become total += f32(I') * step_k * (scale / 16 in lanes 8-15)
+// + qsum_k * min: f32(16 I) * step_k is exactly 16 times f32(I) * step_k
+// rounded, and the scale's 1/16 takes it back exactly, so each row's score
+// is int4_pair_scores' to the bit.
 template <int NB>
 HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* step,
                                  const float* const* qsum, const uint8_t* tile, int32_t bt,
                                  int32_t r0, int32_t d, float* const* scores) {
-  const DF8 df;
-  using VF8 = hn::Vec<DF8>;
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
   const uint8_t* codes = int4_pair_chunk_codes(tile, bt, r0, d);
-  const __m512i order = _mm512_load_si512(kQuadOrder.index);
-  const __m512i nibble = _mm512_set1_epi8(0x0f);
-  VF8 total[NB][2];
-  zero_accumulators(df, total);
+  const __m512i order_low = _mm512_load_si512(kQuadOrder.index[0]);
+  const __m512i order_high = _mm512_load_si512(kQuadOrder.index[1]);
+  const __m512i nibble = _mm512_load_si512(kQuadOrder.nibble);
+  // 1 for the rows of low nibbles, 1/16 for those of high ones.
+  const __m512 unshift =
+      _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(1.0f), _mm512_set1_ps(0.0625f));
+  const auto halves = [&](size_t index) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 2 * index)));
+  };
+  __m512 total[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) total[g] = _mm512_setzero_ps();
   for (int32_t k = 0; k < n_groups; ++k) {
     __m512i acc[NB][2];
 #pragma GCC unroll 4
     for (int g = 0; g < NB; ++g) acc[g][0] = acc[g][1] = _mm512_setzero_si512();
     for (int32_t p = k * group / 2; p < (k + 1) * group / 2; p += 4) {
-      const __m512i bytes = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(codes + 16 * p));
-      const __m512i low = _mm512_and_si512(bytes, nibble);  // rows r0 .. r0 + 7
-      const __m512i high = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble);  // r0 + 8 ..
+      const __m512i bytes = _mm512_loadu_si512(codes + 16 * p);
+      const __m512i low = _mm512_and_si512(_mm512_permutexvar_epi8(order_low, bytes), nibble);
+      const __m512i high = _mm512_and_si512(_mm512_permutexvar_epi8(order_high, bytes), nibble);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
-        const __m512i qv = _mm512_loadu_si512(q8[g] + 16 * p);
-        acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], low, qv);
-        acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], high, qv);
+        int32_t q_low, q_high;  // channels 2p .. 2p + 3 and 2p + 4 .. 2p + 7
+        std::memcpy(&q_low, q8[g] + 2 * p, 4);
+        std::memcpy(&q_high, q8[g] + 2 * p + 4, 4);
+        acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], low, _mm512_set1_epi32(q_low));
+        acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], high, _mm512_set1_epi32(q_high));
       }
     }
-    add_int4_group_scores<NB>([&](int g, int v) HWY_ATTR { return quad_row_sums(acc[g][v]); }, step,
-                              qsum, tile, bt, r0, n_groups, k, total);
+    const size_t at = static_cast<size_t>(k) * bt + r0;
+    const __m512 scale = _mm512_mul_ps(halves(at), unshift);
+    const __m512 min = halves(static_cast<size_t>(n_groups) * bt + at);
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[g][0], acc[g][1]));
+      const __m512 dot = _mm512_mul_ps(sums, _mm512_set1_ps(step[g][k]));
+      total[g] =
+          _mm512_fmadd_ps(dot, scale, _mm512_fmadd_ps(_mm512_set1_ps(qsum[g][k]), min, total[g]));
+    }
   }
-  store_int4_scores<NB>(total, r0, scores);
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) _mm512_storeu_ps(scores[g] + r0, total[g]);
 }
 #endif  // KVF_PAGED_INT4_QUADS
 
@@ -1836,8 +1855,8 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
 // q8 * (amax / 127). step[k] = amax / 127 and qsum[k] = step[k] * sum(q8)
 // per group k; pairs (if not null) receives the operand of the integer key
 // kernel: each channel pair's two codes repeated 8 times (16 bytes per
-// pair) for int4_pair_scores, or on AVX3_DL each four channels' codes
-// repeated 8 times (the same 8 bytes per channel) for int4_quad_scores.
+// pair) for int4_pair_scores, or on AVX3_DL the codes in channel order for
+// int4_quad_scores.
 HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* step, float* qsum) {
   const int32_t channels = kv_quant::channel_group(d);
   int8_t codes[kPagedMaxHeadDim];
@@ -1861,11 +1880,7 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
   }
   if (pairs == nullptr) return;
 #if KVF_PAGED_INT4_QUADS
-  // int4_quad_scores: per four pairs, their first four channels' codes 8
-  // times, then the other four's 8 times.
-  for (int32_t c = 0; c < d; c += 4) {
-    for (int32_t j = 0; j < 32; j += 4) std::memcpy(pairs + 8 * c + j, codes + c, 4);
-  }
+  std::copy_n(codes, d, pairs);  // int4_quad_scores broadcasts them four at a time
 #else
   for (int32_t p = 0; p < d / 2; ++p) {  // 2-byte copies: byte by byte cost 1-2% of a task
     for (int32_t j = 0; j < 16; j += 2) std::memcpy(pairs + 16 * p + j, codes + 2 * p, 2);
