@@ -25,7 +25,7 @@
 #include "kvforge/status.h"
 #include "util/thread_pool.h"
 
-#if HWY_TARGET == HWY_AVX3_DL
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 #include <immintrin.h>
 #endif
 
@@ -221,6 +221,12 @@ constexpr int32_t kRowBatch = static_cast<int32_t>(hn::MaxLanes(DF()));
 // tile_column_scores calls it.
 #undef KVF_PAGED_INT4_QUADS
 #define KVF_PAGED_INT4_QUADS (KVF_PAGED_INT4_PAIRS && HWY_TARGET == HWY_AVX3_DL)
+// int8 keys (kInt8Columns) are multiplied as integers on the same targets:
+// two columns' bytes interleaved and widened to int16 meet the int16
+// query's channel pair in PMADDWD (VPDPWSSD with AVX-512 VNNI):
+// int8_pair_scores.
+#undef KVF_PAGED_INT8_PAIRS
+#define KVF_PAGED_INT8_PAIRS KVF_PAGED_INT4_PAIRS
 
 // One vector (of D) of IEEE halves starting at element `index` of `base`, as floats.
 template <class D = DF>
@@ -999,6 +1005,93 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
 
 #endif  // KVF_PAGED_INT4_PAIRS
 
+#if KVF_PAGED_INT8_PAIRS
+// scores[g][r0, r0 + R) = q[g] · row for the NB heads of one batch, from a
+// kInt8Columns tile (R = 16 rows on AVX-512, 8 * V on AVX2), with the query
+// rounded to int16 (quantize_query_int16: codes q16, one step per head).
+// Per channel pair c, c + 1 the two columns' R bytes are interleaved (row
+// r's two codes side by side) and widened to int16, and PMADDWD adds each
+// row's two products into an int32 lane: the row's exact integer sum
+// I = q16 · codes (at most 256 * 127 * 32767 < 2^31 in magnitude for
+// head_dim 256: no overflow). The score is then f32(I) * step * the row's
+// scale, in that order.
+template <int NB, int V>
+HWY_INLINE void int8_pair_scores(const int16_t* const* q16, const float* step, const uint8_t* tile,
+                                 int32_t bt, int32_t r0, int32_t d, float* const* scores) {
+  const auto* codes = reinterpret_cast<const int8_t*>(tile + 2 * static_cast<size_t>(bt));
+  const auto column = [&](int32_t c) { return codes + static_cast<size_t>(c) * bt + r0; };
+  const auto pair_word = [&](int g, int32_t c) {
+    int32_t word;
+    std::memcpy(&word, q16[g] + c, sizeof word);
+    return word;
+  };
+#if HWY_TARGET <= HWY_AVX3  // 16 rows in one vector (V unused: 16 | block_tokens here)
+  __m512i acc[NB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) acc[g] = _mm512_setzero_si512();
+  for (int32_t c = 0; c < d; c += 2) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c)));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 1)));
+    const __m512i k = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_unpacklo_epi8(a, b)), _mm_unpackhi_epi8(a, b), 1));
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const __m512i qp = _mm512_set1_epi32(pair_word(g, c));
+#if HWY_TARGET == HWY_AVX3_DL
+      acc[g] = _mm512_dpwssd_epi32(acc[g], k, qp);
+#else
+      acc[g] = _mm512_add_epi32(acc[g], _mm512_madd_epi16(k, qp));
+#endif
+    }
+  }
+  const __m512 scale = _mm512_cvtph_ps(
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 2 * static_cast<size_t>(r0))));
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    const __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[g]), _mm512_set1_ps(step[g]));
+    _mm512_storeu_ps(scores[g] + r0, _mm512_mul_ps(dot, scale));
+  }
+#else  // AVX2: V vectors of 8 rows, r0 + 8v .. r0 + 8v + 7
+  __m256i acc[NB][V];
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) acc[g][v] = _mm256_setzero_si256();
+  }
+  for (int32_t c = 0; c < d; c += 2) {
+    __m256i k[V];
+    if constexpr (V == 2) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c)));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column(c + 1)));
+      k[0] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
+      k[1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
+    } else {
+      const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(column(c)));
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(column(c + 1)));
+      k[0] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const __m256i qp = _mm256_set1_epi32(pair_word(g, c));
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v)
+        acc[g][v] = _mm256_add_epi32(acc[g][v], _mm256_madd_epi16(k[v], qp));
+    }
+  }
+#pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) {
+    const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(tile + 2 * static_cast<size_t>(r0 + 8 * v))));
+#pragma GCC unroll 4
+    for (int g = 0; g < NB; ++g) {
+      const __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[g][v]), _mm256_set1_ps(step[g]));
+      _mm256_storeu_ps(scores[g] + r0 + 8 * v, _mm256_mul_ps(dot, scale));
+    }
+  }
+#endif
+}
+#endif  // KVF_PAGED_INT8_PAIRS
+
 // Where the codes of one vector of rows sit in a KIVI key column of B bytes
 // (kKivi2Columns, kKivi4Columns: row t at byte t % B, bits (t / B) * bits).
 // With B a multiple of the lane count, a vector's rows are consecutive bytes
@@ -1677,14 +1770,16 @@ HWY_INLINE void add_token_pair_sums(const TokenPairSums& sums, int32_t group, in
 // one task.
 struct ColumnScoring {
   KvRowFormat format = KvRowFormat::kOpaque;
-  const float* const* q = nullptr;     // the group's queries (pre-scaled, rotated if the keys are)
-  const float* const* qsum = nullptr;  // kInt4Pairs: each query's sum over each channel group
-  const int8_t* const* q8 = nullptr;   // kInt4Pairs: quantize_query_int8's pairs
-  const float* const* step = nullptr;  // kInt4Pairs: each query's step per channel group
-  int32_t group = 0;                   // query heads
-  int32_t bt = 0;                      // block_tokens
-  int32_t d = 0;                       // head_dim
-  int32_t grid_tokens = 0;             // KIVI: g
+  const float* const* q = nullptr;      // the group's queries (pre-scaled, rotated if the keys are)
+  const float* const* qsum = nullptr;   // kInt4Pairs: each query's sum over each channel group
+  const int8_t* const* q8 = nullptr;    // kInt4Pairs: quantize_query_int8's pairs
+  const float* const* step = nullptr;   // kInt4Pairs: each query's step per channel group
+  const int16_t* const* q16 = nullptr;  // kInt8Columns: quantize_query_int16's codes
+  const float* q16_step = nullptr;      // kInt8Columns: each query's int16 step
+  int32_t group = 0;                    // query heads
+  int32_t bt = 0;                       // block_tokens
+  int32_t d = 0;                        // head_dim
+  int32_t grid_tokens = 0;              // KIVI: g
 };
 
 // scores[g][0, bt) = q[g] · row r of one tile in a column format, for every
@@ -1720,7 +1815,22 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
       run(std::integral_constant<KvRowFormat, KvRowFormat::kBF16Columns>());
       break;
     case KvRowFormat::kInt8Columns:
+#if KVF_PAGED_INT8_PAIRS
+      for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
+        constexpr int NB = decltype(nb)::value;
+        int32_t r0 = 0;
+        for (; r0 + 16 <= bt; r0 += 16) {  // two vectors of rows on AVX2, one on AVX-512
+          ahead.step(16);
+          int8_pair_scores<NB, 2>(cs.q16 + g, cs.q16_step + g, tile, bt, r0, d, scores + g);
+        }
+        if (r0 < bt) {  // AVX2: 8 rows left (bt % lanes == 0: reads_in_place)
+          ahead.step(bt - r0);
+          int8_pair_scores<NB, 1>(cs.q16 + g, cs.q16_step + g, tile, bt, r0, d, scores + g);
+        }
+      });
+#else
       run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
+#endif
       break;
     case KvRowFormat::kInt4Pairs:
       for_head_batches(cs.group, [&](int32_t g, auto nb) HWY_ATTR {
@@ -1888,6 +1998,25 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
 #endif
 }
 
+// Rounds a query (d floats, pre-scaled) to int16 steps, as the scores of
+// int8 keys use it on every target (paged_attention.h): with amax = max |x|,
+// q16 = nearbyint(x * (32767 / amax)) and x becomes q16 * (amax / 32767);
+// *step = amax / 32767, and codes (if not null) receives q16.
+HWY_INLINE void quantize_query_int16(float* x, int32_t d, int16_t* codes, float* step) {
+  float amax = 0.0f;
+  for (int32_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float query_step = amax / 32767.0f;
+  const float inverse = amax > 0.0f ? 32767.0f / amax : 0.0f;
+  for (int32_t i = 0; i < d; ++i) {
+    const float rounded = std::nearbyint(x[i] * inverse);
+    // Not a number (a broken query) becomes 0 here; it stays NaN in x.
+    const int16_t code = std::fabs(rounded) <= 32767.0f ? static_cast<int16_t>(rounded) : 0;
+    if (codes != nullptr) codes[i] = code;
+    x[i] = rounded * query_step;
+  }
+  *step = query_step;
+}
+
 // What one task keeps across spans: the scratch of the span loop and the
 // softmax state of the spans done so far (kv-compression.md: spans combine
 // like split-K partial results).
@@ -1899,6 +2028,9 @@ struct TaskState {
   // int4 keys by channel pairs: each query rounded to int8 per channel group
   // (quantize_query_int8), laid out for the integer key kernel.
   alignas(64) int8_t q8[kPagedMaxGroup][8 * kPagedMaxHeadDim];
+  // int8 keys: each query rounded to int16 (quantize_query_int16).
+  alignas(64) int16_t q16[kPagedMaxGroup][kPagedMaxHeadDim];
+  float q16_step[kPagedMaxGroup];
   float step[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   float qsum[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
   alignas(64) float scores[kPagedMaxGroup][kChunkRows];
@@ -1942,6 +2074,7 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
   const auto scratch_row_bytes = static_cast<size_t>(d) * sizeof(float);
   float* rows = st.rows;
   const bool int8_query = keys.codec->row_format() == KvRowFormat::kInt4Pairs;
+  const bool int16_query = keys.codec->row_format() == KvRowFormat::kInt8Columns;
   // KIVI keys the kernel does not read in place: scored from their tiles all
   // the same (every target rounds their folded query alike).
   const bool kivi_keys_portable =
@@ -1949,6 +2082,7 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
   const float* q_rows[kPagedMaxGroup];
   const float* qsum_rows[kPagedMaxGroup];
   const int8_t* q8_rows[kPagedMaxGroup];
+  const int16_t* q16_rows[kPagedMaxGroup];
   const float* step_rows[kPagedMaxGroup];
   float* acc_rows[kPagedMaxGroup];
   float* score_rows_at[kPagedMaxGroup];
@@ -1966,6 +2100,13 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
           q, d, KVF_PAGED_INT4_PAIRS && key_format == KvRowFormat::kInt4Pairs ? st.q8[g] : nullptr,
           st.step[g], st.qsum[g]);
     }
+    if (int16_query) {
+      quantize_query_int16(
+          q, d,
+          KVF_PAGED_INT8_PAIRS && key_format == KvRowFormat::kInt8Columns ? st.q16[g] : nullptr,
+          &st.q16_step[g]);
+    }
+    q16_rows[g] = st.q16[g];
     q8_rows[g] = st.q8[g];
     step_rows[g] = st.step[g];
     qsum_rows[g] = st.qsum[g];
@@ -1996,6 +2137,8 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
   columns.qsum = qsum_rows;
   columns.q8 = q8_rows;
   columns.step = step_rows;
+  columns.q16 = q16_rows;
+  columns.q16_step = st.q16_step;
   columns.group = group;
   columns.bt = bt;
   columns.d = d;

@@ -5,6 +5,7 @@
 // expectation is computed independently: every row a query should see is
 // encoded and decoded by a fresh codec instance, and softmax attention over
 // all of them is taken in double.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -188,17 +189,36 @@ struct BlockPart {
   }
 };
 
+// The query with which a span's keys are scored: q * kScale, rounded to
+// int16 steps of max|x| / 32767 for int8 keys (paged_attention.h).
+std::vector<float> span_query(const float* q, const std::string& key_codec) {
+  std::vector<float> x(q, q + kD);
+  float amax = 0.0f;
+  for (float& e : x) {
+    e *= kScale;
+    amax = std::max(amax, std::fabs(e));
+  }
+  if (key_codec == "int8") {
+    const float inverse = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    for (float& e : x) e = std::nearbyint(e * inverse) * (amax / 32767.0f);
+  }
+  return x;
+}
+
 // Softmax attention in double of one query head over `rows` (concatenated
-// spans); probabilities returned through p.
-std::vector<double> attend(const float* q, const std::vector<const HeadRows*>& spans,
+// spans), span i scored with query qs[i] (already scaled); probabilities
+// returned through p.
+std::vector<double> attend(const std::vector<std::vector<float>>& qs,
+                           const std::vector<const HeadRows*>& spans,
                            const std::vector<std::vector<int32_t>>& take, std::vector<double>& p) {
   std::vector<double> s;
   std::vector<const float*> v;
   for (size_t i = 0; i < spans.size(); ++i) {
+    const float* q = qs[i].data();
     for (int32_t r : take[i]) {
       double dot = 0;
       for (int32_t e = 0; e < kD; ++e) dot += double(q[e]) * spans[i]->keys[r * kD + e];
-      s.push_back(dot * kScale + spans[i]->bias[static_cast<size_t>(r)]);
+      s.push_back(dot + spans[i]->bias[static_cast<size_t>(r)]);
       v.push_back(spans[i]->values.data() + r * kD);
     }
   }
@@ -222,8 +242,9 @@ std::vector<int32_t> all_rows(int32_t n) {
 
 struct SpanCase {
   std::string retained_key, retained_value;
-  // "" : no second span. (int4 and int4h keys are scored with an
-  // int8-rounded query, which this reference does not model; the attention
+  // "" : no second span. (int8 keys are scored with an int16-rounded
+  // query, which span_query models; int4 and int4h keys with an
+  // int8-rounded one, which this reference does not model; the attention
   // test covers them. KIVI keys are scored with their folded query rounded
   // to int8 likewise: cases with KIVI keys are held to a looser bound, and
   // the attention test checks those scores exactly.)
@@ -323,7 +344,10 @@ TEST_P(PagedAttentionSpansTest, MatchesAttentionOverAllSpansWithCapturedProbabil
         const int32_t head = h * kGroup + g;
         const float* qh = q.data() + (static_cast<size_t>(t) * kHeads + head) * kD;
         std::vector<double> p;
-        const std::vector<double> want = attend(qh, rows, take, p);
+        std::vector<std::vector<float>> qs = {span_query(qh, c.retained_key)};
+        if (demoted) qs.push_back(span_query(qh, c.demoted));
+        qs.push_back(span_query(qh, c.block_key));
+        const std::vector<double> want = attend(qs, rows, take, p);
         const float* got = out.data() + (static_cast<size_t>(t) * kHeads + head) * kD;
         for (int32_t e = 0; e < kD; ++e) {
           ASSERT_NEAR(got[e], want[e], rounded_keys ? 3e-2 : 2e-5)

@@ -240,6 +240,23 @@ std::vector<float> int8_rounded_queries(const float* q, int32_t n_heads, int32_t
   return out;
 }
 
+// The queries with which int8 keys are scored (paged_attention.h): scaled,
+// then rounded to int16 steps of max|x| / 32767 over the whole head.
+std::vector<float> int16_rounded_queries(const float* q, int32_t n_heads, int32_t d, float scale) {
+  std::vector<float> out(q, q + static_cast<size_t>(n_heads) * d);
+  for (int32_t h = 0; h < n_heads; ++h) {
+    float* x = out.data() + static_cast<size_t>(h) * d;
+    float amax = 0.0f;
+    for (int32_t i = 0; i < d; ++i) {
+      x[i] *= scale;
+      amax = std::max(amax, std::fabs(x[i]));
+    }
+    const float inverse = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    for (int32_t i = 0; i < d; ++i) x[i] = std::nearbyint(x[i] * inverse) * (amax / 32767.0f);
+  }
+  return out;
+}
+
 // One case on the SIMD target the dispatcher picks (the caller sets it).
 void check_against_reference(const Case& c) {
   const KvShape shape{1, c.n_heads, c.n_kv_heads, c.head_dim};
@@ -303,6 +320,10 @@ void check_against_reference(const Case& c) {
       if ((*key_codec)->row_format() == KvRowFormat::kInt4Pairs) {
         rounded =
             int8_rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated());
+        q_ref = rounded.data();
+        ref_scale = 1.0f;
+      } else if ((*key_codec)->row_format() == KvRowFormat::kInt8Columns) {
+        rounded = int16_rounded_queries(q_t, shape.n_heads, c.head_dim, scale);
         q_ref = rounded.data();
         ref_scale = 1.0f;
       }
