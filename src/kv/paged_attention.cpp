@@ -946,11 +946,11 @@ constexpr QuadOrder make_quad_order() {
 constexpr QuadOrder kQuadOrder = make_quad_order();
 
 // scores[g][r0, r0 + 16) as int4_pair_scores computes them, with q8[g] in
-// the quad layout. Per channel group k the lanes' integer sums I (16 I in
-// lanes 8-15) become total += f32(I') * step_k * (scale / 16 in lanes 8-15)
-// + qsum_k * min: f32(16 I) * step_k is exactly 16 times f32(I) * step_k
-// rounded, and the scale's 1/16 takes it back exactly, so each row's score
-// is int4_pair_scores' to the bit.
+// the quad layout. Per channel group k the lanes' integer sums S (a row's
+// sum I in lanes 0-7, 16 I in lanes 8-15) become total += f32(S) * step_k *
+// (scale, or scale / 16 in lanes 8-15) + qsum_k * min: f32(16 I) * step_k
+// is exactly 16 times f32(I) * step_k rounded, and the scale's 1/16 takes
+// it back exactly, so each row's score is int4_pair_scores' to the bit.
 template <int NB>
 HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* step,
                                  const float* const* qsum, const uint8_t* tile, int32_t bt,
@@ -958,8 +958,8 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
   const int32_t group = kv_quant::channel_group(d);
   const int32_t n_groups = d / group;
   const uint8_t* codes = int4_pair_chunk_codes(tile, bt, r0, d);
-  const __m512i order_low = _mm512_load_si512(kQuadOrder.index[0]);
-  const __m512i order_high = _mm512_load_si512(kQuadOrder.index[1]);
+  const __m512i first_order = _mm512_load_si512(kQuadOrder.index[0]);
+  const __m512i second_order = _mm512_load_si512(kQuadOrder.index[1]);
   const __m512i nibble = _mm512_load_si512(kQuadOrder.nibble);
   // 1 for the rows of low nibbles, 1/16 for those of high ones.
   const __m512 unshift =
@@ -976,15 +976,16 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
     for (int g = 0; g < NB; ++g) acc[g][0] = acc[g][1] = _mm512_setzero_si512();
     for (int32_t p = k * group / 2; p < (k + 1) * group / 2; p += 4) {
       const __m512i bytes = _mm512_loadu_si512(codes + 16 * p);
-      const __m512i low = _mm512_and_si512(_mm512_permutexvar_epi8(order_low, bytes), nibble);
-      const __m512i high = _mm512_and_si512(_mm512_permutexvar_epi8(order_high, bytes), nibble);
+      // Channels 2p .. 2p + 3, and 2p + 4 .. 2p + 7, of the 16 rows.
+      const __m512i first = _mm512_and_si512(_mm512_permutexvar_epi8(first_order, bytes), nibble);
+      const __m512i second = _mm512_and_si512(_mm512_permutexvar_epi8(second_order, bytes), nibble);
 #pragma GCC unroll 4
       for (int g = 0; g < NB; ++g) {
-        int32_t q_low, q_high;  // channels 2p .. 2p + 3 and 2p + 4 .. 2p + 7
-        std::memcpy(&q_low, q8[g] + 2 * p, 4);
-        std::memcpy(&q_high, q8[g] + 2 * p + 4, 4);
-        acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], low, _mm512_set1_epi32(q_low));
-        acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], high, _mm512_set1_epi32(q_high));
+        int32_t q_first, q_second;  // the query's codes of the same channels
+        std::memcpy(&q_first, q8[g] + 2 * p, 4);
+        std::memcpy(&q_second, q8[g] + 2 * p + 4, 4);
+        acc[g][0] = _mm512_dpbusd_epi32(acc[g][0], first, _mm512_set1_epi32(q_first));
+        acc[g][1] = _mm512_dpbusd_epi32(acc[g][1], second, _mm512_set1_epi32(q_second));
       }
     }
     const size_t at = static_cast<size_t>(k) * bt + r0;
