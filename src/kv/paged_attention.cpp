@@ -724,16 +724,6 @@ HWY_INLINE VF slice_rows_halves(const uint8_t* tile, size_t at) {
                      load_halves<decltype(dh)>(tile, at));
 }
 
-// scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
-// 16-row chunk at r0 of one kInt4Pairs tile, in f32: on targets without the
-// integer kernel, with the query already rounded to int8 steps (so the scores
-// match the integer kernel's up to f32 rounding). Each channel pair's 16
-// bytes are read L at a time (L lanes; slice s): widened, their low nibbles
-// are channels 2p and 2p + 1 of rows r0 + s/2 ... alternating, their high
-// nibbles the same of rows r0 + 8 + s/2 ..., which meet the query's channel
-// pair alternating the same way. Per channel group k the two channels of
-// each row are then added, and its score += scale_k * dot + min_k * qsum_k
-// (qsum[g][k]: the query's sum over group k).
 // The codes of the 16-row chunk at r0 of a kInt4Pairs tile: after the
 // scales and mins (f16, per channel group and row), 16 bytes per channel
 // pair and chunk.
@@ -744,6 +734,16 @@ HWY_INLINE const uint8_t* int4_pair_chunk_codes(const uint8_t* tile, int32_t bt,
          static_cast<size_t>(r0 / 16) * static_cast<size_t>(d / 2) * 16;
 }
 
+// scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
+// 16-row chunk at r0 of one kInt4Pairs tile, in f32: on targets without the
+// integer kernel, with the query already rounded to int8 steps (so the scores
+// match the integer kernel's up to f32 rounding). Each channel pair's 16
+// bytes are read L at a time (L lanes; slice s): widened, their low nibbles
+// are channels 2p and 2p + 1 of rows r0 + s/2 ... alternating, their high
+// nibbles the same of rows r0 + 8 + s/2 ..., which meet the query's channel
+// pair alternating the same way. Per channel group k the two channels of
+// each row are then added, and its score += scale_k * dot + min_k * qsum_k
+// (qsum[g][k]: the query's sum over group k).
 template <int NB>
 HWY_INLINE void int4_pair_float_scores(const float* const* q, const float* const* qsum,
                                        const uint8_t* tile, int32_t bt, int32_t r0, int32_t d,
@@ -831,41 +831,6 @@ HWY_INLINE hn::Vec<DF8> row_sums(hn::Vec<DS16> acc) {
   return hn::Add(lower, upper);  // exact: both below 2^24
 }
 
-// The f32 steps of the int4 key kernels for channel group k of the 16 rows
-// at r0: total[g][v] += dot * step_k * scale + qsum_k * min, where dot =
-// row_sums(g, v) is rows r0 + 8v .. r0 + 8v + 7's exact integer sum as floats.
-template <int NB, class RowSums>
-HWY_INLINE void add_int4_group_scores(const RowSums& row_sums, const float* const* step,
-                                      const float* const* qsum, const uint8_t* tile, int32_t bt,
-                                      int32_t r0, int32_t n_groups, int32_t k,
-                                      hn::Vec<DF8> (&total)[NB][2]) {
-  const DF8 df;
-  using VF8 = hn::Vec<DF8>;
-#pragma GCC unroll 2
-  for (int v = 0; v < 2; ++v) {
-    const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
-    const VF8 scale = load_halves<DF8>(tile, at);
-    const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
-#pragma GCC unroll 4
-    for (int g = 0; g < NB; ++g) {
-      const VF8 dot = hn::Mul(row_sums(g, v), hn::Set(df, step[g][k]));
-      total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
-    }
-  }
-}
-
-// scores[g][r0, r0 + 16) = total[g] for the NB heads.
-template <int NB>
-HWY_INLINE void store_int4_scores(const hn::Vec<DF8> (&total)[NB][2], int32_t r0,
-                                  float* const* scores) {
-  const DF8 df;
-#pragma GCC unroll 4
-  for (int g = 0; g < NB; ++g) {
-    hn::StoreU(total[g][0], df, scores[g] + r0);
-    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
-  }
-}
-
 // scores[g][r0, r0 + 16) = q[g] · row, for the NB heads of one batch, from the
 // 16-row chunk at r0 of one kInt4Pairs tile. q8[g]: the int8 query with each
 // channel pair repeated 8 times (16 bytes per pair, quantize_query_int8);
@@ -904,10 +869,23 @@ HWY_INLINE void int4_pair_scores(const int8_t* const* q8, const float* const* st
         acc[g][1] = hn::Add(acc[g][1], multiply_byte_pairs(high, qp));
       }
     }
-    add_int4_group_scores<NB>([&](int g, int v) HWY_ATTR { return row_sums(acc[g][v]); }, step,
-                              qsum, tile, bt, r0, n_groups, k, total);
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      const size_t at = static_cast<size_t>(k) * bt + r0 + 8 * v;
+      const VF8 scale = load_halves<DF8>(tile, at);
+      const VF8 min = load_halves<DF8>(tile, static_cast<size_t>(n_groups) * bt + at);
+#pragma GCC unroll 4
+      for (int g = 0; g < NB; ++g) {
+        const VF8 dot = hn::Mul(row_sums(acc[g][v]), hn::Set(df, step[g][k]));
+        total[g][v] = hn::MulAdd(dot, scale, hn::MulAdd(hn::Set(df, qsum[g][k]), min, total[g][v]));
+      }
+    }
   }
-  store_int4_scores<NB>(total, r0, scores);
+#pragma GCC unroll 4
+  for (int g = 0; g < NB; ++g) {
+    hn::StoreU(total[g][0], df, scores[g] + r0);
+    hn::StoreU(total[g][1], df, scores[g] + r0 + 8);
+  }
 }
 
 #if KVF_PAGED_INT4_QUADS
@@ -1009,7 +987,7 @@ HWY_INLINE void int4_quad_scores(const int8_t* const* q8, const float* const* st
 #if KVF_PAGED_INT8_PAIRS
 // scores[g][r0, r0 + R) = q[g] · row for the NB heads of one batch, from a
 // kInt8Columns tile (R = 16 rows on AVX-512, 8 * V on AVX2), with the query
-// rounded to int16 (quantize_query_int16: codes q16, one step per head).
+// rounded to int16 (round_to_steps: codes q16, one step per head).
 // Per channel pair c, c + 1 the two columns' R bytes are interleaved (row
 // r's two codes side by side) and widened to int16, and PMADDWD adds each
 // row's two products into an int32 lane: the row's exact integer sum
@@ -1026,7 +1004,8 @@ HWY_INLINE void int8_pair_scores(const int16_t* const* q16, const float* step, c
     std::memcpy(&word, q16[g] + c, sizeof word);
     return word;
   };
-#if HWY_TARGET <= HWY_AVX3  // 16 rows in one vector (V unused: 16 | block_tokens here)
+#if HWY_TARGET <= HWY_AVX3  // 16 rows in one vector (16 | block_tokens here)
+  static_assert(V == 2);
   __m512i acc[NB];
 #pragma GCC unroll 4
   for (int g = 0; g < NB; ++g) acc[g] = _mm512_setzero_si512();
@@ -1775,7 +1754,7 @@ struct ColumnScoring {
   const float* const* qsum = nullptr;   // kInt4Pairs: each query's sum over each channel group
   const int8_t* const* q8 = nullptr;    // kInt4Pairs: quantize_query_int8's pairs
   const float* const* step = nullptr;   // kInt4Pairs: each query's step per channel group
-  const int16_t* const* q16 = nullptr;  // kInt8Columns: quantize_query_int16's codes
+  const int16_t* const* q16 = nullptr;  // kInt8Columns: the query's int16 codes
   const float* q16_step = nullptr;      // kInt8Columns: each query's int16 step
   int32_t group = 0;                    // query heads
   int32_t bt = 0;                       // block_tokens
@@ -1824,10 +1803,12 @@ HWY_INLINE void tile_column_scores(const ColumnScoring& cs, const uint8_t* tile,
           ahead.step(16);
           int8_pair_scores<NB, 2>(cs.q16 + g, cs.q16_step + g, tile, bt, r0, d, scores + g);
         }
-        if (r0 < bt) {  // AVX2: 8 rows left (bt % lanes == 0: reads_in_place)
+#if HWY_TARGET == HWY_AVX2
+        if (r0 < bt) {  // 8 rows left (bt % lanes == 0: reads_in_place)
           ahead.step(bt - r0);
           int8_pair_scores<NB, 1>(cs.q16 + g, cs.q16_step + g, tile, bt, r0, d, scores + g);
         }
+#endif
       });
 #else
       run(std::integral_constant<KvRowFormat, KvRowFormat::kInt8Columns>());
@@ -1959,6 +1940,25 @@ HWY_INLINE KvRowFormat reads_in_place(const PagedSide& side, int32_t d, int32_t 
   return KvRowFormat::kOpaque;
 }
 
+// Rounds x[0, n) in place to integer steps of max |x| / M, M the largest
+// Code: with amax = max |x|, codes = nearbyint(x * (M / amax)) and x
+// becomes codes * (amax / M). Returns the step amax / M. Not a number (a
+// broken query) becomes code 0 and stays NaN in x.
+template <class Code>
+HWY_INLINE float round_to_steps(float* x, int32_t n, Code* codes) {
+  constexpr auto kMax = static_cast<float>(std::numeric_limits<Code>::max());
+  float amax = 0.0f;
+  for (int32_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float step = amax / kMax;
+  const float inverse = amax > 0.0f ? kMax / amax : 0.0f;
+  for (int32_t i = 0; i < n; ++i) {
+    const float rounded = std::nearbyint(x[i] * inverse);
+    codes[i] = std::fabs(rounded) <= kMax ? static_cast<Code>(rounded) : Code{0};
+    x[i] = rounded * step;
+  }
+  return step;
+}
+
 // Rounds a query (d floats, pre-scaled and rotated) to int8 per channel group
 // of kv_quant::channel_group(d) channels, as the scores of int4 keys stored
 // by pairs use it on every target (paged_attention.h): per group, with
@@ -1972,22 +1972,10 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
   const int32_t channels = kv_quant::channel_group(d);
   int8_t codes[kPagedMaxHeadDim];
   for (int32_t k = 0; k < d / channels; ++k) {
-    float* xg = x + k * channels;
-    float amax = 0.0f;
-    for (int32_t i = 0; i < channels; ++i) amax = std::max(amax, std::fabs(xg[i]));
-    const float group_step = amax / 127.0f;
-    const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+    step[k] = round_to_steps(x + k * channels, channels, codes + k * channels);
     int32_t sum = 0;
-    for (int32_t i = 0; i < channels; ++i) {
-      const float rounded = std::nearbyint(xg[i] * inverse);
-      // Not a number (a broken query) becomes 0 here; it stays NaN in x.
-      const int8_t code = std::fabs(rounded) <= 127.0f ? static_cast<int8_t>(rounded) : 0;
-      codes[k * channels + i] = code;
-      sum += code;
-      xg[i] = rounded * group_step;
-    }
-    step[k] = group_step;
-    qsum[k] = group_step * static_cast<float>(sum);
+    for (int32_t i = 0; i < channels; ++i) sum += codes[k * channels + i];
+    qsum[k] = step[k] * static_cast<float>(sum);
   }
   if (pairs == nullptr) return;
 #if KVF_PAGED_INT4_QUADS
@@ -1997,25 +1985,6 @@ HWY_INLINE void quantize_query_int8(float* x, int32_t d, int8_t* pairs, float* s
     for (int32_t j = 0; j < 16; j += 2) std::memcpy(pairs + 16 * p + j, codes + 2 * p, 2);
   }
 #endif
-}
-
-// Rounds a query (d floats, pre-scaled) to int16 steps, as the scores of
-// int8 keys use it on every target (paged_attention.h): with amax = max |x|,
-// q16 = nearbyint(x * (32767 / amax)) and x becomes q16 * (amax / 32767);
-// *step = amax / 32767, and codes (if not null) receives q16.
-HWY_INLINE void quantize_query_int16(float* x, int32_t d, int16_t* codes, float* step) {
-  float amax = 0.0f;
-  for (int32_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float query_step = amax / 32767.0f;
-  const float inverse = amax > 0.0f ? 32767.0f / amax : 0.0f;
-  for (int32_t i = 0; i < d; ++i) {
-    const float rounded = std::nearbyint(x[i] * inverse);
-    // Not a number (a broken query) becomes 0 here; it stays NaN in x.
-    const int16_t code = std::fabs(rounded) <= 32767.0f ? static_cast<int16_t>(rounded) : 0;
-    if (codes != nullptr) codes[i] = code;
-    x[i] = rounded * query_step;
-  }
-  *step = query_step;
 }
 
 // What one task keeps across spans: the scratch of the span loop and the
@@ -2029,7 +1998,7 @@ struct TaskState {
   // int4 keys by channel pairs: each query rounded to int8 per channel group
   // (quantize_query_int8), laid out for the integer key kernel.
   alignas(64) int8_t q8[kPagedMaxGroup][8 * kPagedMaxHeadDim];
-  // int8 keys: each query rounded to int16 (quantize_query_int16).
+  // int8 keys: each query rounded to int16 (round_to_steps).
   alignas(64) int16_t q16[kPagedMaxGroup][kPagedMaxHeadDim];
   float q16_step[kPagedMaxGroup];
   float step[kPagedMaxGroup][kPagedMaxHeadDim / kv_quant::kMaxChannelGroup];
@@ -2101,12 +2070,9 @@ void attend_span(const PagedAttentionArgs& a, const SpanView& view, int32_t toke
           q, d, KVF_PAGED_INT4_PAIRS && key_format == KvRowFormat::kInt4Pairs ? st.q8[g] : nullptr,
           st.step[g], st.qsum[g]);
     }
-    if (int16_query) {
-      quantize_query_int16(
-          q, d,
-          KVF_PAGED_INT8_PAIRS && key_format == KvRowFormat::kInt8Columns ? st.q16[g] : nullptr,
-          &st.q16_step[g]);
-    }
+    // int8 keys: the query rounded to int16 per head, on every target
+    // (paged_attention.h); int8_pair_scores multiplies the codes.
+    if (int16_query) st.q16_step[g] = round_to_steps(q, d, st.q16[g]);
     q16_rows[g] = st.q16[g];
     q8_rows[g] = st.q8[g];
     step_rows[g] = st.step[g];

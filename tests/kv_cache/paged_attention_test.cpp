@@ -216,14 +216,15 @@ void reference_attention(const std::vector<float>& k, const std::vector<float>& 
   }
 }
 
-// The queries with which int4 keys stored by channel pairs are scored
-// (paged_attention.h): scaled, rotated as the keys are, each group of
-// min(32, d) channels rounded to int8 steps of max|x| / 127, and rotated back
-// to meet the expected keys (which expected_rows rotates back).
-std::vector<float> int8_rounded_queries(const float* q, int32_t n_heads, int32_t d, float scale,
-                                        bool rotated) {
+// The queries with which int4 and int8 keys are scored (paged_attention.h):
+// scaled, rotated as the keys are, each group of `channels` channels rounded
+// to integer steps of max|x| / levels, and rotated back to meet the expected
+// keys (which expected_rows rotates back). int4 keys stored by channel
+// pairs: groups of min(32, d), int8 steps (127); int8 keys: the whole head,
+// int16 steps (32767).
+std::vector<float> rounded_queries(const float* q, int32_t n_heads, int32_t d, float scale,
+                                   bool rotated, int32_t channels, float levels) {
   std::vector<float> out(q, q + static_cast<size_t>(n_heads) * d);
-  const int32_t channels = std::min(32, d);
   for (int32_t h = 0; h < n_heads; ++h) {
     float* x = out.data() + static_cast<size_t>(h) * d;
     for (int32_t i = 0; i < d; ++i) x[i] *= scale;
@@ -231,28 +232,11 @@ std::vector<float> int8_rounded_queries(const float* q, int32_t n_heads, int32_t
     for (int32_t k = 0; k < d; k += channels) {
       float amax = 0.0f;
       for (int32_t i = k; i < k + channels; ++i) amax = std::max(amax, std::fabs(x[i]));
-      const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const float inverse = amax > 0.0f ? levels / amax : 0.0f;
       for (int32_t i = k; i < k + channels; ++i)
-        x[i] = std::nearbyint(x[i] * inverse) * (amax / 127.0f);
+        x[i] = std::nearbyint(x[i] * inverse) * (amax / levels);
     }
     if (rotated) hadamard_transform(x, d);
-  }
-  return out;
-}
-
-// The queries with which int8 keys are scored (paged_attention.h): scaled,
-// then rounded to int16 steps of max|x| / 32767 over the whole head.
-std::vector<float> int16_rounded_queries(const float* q, int32_t n_heads, int32_t d, float scale) {
-  std::vector<float> out(q, q + static_cast<size_t>(n_heads) * d);
-  for (int32_t h = 0; h < n_heads; ++h) {
-    float* x = out.data() + static_cast<size_t>(h) * d;
-    float amax = 0.0f;
-    for (int32_t i = 0; i < d; ++i) {
-      x[i] *= scale;
-      amax = std::max(amax, std::fabs(x[i]));
-    }
-    const float inverse = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    for (int32_t i = 0; i < d; ++i) x[i] = std::nearbyint(x[i] * inverse) * (amax / 32767.0f);
   }
   return out;
 }
@@ -318,12 +302,13 @@ void check_against_reference(const Case& c) {
       const float* q_ref = q_t;
       float ref_scale = scale;
       if ((*key_codec)->row_format() == KvRowFormat::kInt4Pairs) {
-        rounded =
-            int8_rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated());
+        rounded = rounded_queries(q_t, shape.n_heads, c.head_dim, scale, (*key_codec)->rotated(),
+                                  std::min(32, c.head_dim), 127.0f);
         q_ref = rounded.data();
         ref_scale = 1.0f;
       } else if ((*key_codec)->row_format() == KvRowFormat::kInt8Columns) {
-        rounded = int16_rounded_queries(q_t, shape.n_heads, c.head_dim, scale);
+        rounded =
+            rounded_queries(q_t, shape.n_heads, c.head_dim, scale, false, c.head_dim, 32767.0f);
         q_ref = rounded.data();
         ref_scale = 1.0f;
       }
