@@ -26,9 +26,10 @@ struct MatmulScratch::Impl {
   // threads: up to max_tokens rows of max_cols.
   hwy::AlignedFreeUniquePtr<int8_t[]> act_q;
   hwy::AlignedFreeUniquePtr<float[]> act_d, act_sum;
-  // Sums of every 16 codes (QuantizedActivations::qsum16) for up to
-  // max_tokens rows (decode, and Q4_0 strips at any token count).
-  hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16;
+  // Sums of every 16 codes and Q4_0's zero-point terms
+  // (QuantizedActivations::qsum16, q4_0_term) for up to max_tokens rows
+  // (decode, and Q4_0 strips at any token count).
+  hwy::AlignedFreeUniquePtr<int32_t[]> act_qsum16, act_q4_0_term;
   // Activations in the f32 prefill kernel's tile order
   // (packed_activation_floats), shared by all threads. Its pages are touched
   // only by calls that take that path.
@@ -65,7 +66,8 @@ MatmulScratch::MatmulScratch(int n_threads, int64_t max_tokens, int64_t max_cols
   impl_->act_sum = hwy::AllocateAligned<float>(act_rows * act_blocks);
   KVF_CHECK(impl_->act_q != nullptr && impl_->act_d != nullptr && impl_->act_sum != nullptr);
   impl_->act_qsum16 = hwy::AllocateAligned<int32_t>(act_rows * act_blocks * 2);
-  KVF_CHECK(impl_->act_qsum16 != nullptr);
+  impl_->act_q4_0_term = hwy::AllocateAligned<int32_t>(act_rows * act_blocks);
+  KVF_CHECK(impl_->act_qsum16 != nullptr && impl_->act_q4_0_term != nullptr);
   impl_->act_tiles = hwy::AllocateAligned<float>(packed_activation_floats(max_tokens, max_cols));
   KVF_CHECK(impl_->act_tiles != nullptr);
 }
@@ -125,19 +127,21 @@ int64_t decode_task_count(int64_t total_bytes, int64_t n_units, int n_threads) {
 }
 
 // Rounds every token's activations to int8 blocks into the scratch and
-// points args.xq at them: the decode layout (signed codes and qsum16) or
-// the prefill one (biased codes). Calls for more than kMaxDecodeTokens
+// points args.xq at them: the decode layout (signed codes, qsum16 and
+// q4_0_term) or the prefill one (biased codes). Calls for more than kMaxDecodeTokens
 // tokens split the tokens over the threads.
 void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
                      bool decode_layout) {
   const int64_t n_cols = args.w->n_cols, n_tokens = args.n_tokens;
   const int64_t n_blocks = n_cols / kActivationBlock;
   int32_t* qsum16 = decode_layout ? s.act_qsum16.get() : nullptr;
+  int32_t* q4_0_term = decode_layout ? s.act_q4_0_term.get() : nullptr;
   auto quantize = [&](int64_t begin, int64_t end) {
     quantize_activations(args.x + begin * n_cols, (end - begin) * n_cols,
                          s.act_q.get() + begin * n_cols, s.act_d.get() + begin * n_blocks,
                          s.act_sum.get() + begin * n_blocks,
-                         qsum16 ? qsum16 + 2 * begin * n_blocks : nullptr, !decode_layout);
+                         qsum16 ? qsum16 + 2 * begin * n_blocks : nullptr,
+                         q4_0_term ? q4_0_term + begin * n_blocks : nullptr, !decode_layout);
   };
   if (n_tokens <= kMaxDecodeTokens) {
     quantize(0, n_tokens);
@@ -147,7 +151,7 @@ void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
       quantize(n_tokens * task / n_tasks, n_tokens * (task + 1) / n_tasks);
     });
   }
-  args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), qsum16};
+  args.xq = {s.act_q.get(), s.act_d.get(), s.act_sum.get(), qsum16, q4_0_term};
 }
 
 // How one matrix's panels are divided into tasks: decode-sized calls (up

@@ -64,7 +64,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Activations to int8 blocks (see QuantizedActivations). Any target.
 
 void quantize_activations_impl(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
-                               int32_t* qsum16, bool biased) {
+                               int32_t* qsum16, int32_t* q4_0_term, bool biased) {
   // At most 8 lanes, so that 16 is a whole number of vectors.
   const hn::CappedTag<float, 8> df;
   const hn::Rebind<int32_t, decltype(df)> di;
@@ -95,6 +95,7 @@ void quantize_activations_impl(const float* x, int64_t n_values, int8_t* q, floa
     if (qsum16 != nullptr) {
       qsum16[2 * b] = halves[0];
       qsum16[2 * b + 1] = halves[1];
+      q4_0_term[b] = -8 * (halves[0] + halves[1]);
     }
     d[b] = max / 127.0f;
     sum[b] = d[b] * static_cast<float>(halves[0] + halves[1]);
@@ -381,8 +382,9 @@ int64_t decode_group_rows() {
 }
 
 void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
-                          int32_t* qsum16, bool biased) {
-  HWY_DYNAMIC_DISPATCH(quantize_activations_impl)(x, n_values, q, d, sum, qsum16, biased);
+                          int32_t* qsum16, int32_t* q4_0_term, bool biased) {
+  HWY_DYNAMIC_DISPATCH(quantize_activations_impl)
+  (x, n_values, q, d, sum, qsum16, q4_0_term, biased);
 }
 
 void decode_rows(const MatmulArgs& args, int64_t row_begin, int64_t row_end,

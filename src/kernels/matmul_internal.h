@@ -97,13 +97,16 @@ constexpr Int8ScratchLayout int8_scratch_layout(int64_t n_cols) {
 // and remove their zero point z exactly as z * qsum16); prefill stores the
 // byte q + 128 (= q ^ 0x80), the unsigned operand of the u8 x s8 dot
 // product instructions (see matmul_prefill_int8.cpp). Both paths round
-// the same values to the same codes.
+// the same values to the same codes. Decode also stores q4_0_term, -8 times
+// each block's code sum: the integer term that Q4_0's zero point (8) adds
+// to a row's block sum, which the strip kernel starts its sums from.
 constexpr int64_t kActivationBlock = 32;
 struct QuantizedActivations {
-  const int8_t* q;        // [n_tokens, n_cols]
-  const float* d;         // [n_tokens, n_cols / 32]
-  const float* sum;       // [n_tokens, n_cols / 32]
-  const int32_t* qsum16;  // [n_tokens, n_cols / 16], decode and Q4_0 strips only
+  const int8_t* q;           // [n_tokens, n_cols]
+  const float* d;            // [n_tokens, n_cols / 32]
+  const float* sum;          // [n_tokens, n_cols / 32]
+  const int32_t* qsum16;     // [n_tokens, n_cols / 16], decode layout only
+  const int32_t* q4_0_term;  // [n_tokens, n_cols / 32], decode layout only
 };
 
 // Activations of the f32 prefill kernel, copied once per call into the
@@ -154,12 +157,13 @@ bool prefill_uses_quantized_activations(TensorType type);
 bool decode_has_kernel(TensorType type);
 
 // Rounds n_values (a multiple of kActivationBlock) consecutive activations
-// to int8 blocks: q[n_values], d and sum[n_values / 32], and, unless
-// qsum16 is null, qsum16[n_values / 16]. Every block's error is at most its
-// amax / 254 (plus f32 rounding of d) per element. With `biased`, q holds
-// the bytes q + 128 instead (the prefill layout).
+// to int8 blocks: q[n_values], d and sum[n_values / 32], and, unless they
+// are null (both or neither), qsum16[n_values / 16] and
+// q4_0_term[n_values / 32]. Every block's error is at most its amax / 254
+// (plus f32 rounding of d) per element. With `biased`, q holds the bytes
+// q + 128 instead (the prefill layout).
 void quantize_activations(const float* x, int64_t n_values, int8_t* q, float* d, float* sum,
-                          int32_t* qsum16, bool biased);
+                          int32_t* qsum16, int32_t* q4_0_term, bool biased);
 
 // Name of the SIMD target the matmul kernels dispatch to now ("AVX3_DL",
 // "AVX2", ...; Highway's names).
@@ -189,7 +193,7 @@ void prefill_int8_panel(const MatmulArgs& args, int64_t row_begin, int64_t token
 int64_t prefill_int8_panel_rows();
 
 // The integer kernel of Q4_0 matrices repacked into strips (w.strips), for
-// any number of tokens (decode-layout activations, with qsum16): rows
+// any number of tokens (decode-layout activations, with q4_0_term): rows
 // [row_begin, min(row_begin + q4_0_strip_panel_rows(), n_rows)) of tokens
 // [token_begin, token_end). Exists where q4_0_strips_supported().
 void q4_0_strip_panel(const MatmulArgs& args, int64_t row_begin, int64_t token_begin,

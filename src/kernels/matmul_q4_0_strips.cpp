@@ -3,8 +3,8 @@
 //
 // The 4-bit codes q (0..15) are the unsigned operand of the u8 x s8 dot
 // products and the activations the signed one (the decode layout of
-// QuantizedActivations, with qsum16), so that a row's integer sum over a
-// block of 32 columns is
+// QuantizedActivations, whose q4_0_term holds each block's -8 * sum x), so
+// that a row's integer sum over a block of 32 columns is
 //
 //   I = sum q * x - 8 * sum x = sum (q - 8) * x,
 //
@@ -46,7 +46,8 @@ HWY_BEFORE_NAMESPACE();
 // Highway's AVX3_DL target string names AVX-VNNI but not AVX512-VNNI, which
 // its run-time check for the target requires; AMX is used only where
 // amx_enabled() says so.
-#pragma GCC target("avx512vnni,amx-tile,amx-int8")
+// GFNI only by the tiles that check for it (high_nibbles_gfni).
+#pragma GCC target("avx512vnni,amx-tile,amx-int8,gfni")
 #endif
 namespace kvforge::kernels {
 namespace HWY_NAMESPACE {
@@ -80,6 +81,34 @@ HWY_INLINE VI high_nibbles(VI v) {
 }
 #endif
 
+#if HWY_TARGET == HWY_AVX3_DL
+// The high nibbles in one instruction instead of two: GFNI's affine byte
+// transform with the bit matrix of a right shift by 4 (output bit i is input
+// bit i + 4 for i < 4, else 0; matrix byte 7 - i selects output bit i's
+// input bits). Highway's AVX3_DL target does not require GFNI, so the
+// tiles use it only where the CPU has it (kGfni).
+HWY_INLINE VI high_nibbles_gfni(VI v) {
+  return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000LL), 0);
+}
+constexpr bool kMayHaveGfni = true;
+bool cpu_has_gfni() {
+  return __builtin_cpu_supports("gfni");
+}
+#else
+constexpr bool kMayHaveGfni = false;
+constexpr bool cpu_has_gfni() {
+  return false;
+}
+#endif
+
+template <bool kGfni>
+HWY_INLINE VI strip_high_nibbles(VI v) {
+#if HWY_TARGET == HWY_AVX3_DL
+  if constexpr (kGfni) return high_nibbles_gfni(v);
+#endif
+  return high_nibbles(v);
+}
+
 // Where vector v of a panel finds its rows: its strip, and which kLanes of
 // the strip's 16 rows it holds.
 struct StripRows {
@@ -103,9 +132,9 @@ constexpr size_t kPrefetchStep = kStripPairBytes / 2;
 
 // Activations of a tile's first token, from column 0 (decode layout).
 struct StripActs {
-  const int8_t* q;        // token t at q + t * n_cols
-  const float* d;         // token t at d + t * n_blocks
-  const int32_t* qsum16;  // token t at qsum16 + 2 * t * n_blocks
+  const int8_t* q;           // token t at q + t * n_cols
+  const float* d;            // token t at d + t * n_blocks
+  const int32_t* q4_0_term;  // token t at q4_0_term + t * n_blocks
   int64_t n_cols, n_blocks;
 };
 
@@ -138,18 +167,26 @@ HWY_INLINE VI block_sum(VI acc, int32_t zero_point, VI ones16) {
 // blocks [b0, b1); `first` overwrites.
 // kPrefetch: the tile requests `ahead` (a separate instance, so that the
 // other tiles' loop carries no prefetch code).
-template <int kTokens, bool kPrefetch>
-void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& x,
+template <int kTokens, bool kPrefetch, bool kGfni>
+void strip_tile(const StripRows& rows, size_t b0, size_t b1, const StripActs& x,
                 const StripPrefetch& ahead, float* acc_out, bool first) {
   const VI ones16 = set1_i16(1);
   const uint8_t* u[kTokens];
   const float* dx[kTokens];
-  const int32_t* qs[kTokens];
+  const int32_t* zero_term[kTokens];
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
     u[t] = reinterpret_cast<const uint8_t*>(x.q) + t * x.n_cols;
     dx[t] = x.d + t * x.n_blocks;
-    qs[t] = x.qsum16 + 2 * t * x.n_blocks;
+    zero_term[t] = x.q4_0_term + t * x.n_blocks;
+  }
+  // Vector v's codes and scales in its strip's first block pair.
+  const uint8_t* codes_at[kV];
+  const uint8_t* scales_at[kV];
+#pragma GCC unroll 4
+  for (int v = 0; v < kV; ++v) {
+    codes_at[v] = rows.strip[v] + 64 + 4 * kLanes * rows.part[v];
+    scales_at[v] = rows.strip[v] + 2 * kLanes * rows.part[v];
   }
   VF out[kTokens][kV];
 #pragma GCC unroll 8
@@ -159,24 +196,22 @@ void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& 
       out[t][v] = first ? zero_f() : load_f(acc_out + t * kPanelRows + v * kLanes);
     }
   }
-  for (int64_t b = b0; b < b1; ++b) {
+  for (size_t b = b0; b < b1; ++b) {
     if constexpr (kPrefetch) {
       for (int v = 0; v < kV; v += kStripRows / kLanes) {
-        const size_t from = ahead.ahead[v] + static_cast<size_t>(b - b0) * kPrefetchStep;
+        const size_t from = ahead.ahead[v] + (b - b0) * kPrefetchStep;
         const size_t to = std::min(from + kPrefetchStep, ahead.end);
         for (size_t at = from; at < to; at += 64) {
           _mm_prefetch(reinterpret_cast<const char*>(ahead.base + at), _MM_HINT_T0);
         }
       }
     }
-    const size_t pair = static_cast<size_t>(b / 2) * kStripPairBytes;
-    const size_t odd = static_cast<size_t>(b & 1);
+    const size_t pair = b / 2 * kStripPairBytes;
+    const size_t code_offset = pair + 256 * (b & 1);
     VI acc[kV][kTokens];
-    int32_t zero_point[kTokens];
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t) {
-      zero_point[t] = -8 * (qs[t][2 * b] + qs[t][2 * b + 1]);
-      const VI start = block_start(zero_point[t]);
+      const VI start = block_start(zero_term[t][b]);
 #pragma GCC unroll 4
       for (int v = 0; v < kV; ++v) acc[v][t] = start;
     }
@@ -184,10 +219,8 @@ void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& 
     for (int p = 0; p < 4; ++p) {
       const uint8_t* codes[kV];
 #pragma GCC unroll 4
-      for (int v = 0; v < kV; ++v) {
-        codes[v] = rows.strip[v] + pair + 64 + 256 * odd + 64 * p + 4 * kLanes * rows.part[v];
-      }
-      const int64_t col = 32 * b + 8 * p;
+      for (int v = 0; v < kV; ++v) codes[v] = codes_at[v] + code_offset + 64 * p;
+      const size_t col = 32 * b + 8 * p;
       // Loaded again for the high nibbles (from L1) rather than kept: the
       // tile's accumulators need the registers.
       VI w[kV];
@@ -200,7 +233,7 @@ void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& 
         for (int v = 0; v < kV; ++v) acc[v][t] = block_dot(acc[v][t], w[v], xb, ones16);
       }
 #pragma GCC unroll 4
-      for (int v = 0; v < kV; ++v) w[v] = high_nibbles(load_i(codes[v]));
+      for (int v = 0; v < kV; ++v) w[v] = strip_high_nibbles<kGfni>(load_i(codes[v]));
 #pragma GCC unroll 8
       for (int t = 0; t < kTokens; ++t) {
         const VI xb = broadcast4(u[t] + col + 4);
@@ -210,10 +243,10 @@ void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& 
     }
 #pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) {
-      const VF scale = load_scales(rows.strip[v] + pair + 32 * odd + 2 * kLanes * rows.part[v]);
+      const VF scale = load_scales(scales_at[v] + pair + 32 * (b & 1));
 #pragma GCC unroll 8
       for (int t = 0; t < kTokens; ++t) {
-        const VI sum = block_sum(acc[v][t], zero_point[t], ones16);
+        const VI sum = block_sum(acc[v][t], zero_term[t][b], ones16);
         out[t][v] = fmadd_f(cvt_f(sum), mul_f(scale, set1_f(dx[t][b])), out[t][v]);
       }
     }
@@ -225,17 +258,22 @@ void strip_tile(const StripRows& rows, int64_t b0, int64_t b1, const StripActs& 
   }
 }
 
-using StripTile = void (*)(const StripRows&, int64_t, int64_t, const StripActs&,
-                           const StripPrefetch&, float*, bool);
+using StripTile = void (*)(const StripRows&, size_t, size_t, const StripActs&, const StripPrefetch&,
+                           float*, bool);
 
-template <bool kPrefetch, int... kTokens>
+template <bool kPrefetch, bool kGfni, int... kTokens>
 constexpr auto make_strip_tiles(std::integer_sequence<int, kTokens...>) {
-  return std::array<StripTile, sizeof...(kTokens)>{strip_tile<kTokens + 1, kPrefetch>...};
+  return std::array<StripTile, sizeof...(kTokens)>{strip_tile<kTokens + 1, kPrefetch, kGfni>...};
 }
-// [prefetch][tokens - 1]
-constexpr std::array<std::array<StripTile, kT>, 2> kStripTiles = {
-    make_strip_tiles<false>(std::make_integer_sequence<int, kT>()),
-    make_strip_tiles<true>(std::make_integer_sequence<int, kT>())};
+// [prefetch][tokens - 1], without and with GFNI (the same as without on
+// targets that never use it).
+using StripTiles = std::array<std::array<StripTile, kT>, 2>;
+constexpr StripTiles kStripTiles = {
+    make_strip_tiles<false, false>(std::make_integer_sequence<int, kT>()),
+    make_strip_tiles<true, false>(std::make_integer_sequence<int, kT>())};
+constexpr StripTiles kGfniStripTiles = {
+    make_strip_tiles<false, kMayHaveGfni>(std::make_integer_sequence<int, kT>()),
+    make_strip_tiles<true, kMayHaveGfni>(std::make_integer_sequence<int, kT>())};
 
 #if HWY_TARGET == HWY_AVX3_DL
 // ---------------------------------------------------------------------------
@@ -413,6 +451,8 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   // with VNNI, where two threads already read at the bandwidth, it measured
   // no better and maybe 5% worse: docs/kernels.md).
   const int64_t chunks_ahead = !kHasVnni && token_end - token_begin == 1 ? 4 : 1;
+  static const bool has_gfni = cpu_has_gfni();
+  const StripTiles& tiles = has_gfni && strip_gfni_allowed() ? kGfniStripTiles : kStripTiles;
   for (int64_t b0 = 0; b0 < n_blocks; b0 += kChunkBlocks) {
     const int64_t b1 = std::min(b0 + kChunkBlocks, n_blocks);
     // Past a strip's end (an odd last block rounds up to its pair), the
@@ -426,9 +466,10 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
     for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
       const int64_t n_tile = std::min<int64_t>(kT, token_end - t0);
       const StripActs x{a.xq.q + t0 * w.n_cols, a.xq.d + t0 * n_blocks,
-                        a.xq.qsum16 + 2 * t0 * n_blocks, w.n_cols, n_blocks};
-      kStripTiles[t0 == prefetch_t0 ? 1 : 0][static_cast<size_t>(n_tile - 1)](
-          rows, b0, b1, x, prefetch, acc + (t0 - token_begin) * kPanelRows, b0 == 0);
+                        a.xq.q4_0_term + t0 * n_blocks, w.n_cols, n_blocks};
+      tiles[t0 == prefetch_t0 ? 1 : 0][static_cast<size_t>(n_tile - 1)](
+          rows, static_cast<size_t>(b0), static_cast<size_t>(b1), x, prefetch,
+          acc + (t0 - token_begin) * kPanelRows, b0 == 0);
     }
   }
   for (int64_t t = token_begin; t < token_end; ++t) {

@@ -1,5 +1,6 @@
 #include "kernels/q4_0_strips.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "kvforge/status.h"
@@ -85,6 +86,18 @@ void dequantize_q4_0_strip_row(const MatrixView& w, int64_t row, float* out) {
       }
     }
   }
+}
+
+namespace {
+std::atomic<bool> g_strip_gfni_allowed{true};
+}  // namespace
+
+void allow_strip_gfni(bool allowed) {
+  g_strip_gfni_allowed.store(allowed, std::memory_order_relaxed);
+}
+
+bool strip_gfni_allowed() {
+  return g_strip_gfni_allowed.load(std::memory_order_relaxed);
 }
 
 }  // namespace kvforge::kernels

@@ -46,4 +46,10 @@ void repack_q4_0_strips(const MatrixView& w, int64_t strip_begin, int64_t strip_
 // file's row: the embedding lookup of a tied output matrix reads it here.
 void dequantize_q4_0_strip_row(const MatrixView& w, int64_t row, float* out);
 
+// The AVX-512 VNNI strip kernel takes the codes' high nibbles with one GFNI
+// instruction where the CPU has GFNI (the same bits as without). Tests
+// switch that off to cover the kernel without it; on by default.
+void allow_strip_gfni(bool allowed);
+[[nodiscard]] bool strip_gfni_allowed();
+
 }  // namespace kvforge::kernels

@@ -297,11 +297,19 @@ TEST(Q4_0Strips, RowsReadBackAsTheFileRowsDequantized) {
   }
 }
 
+// Allows or forbids GFNI in the strip kernel for its lifetime.
+struct StripGfniGuard {
+  explicit StripGfniGuard(bool allowed) { allow_strip_gfni(allowed); }
+  ~StripGfniGuard() { allow_strip_gfni(true); }
+  StripGfniGuard(const StripGfniGuard&) = delete;
+  StripGfniGuard& operator=(const StripGfniGuard&) = delete;
+};
+
 // The strip kernel gives the same bits as the kernels reading the file's
 // blocks (themselves checked against the reference above and batch
 // invariant), for every token count from decode to several prefill tiles,
 // 1 and 2 threads, on every matmul target (those without the strip kernel
-// read the blocks).
+// read the blocks), with and without GFNI where the CPU has it.
 TEST(Q4_0Strips, MatmulEqualsTheBlockKernelsBitForBit) {
   ThreadPool pool1(1), pool2(2);
   for (const Shape shape : {Shape{7, 96}, Shape{67, 288}, Shape{100, 2080}}) {
@@ -312,22 +320,25 @@ TEST(Q4_0Strips, MatmulEqualsTheBlockKernelsBitForBit) {
     MatmulScratch scratch(2, kMaxTokens, shape.n_cols);
     test_util::on_every_simd_target(
         [&](int64_t) {
-          for (const int64_t n : {1, 2, 3, 4, 5, 8, 9, 13, 17, 33, 40}) {
-            for (ThreadPool* pool : {&pool1, &pool2}) {
-              std::vector<float> blocks(static_cast<size_t>(n * shape.n_rows), NAN);
-              std::vector<float> strips(blocks.size(), NAN);
-              matmul(w.view, x.data(), n, blocks.data(), *pool, scratch);
-              matmul(s.view, x.data(), n, strips.data(), *pool, scratch);
-              for (size_t i = 0; i < blocks.size(); ++i) {
-                uint32_t a, b;
-                std::memcpy(&a, &blocks[i], sizeof a);
-                std::memcpy(&b, &strips[i], sizeof b);
-                ASSERT_EQ(a, b) << "rows " << shape.n_rows << " cols " << shape.n_cols << " tokens "
-                                << n << " threads " << pool->n_threads() << " output " << i << ": "
-                                << blocks[i] << " from blocks, " << strips[i] << " from strips";
+          for (const bool gfni : {true, false})
+            for (const int64_t n : {1, 2, 3, 4, 5, 8, 9, 13, 17, 33, 40}) {
+              const StripGfniGuard guard(gfni);
+              for (ThreadPool* pool : {&pool1, &pool2}) {
+                std::vector<float> blocks(static_cast<size_t>(n * shape.n_rows), NAN);
+                std::vector<float> strips(blocks.size(), NAN);
+                matmul(w.view, x.data(), n, blocks.data(), *pool, scratch);
+                matmul(s.view, x.data(), n, strips.data(), *pool, scratch);
+                for (size_t i = 0; i < blocks.size(); ++i) {
+                  uint32_t a, b;
+                  std::memcpy(&a, &blocks[i], sizeof a);
+                  std::memcpy(&b, &strips[i], sizeof b);
+                  ASSERT_EQ(a, b) << "rows " << shape.n_rows << " cols " << shape.n_cols
+                                  << " tokens " << n << " threads " << pool->n_threads() << " gfni "
+                                  << gfni << " output " << i << ": " << blocks[i]
+                                  << " from blocks, " << strips[i] << " from strips";
+                }
               }
             }
-          }
         },
         test_util::matmul_targets_for_test());
     if (HasFatalFailure()) return;
