@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <random>
 
+#include <sys/socket.h>
+
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -25,6 +27,8 @@ using HandlerResponse = httplib::Server::HandlerResponse;
 
 // How often a waiting handler looks at its connection and at stop().
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
+// Connections the kernel completes before the server accepts them.
+constexpr int kListenBacklog = 4096;
 
 int64_t unix_seconds() {
   using namespace std::chrono;
@@ -86,6 +90,7 @@ struct HttpServer::Impl {
   httplib::Server http;
   std::atomic<bool> stopping{false};
   int32_t port = -1;
+  int listening_socket = -1;  // httplib's, recorded when it is created
 };
 
 void HttpServer::Impl::install_routes() {
@@ -373,6 +378,15 @@ Status HttpServer::bind() {
   // write to it: writes then fail with EPIPE, which ends its request.
   std::signal(SIGPIPE, SIG_IGN);
   const auto& o = impl_->options;
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which
+  // a second server on a port in use would bind and take half of its
+  // connections instead of failing.
+  impl_->listening_socket = -1;
+  impl_->http.set_socket_options([impl = impl_.get()](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listening_socket = sock;
+  });
   if (o.port == 0) {
     impl_->port = impl_->http.bind_to_any_port(o.host);
   } else {
@@ -381,6 +395,15 @@ Status HttpServer::bind() {
   if (impl_->port < 0) {
     return io_error(fmt::format(
         "cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
+  }
+  // Debian's httplib is compiled with a listen backlog of 5: a burst of
+  // clients connecting at once (64 in bench/serving_throughput.py)
+  // overflowed it, and connections answered by SYN cookies were reset.
+  // Listening again on the bound socket raises the backlog (Linux caps it
+  // at net.core.somaxconn).
+  if (impl_->listening_socket < 0 || ::listen(impl_->listening_socket, kListenBacklog) != 0) {
+    return io_error(fmt::format("cannot listen on {}:{} with a backlog of {}", o.host, impl_->port,
+                                kListenBacklog));
   }
   return Status();
 }

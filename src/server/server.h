@@ -38,7 +38,7 @@ struct ServerOptions {
   size_t max_body_bytes = 1 << 20;  // larger request bodies get 413
   int32_t read_timeout_s = 10;      // a request that does not arrive in time gets 408
   int32_t write_timeout_s = 10;     // a client that does not read in time is dropped
-  int32_t http_threads = 0;         // connections served at once; 0: 4 per parallel sequence, >= 16
+  int32_t http_threads = 0;         // connections served at once; 0: 32
   // Chat template family (chat_template.h) or "auto": detect it from the
   // model's template, falling back to "plain" unless chat_template_fallback
   // is false (then create() fails naming the families).

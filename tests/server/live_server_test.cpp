@@ -10,8 +10,10 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -794,6 +796,35 @@ TEST_F(LiveServerTest, ModelsHealthAndMetrics) {
   EXPECT_EQ(ttft_count, st.time_to_first_token.total);
   EXPECT_GT(ttft_count, 0);
   EXPECT_EQ(http(port(), "GET", "/health").body, "{\"status\":\"ok\"}");
+}
+
+// Many clients connecting in the same instant are all served: the listen
+// backlog holds them until the server accepts (with httplib's own backlog
+// of 5 the kernel answered the overflow with SYN cookies and reset some).
+TEST_F(LiveServerTest, ABurstOfConnectionsIsServed) {
+  constexpr int kClients = 256;
+  std::vector<std::unique_ptr<TestConnection>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(std::make_unique<TestConnection>(port()));
+  for (auto& c : clients) {
+    ASSERT_TRUE(c->connected());
+    c->send_all("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  }
+  int served = 0;
+  for (auto& c : clients) served += c->read_reply().status == 200 ? 1 : 0;
+  EXPECT_EQ(served, kClients);
+}
+
+// A second server cannot take a port that one is listening on.
+TEST_F(LiveServerTest, APortInUseIsRefused) {
+  ServerOptions so;
+  so.port = port();
+  auto second = HttpServer::create(*engine_, so);
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  const Status bound = (*second)->bind();
+  EXPECT_FALSE(bound.ok());
+  EXPECT_NE(bound.message().find("in use"), std::string::npos) << bound.message();
+  // The first still answers.
+  EXPECT_EQ(http(port(), "GET", "/health").status, 200);
 }
 
 TEST_F(LiveServerTest, ClientLeavingMidStreamCancelsAndFreesBlocks) {
