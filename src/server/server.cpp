@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <random>
+#include <utility>
 
 #include <sys/socket.h>
 
@@ -402,8 +403,9 @@ Status HttpServer::bind() {
   // Listening again on the bound socket raises the backlog (Linux caps it
   // at net.core.somaxconn).
   if (impl_->listening_socket < 0 || ::listen(impl_->listening_socket, kListenBacklog) != 0) {
-    return io_error(fmt::format("cannot listen on {}:{} with a backlog of {}", o.host, impl_->port,
-                                kListenBacklog));
+    const int32_t port = std::exchange(impl_->port, -1);  // run() must not start
+    return io_error(
+        fmt::format("cannot listen on {}:{} with a backlog of {}", o.host, port, kListenBacklog));
   }
   return Status();
 }
