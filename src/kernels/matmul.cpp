@@ -128,8 +128,8 @@ int64_t decode_task_count(int64_t total_bytes, int64_t n_units, int n_threads) {
 
 // Rounds every token's activations to int8 blocks into the scratch and
 // points args.xq at them: the decode layout (signed codes, qsum16 and
-// q4_0_term) or the prefill one (biased codes). Calls for more than kMaxDecodeTokens
-// tokens split the tokens over the threads.
+// q4_0_term) or the prefill one (biased codes). Calls for more than
+// kMaxDecodeTokens tokens split the tokens over the threads.
 void quantize_tokens(MatmulArgs& args, ThreadPool& pool, MatmulScratch::Impl& s,
                      bool decode_layout) {
   const int64_t n_cols = args.w->n_cols, n_tokens = args.n_tokens;

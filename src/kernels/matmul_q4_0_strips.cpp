@@ -90,15 +90,6 @@ HWY_INLINE VI high_nibbles(VI v) {
 HWY_INLINE VI high_nibbles_gfni(VI v) {
   return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000LL), 0);
 }
-constexpr bool kMayHaveGfni = true;
-bool cpu_has_gfni() {
-  return __builtin_cpu_supports("gfni");
-}
-#else
-constexpr bool kMayHaveGfni = false;
-constexpr bool cpu_has_gfni() {
-  return false;
-}
 #endif
 
 template <bool kGfni>
@@ -265,15 +256,25 @@ template <bool kPrefetch, bool kGfni, int... kTokens>
 constexpr auto make_strip_tiles(std::integer_sequence<int, kTokens...>) {
   return std::array<StripTile, sizeof...(kTokens)>{strip_tile<kTokens + 1, kPrefetch, kGfni>...};
 }
-// [prefetch][tokens - 1], without and with GFNI (the same as without on
-// targets that never use it).
+// [prefetch][tokens - 1]
 using StripTiles = std::array<std::array<StripTile, kT>, 2>;
-constexpr StripTiles kStripTiles = {
-    make_strip_tiles<false, false>(std::make_integer_sequence<int, kT>()),
-    make_strip_tiles<true, false>(std::make_integer_sequence<int, kT>())};
-constexpr StripTiles kGfniStripTiles = {
-    make_strip_tiles<false, kMayHaveGfni>(std::make_integer_sequence<int, kT>()),
-    make_strip_tiles<true, kMayHaveGfni>(std::make_integer_sequence<int, kT>())};
+template <bool kGfni>
+constexpr StripTiles make_strip_tile_table() {
+  return {make_strip_tiles<false, kGfni>(std::make_integer_sequence<int, kT>()),
+          make_strip_tiles<true, kGfni>(std::make_integer_sequence<int, kT>())};
+}
+constexpr StripTiles kStripTiles = make_strip_tile_table<false>();
+
+// The tiles for this CPU: with GFNI where the target may use it and the CPU
+// has it (unless a test forbids it).
+const StripTiles& strip_tiles() {
+#if HWY_TARGET == HWY_AVX3_DL
+  static constexpr StripTiles kGfniStripTiles = make_strip_tile_table<true>();
+  static const bool has_gfni = __builtin_cpu_supports("gfni");
+  if (has_gfni && strip_gfni_allowed()) return kGfniStripTiles;
+#endif
+  return kStripTiles;
+}
 
 #if HWY_TARGET == HWY_AVX3_DL
 // ---------------------------------------------------------------------------
@@ -451,8 +452,7 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
   // with VNNI, where two threads already read at the bandwidth, it measured
   // no better and maybe 5% worse: docs/kernels.md).
   const int64_t chunks_ahead = !kHasVnni && token_end - token_begin == 1 ? 4 : 1;
-  static const bool has_gfni = cpu_has_gfni();
-  const StripTiles& tiles = has_gfni && strip_gfni_allowed() ? kGfniStripTiles : kStripTiles;
+  const StripTiles& tiles = strip_tiles();
   for (int64_t b0 = 0; b0 < n_blocks; b0 += kChunkBlocks) {
     const int64_t b1 = std::min(b0 + kChunkBlocks, n_blocks);
     // Past a strip's end (an odd last block rounds up to its pair), the
