@@ -255,6 +255,8 @@ BENCHMARK_CAPTURE(BM_SmallBatch, Q4_0_strips, TensorType::kQ4_0, true)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Prefill, Q4_0_strips, TensorType::kQ4_0, true)
+    ->Args({2, 16})
+    ->Args({1, 16})
     ->Args({1, 512})
     ->Args({2, 512})
     ->UseRealTime()

@@ -57,6 +57,9 @@ HWY_INLINE VF load_f(const float* p) {
 HWY_INLINE void store_f(float* p, VF v) {
   _mm256_store_ps(p, v);
 }
+HWY_INLINE void store_unaligned_f(float* p, VF v) {
+  _mm256_storeu_ps(p, v);
+}
 HWY_INLINE VF set1_f(float v) {
   return _mm256_set1_ps(v);
 }
@@ -125,6 +128,9 @@ HWY_INLINE VF load_f(const float* p) {
 }
 HWY_INLINE void store_f(float* p, VF v) {
   _mm512_store_ps(p, v);
+}
+HWY_INLINE void store_unaligned_f(float* p, VF v) {
+  _mm512_storeu_ps(p, v);
 }
 HWY_INLINE VF set1_f(float v) {
   return _mm512_set1_ps(v);

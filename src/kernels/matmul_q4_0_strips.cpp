@@ -154,13 +154,23 @@ HWY_INLINE VI block_sum(VI acc, int32_t zero_point, VI ones16) {
   }
 }
 
-// out[t][0..kPanelRows) (+)= the panel's rows times tokens [0, kTokens) over
-// blocks [b0, b1); `first` overwrites.
+// Where a tile's sums over a chunk go: token t's kPanelRows outputs at
+// `to + t * to_stride`, after adding those at `from + t * kPanelRows` (the
+// panel's sums so far; none for its first chunk). The last chunk of a full
+// panel writes into the matmul's output rows directly: copying 16-48 floats
+// per token and panel afterwards took about 4% of a 16-token call.
+struct StripTileOut {
+  const float* from;  // nullptr: the chunk is the panel's first
+  float* to;
+  int64_t to_stride;
+};
+
+// out[t] (+)= the panel's rows times tokens [0, kTokens) over blocks [b0, b1).
 // kPrefetch: the tile requests `ahead` (a separate instance, so that the
 // other tiles' loop carries no prefetch code).
 template <int kTokens, bool kPrefetch, bool kGfni>
 void strip_tile(const StripRows& rows, size_t b0, size_t b1, const StripActs& x,
-                const StripPrefetch& ahead, float* acc_out, bool first) {
+                const StripPrefetch& ahead, const StripTileOut& sums) {
   const VI ones16 = set1_i16(1);
   const uint8_t* u[kTokens];
   const float* dx[kTokens];
@@ -184,7 +194,7 @@ void strip_tile(const StripRows& rows, size_t b0, size_t b1, const StripActs& x,
   for (int t = 0; t < kTokens; ++t) {
 #pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) {
-      out[t][v] = first ? zero_f() : load_f(acc_out + t * kPanelRows + v * kLanes);
+      out[t][v] = sums.from == nullptr ? zero_f() : load_f(sums.from + t * kPanelRows + v * kLanes);
     }
   }
   for (size_t b = b0; b < b1; ++b) {
@@ -245,12 +255,13 @@ void strip_tile(const StripRows& rows, size_t b0, size_t b1, const StripActs& x,
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kV; ++v) store_f(acc_out + t * kPanelRows + v * kLanes, out[t][v]);
+    for (int v = 0; v < kV; ++v)
+      store_unaligned_f(sums.to + t * sums.to_stride + v * kLanes, out[t][v]);
   }
 }
 
 using StripTile = void (*)(const StripRows&, size_t, size_t, const StripActs&, const StripPrefetch&,
-                           float*, bool);
+                           const StripTileOut&);
 
 template <bool kPrefetch, bool kGfni, int... kTokens>
 constexpr auto make_strip_tiles(std::integer_sequence<int, kTokens...>) {
@@ -463,15 +474,22 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
     for (int v = 0; v < kV; v += kStripRows / kLanes) {  // the vectors strip_tile reads
       prefetch.ahead[v] = static_cast<size_t>(rows.strip[v] - w.strips) + ahead;
     }
+    const bool into_output = b1 == n_blocks && n_live == kPanelRows;
     for (int64_t t0 = token_begin; t0 < token_end; t0 += kT) {
       const int64_t n_tile = std::min<int64_t>(kT, token_end - t0);
       const StripActs x{a.xq.q + t0 * w.n_cols, a.xq.d + t0 * n_blocks,
                         a.xq.q4_0_term + t0 * n_blocks, w.n_cols, n_blocks};
+      float* tile_acc = acc + (t0 - token_begin) * kPanelRows;
+      const StripTileOut sums =
+          into_output ? StripTileOut{b0 == 0 ? nullptr : tile_acc, a.y + t0 * w.n_rows + row_begin,
+                                     w.n_rows}
+                      : StripTileOut{b0 == 0 ? nullptr : tile_acc, tile_acc, kPanelRows};
       tiles[t0 == prefetch_t0 ? 1 : 0][static_cast<size_t>(n_tile - 1)](
-          rows, static_cast<size_t>(b0), static_cast<size_t>(b1), x, prefetch,
-          acc + (t0 - token_begin) * kPanelRows, b0 == 0);
+          rows, static_cast<size_t>(b0), static_cast<size_t>(b1), x, prefetch, sums);
     }
   }
+  if (n_live == kPanelRows) return;
+  // A partial last panel: only its live rows are outputs.
   for (int64_t t = token_begin; t < token_end; ++t) {
     std::memcpy(a.y + t * w.n_rows + row_begin, acc + (t - token_begin) * kPanelRows,
                 static_cast<size_t>(n_live) * sizeof(float));
