@@ -69,7 +69,7 @@ struct Scheduler::Request {
   std::vector<int32_t> tokens;
   int32_t computed = 0;  // positions the sequence holds
   int32_t generated = 0;
-  int32_t slot = -1;            // SeqId and logits row while running
+  int32_t slot = -1;            // SeqId while running
   bool prompt_pressed = false;  // end_prompt called for the current prefill
   // Runs of the prompt to take from earlier outputs (relay), in prompt
   // order; relay_next is the first not yet reached.
@@ -409,6 +409,9 @@ bool Scheduler::step() {
     items.clear();
     owners.clear();
     int32_t budget = options_.max_batch_tokens;
+    // Logits rows in batch order, so that the model writes a group of last
+    // tokens' logits in place (Model::last_token_logits).
+    size_t logits_rows = 0;
     for (int pass = 0; pass < 2; ++pass) {
       for (auto& r : running_) {
         const auto remaining = static_cast<int32_t>(r->tokens.size()) - r->computed;
@@ -426,7 +429,7 @@ bool Scheduler::step() {
         const bool completes = n == remaining;
         item.which = completes ? LogitsFor::kLastToken : LogitsFor::kNone;
         item.logits =
-            completes ? logits_.data() + static_cast<size_t>(r->slot) * n_vocab_ : nullptr;
+            completes ? logits_.data() + logits_rows++ * static_cast<size_t>(n_vocab_) : nullptr;
         items.push_back(item);
         owners.push_back(r.get());
         budget -= n;
@@ -481,8 +484,7 @@ bool Scheduler::step() {
     } else {
       (void)kv_.end_decode_step(seq);
     }
-    std::span<float> logits(logits_.data() + static_cast<size_t>(r.slot) * n_vocab_,
-                            static_cast<size_t>(n_vocab_));
+    std::span<float> logits(items[i].logits, static_cast<size_t>(n_vocab_));
     const int32_t token = r.sampler->sample(logits, r.tokens);
     r.tokens.push_back(token);
     ++r.generated;

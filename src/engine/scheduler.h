@@ -129,7 +129,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Request>> waiting_;
   std::vector<std::unique_ptr<Request>> running_;  // in admission order
   std::vector<bool> slot_used_;
-  std::vector<float> logits_;  // [max_running][n_vocab]
+  std::vector<float> logits_;  // a step's last-token logits, in batch order
   std::unique_ptr<RelayStore> relay_;
   // Last: destroyed first of the members (after ~Scheduler has released the
   // running sequences, whose blocks it still writes), while the mutex and

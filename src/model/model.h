@@ -142,6 +142,7 @@ class Model {
   // The embedding of `token` (a valid id) into out[n_embd].
   void embed(int32_t token, float* out) const;
   void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
+  void swiglu_rows(int32_t n);
   void feed_forward_block(const LayerWeights& l, int32_t n);
   // q, k, v of the n rows of x_ (RoPE by cos_sin_ rows), the first part of
   // attention_block.

@@ -22,11 +22,12 @@ nlohmann::json reference() {
   return nlohmann::json::parse(in);
 }
 
-std::unique_ptr<Model> load(int threads, int batch = 64) {
+std::unique_ptr<Model> load(int threads, int batch = 64,
+                            const std::string& path = testing::stories260k_gguf()) {
   ModelOptions o;
   o.n_threads = threads;
   o.max_batch = batch;
-  auto m = Model::load(testing::stories260k_gguf(), o);
+  auto m = Model::load(path, o);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
   return m.ok() ? std::move(m).value() : nullptr;
 }
@@ -127,32 +128,54 @@ TEST(Stories260K, PrefillEqualsDecodeAndThreadCountsAgree) {
 // logits must equal, bit for bit, those of the same tokens run alone
 // (this also holds the element-wise kernels to it: n_ff = 172 puts rows'
 // elements at every position of a vector, swiglu's tail included).
-TEST(Stories260K, BatchedLogitsEqualEachSequenceAlone) {
+// The items' logits either in buffers of their own (copied out of the
+// model's group rows) or as consecutive rows of one array, which the model
+// writes in place (as the scheduler lays them out), with one item out of
+// line to break a group's run.
+void expect_batched_logits_equal_each_sequence_alone(const std::string& path) {
   constexpr int kSeqs = 42;
-  auto batched = load(2, 64);
-  auto alone = load(2, 64);
+  auto batched = load(2, 64, path);
+  auto alone = load(2, 64, path);
   ASSERT_TRUE(batched && alone);
   const int32_t vocab = batched->config().n_vocab;
-  ContiguousKvCache kv(batched->kv_shape(), kSeqs, 64, ContiguousKvType::kF32);
-  std::vector<std::vector<int32_t>> tokens(kSeqs);
-  std::vector<std::vector<float>> logits(kSeqs);
-  std::vector<ForwardItem> items(kSeqs);
-  for (int s = 0; s < kSeqs; ++s) {
-    const bool all_rows = s == kSeqs - 1;
-    tokens[s] =
-        all_rows ? std::vector<int32_t>{1, 403, 75} : std::vector<int32_t>{(s * 37) % vocab};
-    logits[s].assign(tokens[s].size() * static_cast<size_t>(vocab), 0.0f);
-    items[s] =
-        ForwardItem{SeqId{s}, 0, tokens[s],
-                    all_rows ? LogitsFor::kAllTokens : LogitsFor::kLastToken, logits[s].data()};
+  for (const bool one_array : {false, true}) {
+    ContiguousKvCache kv(batched->kv_shape(), kSeqs, 64, ContiguousKvType::kF32);
+    std::vector<std::vector<int32_t>> tokens(kSeqs);
+    std::vector<std::vector<float>> own(kSeqs);
+    std::vector<float> rows(static_cast<size_t>(kSeqs) * static_cast<size_t>(vocab), 0.0f);
+    std::vector<ForwardItem> items(kSeqs);
+    for (int s = 0; s < kSeqs; ++s) {
+      const bool all_rows = s == kSeqs - 1;
+      const bool out_of_line = s == 5;
+      tokens[s] =
+          all_rows ? std::vector<int32_t>{1, 403, 75} : std::vector<int32_t>{(s * 37) % vocab};
+      own[s].assign(tokens[s].size() * static_cast<size_t>(vocab), 0.0f);
+      float* logits = one_array && !all_rows && !out_of_line
+                          ? rows.data() + static_cast<size_t>(s) * static_cast<size_t>(vocab)
+                          : own[s].data();
+      items[s] = ForwardItem{SeqId{s}, 0, tokens[s],
+                             all_rows ? LogitsFor::kAllTokens : LogitsFor::kLastToken, logits};
+    }
+    ASSERT_TRUE(batched->forward_batch(items, kv).ok());
+    for (int s = 0; s < kSeqs; ++s) {
+      ContiguousKvCache one(alone->kv_shape(), 1, 64, ContiguousKvType::kF32);
+      std::vector<float> expected(own[s].size());
+      ASSERT_TRUE(
+          alone->forward(tokens[s], 0, one, SeqId{0}, items[s].which, expected.data()).ok());
+      const std::vector<float> got(items[s].logits, items[s].logits + expected.size());
+      EXPECT_EQ(got, expected) << "sequence " << s << (one_array ? ", one array" : "");
+    }
   }
-  ASSERT_TRUE(batched->forward_batch(items, kv).ok());
-  for (int s = 0; s < kSeqs; ++s) {
-    ContiguousKvCache one(alone->kv_shape(), 1, 64, ContiguousKvType::kF32);
-    std::vector<float> expected(logits[s].size());
-    ASSERT_TRUE(alone->forward(tokens[s], 0, one, SeqId{0}, items[s].which, expected.data()).ok());
-    EXPECT_EQ(logits[s], expected) << "sequence " << s;
-  }
+}
+
+TEST(Stories260K, BatchedLogitsEqualEachSequenceAlone) {
+  expect_batched_logits_equal_each_sequence_alone(testing::stories260k_gguf());
+}
+
+// kvtest-1k's feed-forward is wide enough (42 rows x 512) for the batch's
+// SwiGLU to be shared out over the threads (Model::swiglu_rows).
+TEST(KvTest1k, BatchedLogitsEqualEachSequenceAlone) {
+  expect_batched_logits_equal_each_sequence_alone(testing::kvtest_1k_gguf());
 }
 
 }  // namespace
