@@ -251,7 +251,7 @@ BENCHMARK_CAPTURE(BM_Decode, Q4_0_strips, TensorType::kQ4_0, true)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_SmallBatch, Q4_0_strips, TensorType::kQ4_0, true)
-    ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32}})
+    ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32, 64}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Prefill, Q4_0_strips, TensorType::kQ4_0, true)
