@@ -222,7 +222,7 @@ void BM_SmallBatch(benchmark::State& state, TensorType type, bool strips = false
       ->UseRealTime()                                         \
       ->Unit(benchmark::kMicrosecond);                        \
   BENCHMARK_CAPTURE(BM_SmallBatch, Type, TensorType::k##Type) \
-      ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32}})            \
+      ->ArgsProduct({{2}, {4, 8, 12, 16, 24, 32, 64}})        \
       ->UseRealTime()                                         \
       ->Unit(benchmark::kMicrosecond);                        \
   BENCHMARK_CAPTURE(BM_Prefill, Type, TensorType::k##Type)    \

@@ -57,6 +57,31 @@ HWY_INLINE void amx_configure_tiles(int n_tokens, int block_cols) {
   _tile_loadconfig(&config);
 }
 
+// Lines requested into L2 while a panel is multiplied: those of the panels
+// that follow it in memory, which the next tasks unpack or build from cold
+// weights (whichever thread takes them). The blocks' `scale` steps it once
+// per block, kLinesPerBlock lines at a time so that the requests never fill
+// the line-fill buffers at once. At 64 tokens the unpacking of Q4_0 strips
+// fell from a quarter of the server's time to a tenth (docs/kernels.md).
+struct AmxLinesAhead {
+  const uint8_t* at;
+  const uint8_t* end;
+
+  // [first, first + bytes), cut at `limit` (the matrix's end).
+  static AmxLinesAhead span(const uint8_t* first, size_t bytes, const uint8_t* limit) {
+    return {first, first + std::min<size_t>(bytes, static_cast<size_t>(limit - first))};
+  }
+  HWY_INLINE void step() {
+    constexpr int kLinesPerBlock = 2;
+    if (at >= end) return;
+#pragma GCC unroll 2
+    for (int i = 0; i < kLinesPerBlock; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(at + 64 * i), _MM_HINT_T1);
+    }
+    at += 64 * kLinesPerBlock;
+  }
+};
+
 // f(t0, n) for each tile of n <= 16 tokens from t0 of [token_begin,
 // token_end), with the tiles configured for n tokens and blocks of
 // block_cols columns; the tiles are released at the end (their state is

@@ -322,23 +322,6 @@ void unpack_strip(const uint8_t* strip, int64_t n_blocks, int8_t* out) {
   }
 }
 
-// Lines to request into L2 while a panel is multiplied: the panels that
-// follow it in memory, which the next tasks unpack (amx_strip_panel).
-struct StripLinesAhead {
-  const uint8_t* at;
-  const uint8_t* end;
-  // kLinesPerBlock lines a block, so that the requests never fill the
-  // line-fill buffers at once.
-  HWY_INLINE void step() {
-    constexpr int kLinesPerBlock = 2;
-    if (at >= end) return;
-#pragma GCC unroll 2
-    for (int i = 0; i < kLinesPerBlock; ++i)
-      _mm_prefetch(reinterpret_cast<const char*>(at + 64 * i), _MM_HINT_T1);
-    at += 64 * kLinesPerBlock;
-  }
-};
-
 // One strip's blocks for amx_blocks: kTokens tokens from x (token t's codes
 // at x + t * act_stride, its block scales at d + t * n_blocks).
 template <int kTokens>
@@ -349,7 +332,7 @@ struct StripBlocks {
   const float* d;
   int64_t n_blocks;
   int64_t act_stride;
-  StripLinesAhead* ahead;
+  AmxLinesAhead* ahead;
   static constexpr int64_t code_stride = 64;
 
   const int8_t* acts(int64_t b) const { return x + 32 * b; }
@@ -378,7 +361,7 @@ struct AmxStripCall {
   float* y;  // token t's row at y + t * y_stride
   int64_t y_stride;
   __mmask16 live;
-  StripLinesAhead* ahead;
+  AmxLinesAhead* ahead;
 };
 
 template <int kTokens>
@@ -419,12 +402,11 @@ void amx_strip_panel(const MatmulArgs& a, int64_t row_begin, int64_t token_begin
   }
   // The unpacking reads cold weights at one core's miss rate; the products
   // that follow it are long enough to bring the next two panels (whichever
-  // thread takes them) into L2 meanwhile.
+  // thread takes them) into L2 meanwhile (AmxLinesAhead).
   const uint8_t* next = first + static_cast<size_t>(n_strips) * strip_bytes;
   const uint8_t* strips_end = w.strips + q4_0_strips_bytes(w.n_rows, w.n_cols);
   const size_t panel_bytes = static_cast<size_t>(kPanelRows / kStripRows) * strip_bytes;
-  StripLinesAhead ahead{
-      next, next + std::min<size_t>(2 * panel_bytes, static_cast<size_t>(strips_end - next))};
+  AmxLinesAhead ahead = AmxLinesAhead::span(next, 2 * panel_bytes, strips_end);
   amx_for_token_tiles(token_begin, token_end, 32, [&](int64_t t0, int n_tokens) {
     for (int64_t s = 0; s < n_strips; ++s) {
       const int64_t row = row_begin + s * kStripRows;
