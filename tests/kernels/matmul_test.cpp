@@ -321,7 +321,7 @@ TEST(Q4_0Strips, MatmulEqualsTheBlockKernelsBitForBit) {
     test_util::on_every_simd_target(
         [&](int64_t) {
           for (const bool gfni : {true, false})
-            for (const int64_t n : {1, 2, 3, 4, 5, 8, 9, 13, 17, 33, 40}) {
+            for (const int64_t n : {1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 24, 33, 40}) {
               const StripGfniGuard guard(gfni);
               for (ThreadPool* pool : {&pool1, &pool2}) {
                 std::vector<float> blocks(static_cast<size_t>(n * shape.n_rows), NAN);
