@@ -15,6 +15,8 @@ packages=(
   libcpp-httplib-dev libhiredis-dev
   # The Redis tier's tests start their own servers on loopback.
   redis-server redis-tools
+  # The server's request fuzz test and the bench/ scripts.
+  python3
 )
 arm64=0
 for arg in "$@"; do
