@@ -58,8 +58,8 @@ HWY_INLINE void amx_configure_tiles(int n_tokens, int block_cols) {
 }
 
 // Lines requested into L2 while a panel is multiplied: those of the panels
-// that follow it in memory, which the next tasks unpack or build from cold
-// weights (whichever thread takes them). The blocks' `scale` steps it once
+// that follow it in memory, which the next tasks unpack from cold weights
+// (whichever thread takes them). The blocks' `scale` steps it once
 // per block, kLinesPerBlock lines at a time so that the requests never fill
 // the line-fill buffers at once. At 64 tokens the unpacking of Q4_0 strips
 // fell from a quarter of the server's time to a tenth (docs/kernels.md).
