@@ -318,35 +318,70 @@ void Model::forward_rows(const BatchRows& batch, KvCache& kv) {
   }
 }
 
+// fn(begin, end) over rows [0, n) of row_elements each: the per-row work
+// between the matrix products (norms, RoPE, residual adds, SwiGLU). A
+// batch of several rows is shared out over the pool by whole rows, at
+// least 2 rows and 8192 elements a task; with 16 decoding sequences these
+// loops ran on the calling thread while the others waited (about 4% of the
+// server's samples). Each row is computed the same wherever it falls, so
+// the split changes no bit.
+template <class Fn>
+void Model::for_rows(int32_t n, int64_t row_elements, const Fn& fn) {
+  constexpr int64_t kMinRowsPerTask = 2;
+  constexpr int64_t kMinElementsPerTask = 8192;
+  const int64_t n_tasks = std::min<int64_t>(
+      {pool_->n_threads(), n / kMinRowsPerTask, n * row_elements / kMinElementsPerTask});
+  if (n_tasks <= 1) {
+    fn(0, n);
+    return;
+  }
+  pool_->parallel_for(n_tasks, [&](int64_t task, int) {
+    fn(static_cast<int32_t>(n * task / n_tasks), static_cast<int32_t>(n * (task + 1) / n_tasks));
+  });
+}
+
+// x_ += h_ over n rows.
+void Model::add_residual(int32_t n) {
+  const auto width = static_cast<size_t>(config_.n_embd);
+  for_rows(n, config_.n_embd, [&](int32_t begin, int32_t end) {
+    kernels::add_in_place(x_.data() + begin * width, h_.data() + begin * width,
+                          static_cast<int64_t>(end - begin) * config_.n_embd);
+  });
+}
+
 void Model::project_qkv(const LayerWeights& l, int32_t n) {
   const ModelConfig& c = config_;
-  for (int32_t t = 0; t < n; ++t) {
-    const size_t off = static_cast<size_t>(t) * c.n_embd;
-    kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
-  }
+  for_rows(n, c.n_embd, [&](int32_t begin, int32_t end) {
+    for (int32_t t = begin; t < end; ++t) {
+      const size_t off = static_cast<size_t>(t) * c.n_embd;
+      kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
+    }
+  });
   matmul_shared_input({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, h_.data(), n);
   if (l.q_bias) {
     kernels::add_bias_rows(q_.data(), l.q_bias, n, c.q_dim());
     kernels::add_bias_rows(k_.data(), l.k_bias, n, c.kv_dim());
     kernels::add_bias_rows(v_.data(), l.v_bias, n, c.kv_dim());
   }
-  for (int32_t t = 0; t < n; ++t) {
-    float* q = q_.data() + static_cast<size_t>(t) * c.q_dim();
-    float* k = k_.data() + static_cast<size_t>(t) * c.kv_dim();
-    if (l.q_norm) {
-      for (int32_t h = 0; h < c.n_heads; ++h) {
-        float* head = q + static_cast<size_t>(h) * c.head_dim;
-        kernels::rms_norm(head, l.q_norm, head, c.head_dim, c.rms_eps);
+  for_rows(n, c.q_dim() + c.kv_dim(), [&](int32_t begin, int32_t end) {
+    for (int32_t t = begin; t < end; ++t) {
+      float* q = q_.data() + static_cast<size_t>(t) * c.q_dim();
+      float* k = k_.data() + static_cast<size_t>(t) * c.kv_dim();
+      if (l.q_norm) {
+        for (int32_t h = 0; h < c.n_heads; ++h) {
+          float* head = q + static_cast<size_t>(h) * c.head_dim;
+          kernels::rms_norm(head, l.q_norm, head, c.head_dim, c.rms_eps);
+        }
+        for (int32_t h = 0; h < c.n_kv_heads; ++h) {
+          float* head = k + static_cast<size_t>(h) * c.head_dim;
+          kernels::rms_norm(head, l.k_norm, head, c.head_dim, c.rms_eps);
+        }
       }
-      for (int32_t h = 0; h < c.n_kv_heads; ++h) {
-        float* head = k + static_cast<size_t>(h) * c.head_dim;
-        kernels::rms_norm(head, l.k_norm, head, c.head_dim, c.rms_eps);
-      }
+      const float* cs = cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim;
+      kernels::rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
+      kernels::rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
     }
-    const float* cs = cos_sin_.data() + static_cast<size_t>(t) * c.rope_dim;
-    kernels::rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
-    kernels::rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.arch->rope_layout, cs);
-  }
+  });
 }
 
 void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch,
@@ -366,7 +401,7 @@ void Model::attention_block(const LayerWeights& l, LayerId layer, const BatchRow
               attn_.data() + r0 * c.q_dim(), *pool_);
   }
   matmul(l.wo, attn_.data(), n, h_.data());
-  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+  add_residual(n);
 }
 
 void Model::layer_at(const LayerWeights& l, LayerId layer, SeqId seq,
@@ -378,7 +413,7 @@ void Model::layer_at(const LayerWeights& l, LayerId layer, SeqId seq,
   kv.attend_at(seq, layer, positions, q_.data(), 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                attn_.data(), *pool_);
   matmul(l.wo, attn_.data(), n, h_.data());
-  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+  add_residual(n);
   feed_forward_block(l, n);
 }
 
@@ -494,37 +529,28 @@ Result<int32_t> Model::prefill_reused(const ReusedSpan& span, KvCache& kv) {
   return recomputed;
 }
 
-// gate_ = silu(gate_) * up_ over n rows. Several rows are shared out over
-// the pool by whole rows: with 16 decoding sequences the serial loop took
-// about 1.3% of the server's samples while the other threads waited. Each element's result
-// is the same wherever it falls (kernels::swiglu), so the split changes no
-// bit.
+// gate_ = silu(gate_) * up_ over n rows (for_rows).
 void Model::swiglu_rows(int32_t n) {
   const auto n_ff = static_cast<int64_t>(config_.n_ff);
-  constexpr int64_t kMinElementsPerTask = 8192;
-  const int64_t n_tasks = std::min<int64_t>(
-      {static_cast<int64_t>(n), pool_->n_threads(), n * n_ff / kMinElementsPerTask});
-  if (n_tasks <= 1) {
-    kernels::swiglu(gate_.data(), up_.data(), gate_.data(), n * n_ff);
-    return;
-  }
-  pool_->parallel_for(n_tasks, [&](int64_t task, int) {
-    const int64_t begin = n * task / n_tasks * n_ff;
-    const int64_t end = n * (task + 1) / n_tasks * n_ff;
-    kernels::swiglu(gate_.data() + begin, up_.data() + begin, gate_.data() + begin, end - begin);
+  for_rows(n, n_ff, [&](int32_t begin, int32_t end) {
+    const int64_t first = begin * n_ff;
+    kernels::swiglu(gate_.data() + first, up_.data() + first, gate_.data() + first,
+                    (end - begin) * n_ff);
   });
 }
 
 void Model::feed_forward_block(const LayerWeights& l, int32_t n) {
   const ModelConfig& c = config_;
-  for (int32_t t = 0; t < n; ++t) {
-    const size_t off = static_cast<size_t>(t) * c.n_embd;
-    kernels::rms_norm(x_.data() + off, l.ffn_norm, h_.data() + off, c.n_embd, c.rms_eps);
-  }
+  for_rows(n, c.n_embd, [&](int32_t begin, int32_t end) {
+    for (int32_t t = begin; t < end; ++t) {
+      const size_t off = static_cast<size_t>(t) * c.n_embd;
+      kernels::rms_norm(x_.data() + off, l.ffn_norm, h_.data() + off, c.n_embd, c.rms_eps);
+    }
+  });
   matmul_shared_input({{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, h_.data(), n);
   swiglu_rows(n);
   matmul(l.w_down, gate_.data(), n, h_.data());
-  kernels::add_in_place(x_.data(), h_.data(), static_cast<int64_t>(n) * c.n_embd);
+  add_residual(n);
 }
 
 void Model::output_logits(int32_t first_row, int32_t n, float* logits) {

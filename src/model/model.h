@@ -142,6 +142,9 @@ class Model {
   // The embedding of `token` (a valid id) into out[n_embd].
   void embed(int32_t token, float* out) const;
   void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
+  template <class Fn>
+  void for_rows(int32_t n, int64_t row_elements, const Fn& fn);
+  void add_residual(int32_t n);
   void swiglu_rows(int32_t n);
   void feed_forward_block(const LayerWeights& l, int32_t n);
   // q, k, v of the n rows of x_ (RoPE by cos_sin_ rows), the first part of

@@ -131,25 +131,31 @@ TEST(Stories260K, PrefillEqualsDecodeAndThreadCountsAgree) {
 // The items' logits either in buffers of their own (copied out of the
 // model's group rows) or as consecutive rows of one array, which the model
 // writes in place (as the scheduler lays them out), with one item out of
-// line to break a group's run.
-void expect_batched_logits_equal_each_sequence_alone(const std::string& path) {
-  constexpr int kSeqs = 42;
-  auto batched = load(2, 64, path);
-  auto alone = load(2, 64, path);
+// line to break a group's run. Each sequence but the last has
+// `tokens_each` tokens (more than one puts rows past position 0, where RoPE
+// rotates).
+void expect_batched_logits_equal_each_sequence_alone(const std::string& path, int n_seqs,
+                                                     int tokens_each) {
+  auto batched = load(2, 128, path);
+  auto alone = load(2, 128, path);
   ASSERT_TRUE(batched && alone);
   const int32_t vocab = batched->config().n_vocab;
   for (const bool one_array : {false, true}) {
-    ContiguousKvCache kv(batched->kv_shape(), kSeqs, 64, ContiguousKvType::kF32);
-    std::vector<std::vector<int32_t>> tokens(kSeqs);
-    std::vector<std::vector<float>> own(kSeqs);
-    std::vector<float> rows(static_cast<size_t>(kSeqs) * static_cast<size_t>(vocab), 0.0f);
-    std::vector<ForwardItem> items(kSeqs);
-    for (int s = 0; s < kSeqs; ++s) {
-      const bool all_rows = s == kSeqs - 1;
+    ContiguousKvCache kv(batched->kv_shape(), n_seqs, 64, ContiguousKvType::kF32);
+    std::vector<std::vector<int32_t>> tokens(n_seqs);
+    std::vector<std::vector<float>> own(n_seqs);
+    std::vector<float> rows(static_cast<size_t>(n_seqs) * static_cast<size_t>(vocab), 0.0f);
+    std::vector<ForwardItem> items(n_seqs);
+    for (int s = 0; s < n_seqs; ++s) {
+      const bool all_rows = s == n_seqs - 1;
       const bool out_of_line = s == 5;
-      tokens[s] =
-          all_rows ? std::vector<int32_t>{1, 403, 75} : std::vector<int32_t>{(s * 37) % vocab};
-      own[s].assign(tokens[s].size() * static_cast<size_t>(vocab), 0.0f);
+      if (all_rows) {
+        tokens[s] = {1, 403, 75};
+      } else {
+        for (int i = 0; i < tokens_each; ++i) tokens[s].push_back((s * 37 + i * 11) % vocab);
+      }
+      const size_t logit_rows = all_rows ? tokens[s].size() : 1;
+      own[s].assign(logit_rows * static_cast<size_t>(vocab), 0.0f);
       float* logits = one_array && !all_rows && !out_of_line
                           ? rows.data() + static_cast<size_t>(s) * static_cast<size_t>(vocab)
                           : own[s].data();
@@ -157,7 +163,7 @@ void expect_batched_logits_equal_each_sequence_alone(const std::string& path) {
                              all_rows ? LogitsFor::kAllTokens : LogitsFor::kLastToken, logits};
     }
     ASSERT_TRUE(batched->forward_batch(items, kv).ok());
-    for (int s = 0; s < kSeqs; ++s) {
+    for (int s = 0; s < n_seqs; ++s) {
       ContiguousKvCache one(alone->kv_shape(), 1, 64, ContiguousKvType::kF32);
       std::vector<float> expected(own[s].size());
       ASSERT_TRUE(
@@ -169,13 +175,14 @@ void expect_batched_logits_equal_each_sequence_alone(const std::string& path) {
 }
 
 TEST(Stories260K, BatchedLogitsEqualEachSequenceAlone) {
-  expect_batched_logits_equal_each_sequence_alone(testing::stories260k_gguf());
+  expect_batched_logits_equal_each_sequence_alone(testing::stories260k_gguf(), 42, 1);
 }
 
-// kvtest-1k's feed-forward is wide enough (42 rows x 512) for the batch's
-// SwiGLU to be shared out over the threads (Model::swiglu_rows).
+// kvtest-1k's rows are wide enough (81 rows of 256 to 512 elements) for
+// the batch's norms, RoPE, residual adds and SwiGLU to be shared out over
+// the threads (Model::for_rows).
 TEST(KvTest1k, BatchedLogitsEqualEachSequenceAlone) {
-  expect_batched_logits_equal_each_sequence_alone(testing::kvtest_1k_gguf());
+  expect_batched_logits_equal_each_sequence_alone(testing::kvtest_1k_gguf(), 40, 2);
 }
 
 }  // namespace
