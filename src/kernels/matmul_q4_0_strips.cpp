@@ -491,10 +491,10 @@ void q4_0_strip_panel_impl(const MatmulArgs& a, int64_t row_begin, int64_t token
       const StripActs x{a.xq.q + t0 * w.n_cols, a.xq.d + t0 * n_blocks,
                         a.xq.q4_0_term + t0 * n_blocks, w.n_cols, n_blocks};
       float* tile_acc = acc + (t0 - token_begin) * kPanelRows;
-      const StripTileOut sums =
-          into_output ? StripTileOut{b0 == 0 ? nullptr : tile_acc, a.y + t0 * w.n_rows + row_begin,
-                                     w.n_rows}
-                      : StripTileOut{b0 == 0 ? nullptr : tile_acc, tile_acc, kPanelRows};
+      const float* from = b0 == 0 ? nullptr : tile_acc;
+      const StripTileOut sums = into_output
+                                    ? StripTileOut{from, a.y + t0 * w.n_rows + row_begin, w.n_rows}
+                                    : StripTileOut{from, tile_acc, kPanelRows};
       tiles[t0 == prefetch_t0 ? 1 : 0][static_cast<size_t>(n_tile - 1)](
           rows, static_cast<size_t>(b0), static_cast<size_t>(b1), x, prefetch, sums);
     }

@@ -340,6 +340,17 @@ void Model::for_rows(int32_t n, int64_t row_elements, const Fn& fn) {
   });
 }
 
+// h_ = rms_norm(x_) * weight over n rows.
+void Model::norm_rows(const float* weight, int32_t n) {
+  const ModelConfig& c = config_;
+  for_rows(n, c.n_embd, [&](int32_t begin, int32_t end) {
+    for (int32_t t = begin; t < end; ++t) {
+      const size_t off = static_cast<size_t>(t) * c.n_embd;
+      kernels::rms_norm(x_.data() + off, weight, h_.data() + off, c.n_embd, c.rms_eps);
+    }
+  });
+}
+
 // x_ += h_ over n rows.
 void Model::add_residual(int32_t n) {
   const auto width = static_cast<size_t>(config_.n_embd);
@@ -351,12 +362,7 @@ void Model::add_residual(int32_t n) {
 
 void Model::project_qkv(const LayerWeights& l, int32_t n) {
   const ModelConfig& c = config_;
-  for_rows(n, c.n_embd, [&](int32_t begin, int32_t end) {
-    for (int32_t t = begin; t < end; ++t) {
-      const size_t off = static_cast<size_t>(t) * c.n_embd;
-      kernels::rms_norm(x_.data() + off, l.attn_norm, h_.data() + off, c.n_embd, c.rms_eps);
-    }
-  });
+  norm_rows(l.attn_norm, n);
   matmul_shared_input({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, h_.data(), n);
   if (l.q_bias) {
     kernels::add_bias_rows(q_.data(), l.q_bias, n, c.q_dim());
@@ -540,13 +546,7 @@ void Model::swiglu_rows(int32_t n) {
 }
 
 void Model::feed_forward_block(const LayerWeights& l, int32_t n) {
-  const ModelConfig& c = config_;
-  for_rows(n, c.n_embd, [&](int32_t begin, int32_t end) {
-    for (int32_t t = begin; t < end; ++t) {
-      const size_t off = static_cast<size_t>(t) * c.n_embd;
-      kernels::rms_norm(x_.data() + off, l.ffn_norm, h_.data() + off, c.n_embd, c.rms_eps);
-    }
-  });
+  norm_rows(l.ffn_norm, n);
   matmul_shared_input({{&l.w_gate, gate_.data()}, {&l.w_up, up_.data()}}, h_.data(), n);
   swiglu_rows(n);
   matmul(l.w_down, gate_.data(), n, h_.data());

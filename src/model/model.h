@@ -144,6 +144,7 @@ class Model {
   void attention_block(const LayerWeights& l, LayerId layer, const BatchRows& batch, KvCache& kv);
   template <class Fn>
   void for_rows(int32_t n, int64_t row_elements, const Fn& fn);
+  void norm_rows(const float* weight, int32_t n);
   void add_residual(int32_t n);
   void swiglu_rows(int32_t n);
   void feed_forward_block(const LayerWeights& l, int32_t n);
